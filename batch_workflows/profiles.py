@@ -1,0 +1,79 @@
+"""Provider limits as data (DESIGN.md §3): one profile per Batch API flavour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from batch_workflows.errors import ConfigurationError
+
+CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+COMPLETIONS = "/v1/completions"
+RESPONSES = "/v1/responses"
+MODERATIONS = "/v1/moderations"
+
+GB = 1_000_000_000
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """What one provider's Batch API accepts. Immutable; derive variants with `with_limits`."""
+
+    name: str
+    base_url: str | None
+    endpoints: frozenset[str]
+    max_requests_per_file: int
+    max_bytes_per_file: int
+    max_line_bytes: int
+    one_model_per_file: bool
+    max_batches_in_flight: int
+    max_embedding_inputs_per_batch: int | None = None
+    completion_window: str = "24h"
+
+    def with_limits(self, **changes: object) -> ProviderProfile:
+        return replace(self, **changes)
+
+
+PROFILES: dict[str, ProviderProfile] = {
+    "nebius": ProviderProfile(
+        name="nebius",
+        base_url="https://api.studio.nebius.com/v1",
+        endpoints=frozenset({CHAT, EMBEDDINGS}),
+        max_requests_per_file=5_000_000,
+        max_bytes_per_file=10 * GB,
+        max_line_bytes=10 * MB,
+        one_model_per_file=True,
+        max_batches_in_flight=500,
+    ),
+    "openai": ProviderProfile(
+        name="openai",
+        base_url="https://api.openai.com/v1",
+        endpoints=frozenset({CHAT, EMBEDDINGS, COMPLETIONS, RESPONSES, MODERATIONS}),
+        max_requests_per_file=50_000,
+        max_bytes_per_file=200 * MB,
+        max_line_bytes=10 * MB,
+        one_model_per_file=True,
+        max_batches_in_flight=500,
+        max_embedding_inputs_per_batch=50_000,
+    ),
+    "local": ProviderProfile(
+        name="local",
+        base_url="http://127.0.0.1:8765/v1",
+        endpoints=frozenset({CHAT, EMBEDDINGS}),
+        max_requests_per_file=5_000_000,
+        max_bytes_per_file=10 * GB,
+        max_line_bytes=10 * MB,
+        one_model_per_file=True,
+        max_batches_in_flight=500,
+    ),
+}
+
+
+def get_profile(name: str) -> ProviderProfile:
+    """The profile called `name`; a ConfigurationError lists the known ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise ConfigurationError(f"unknown provider profile {name!r}; known: {known}") from None
