@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m batch_workflows.demo
+	$(BIN)/python -m assets.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

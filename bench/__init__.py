@@ -1,0 +1,1 @@
+"""Benchmarks: each module exposes `run(scale) -> list[dict]`; `python -m bench` runs them all."""
