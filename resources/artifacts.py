@@ -1,0 +1,268 @@
+"""Artifact storage under one base URI: a local folder, or s3://bucket/prefix via dagster-aws.
+
+Shards, raw output/error files, result Parquet and manifests all live under the same base, by
+key: a relative posix path such as ``embeddings/2024-01-01/shards/shard-00000.jsonl``. Large
+files are streamed (``put_file``/``get_file``), never read into memory.
+
+Credentials for S3 come from the environment: leave them unset to use boto's default chain
+(``AWS_ACCESS_KEY_ID``, profiles, instance roles), or pass ``EnvVar("...")`` so that Dagster
+resolves them at run time and never shows their values.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+DEFAULT_BASE_URI = ".data/artifacts"
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative posix path; raise ValueError otherwise."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("artifact key must be a non-empty string")
+    if key.startswith("/") or "\\" in key or (len(key) > 1 and key[1] == ":"):
+        raise ValueError(f"artifact key must be a relative posix path: {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"artifact key must not contain empty, '.' or '..' parts: {key!r}")
+    return key
+
+
+def _check_prefix(prefix: str) -> str:
+    if prefix == "":
+        return prefix
+    check_key(prefix.rstrip("/") or "x/")  # "a/b/" is a fine prefix, "/" is not
+    return prefix
+
+
+class ArtifactStore(ConfigurableResource):
+    """Files by key under one base URI (a local folder by default, or ``s3://bucket/prefix``)."""
+
+    base_uri: str = Field(
+        default=DEFAULT_BASE_URI,
+        description="Local folder (relative to the working directory, or file://) or s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for S3-compatible stores (MinIO, moto, R2)."
+    )
+    s3_region_name: str | None = Field(default=None, description="S3 region.")
+    aws_access_key_id: str | None = Field(
+        default=None, description="Use EnvVar('AWS_ACCESS_KEY_ID'); None = boto's default chain."
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="Use EnvVar('AWS_SECRET_ACCESS_KEY'); None = boto's default chain."
+    )
+    aws_session_token: str | None = Field(default=None, description="Optional session token.")
+
+    _client: Any = PrivateAttr(default=None)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, default_base_uri: str = DEFAULT_BASE_URI) -> ArtifactStore:
+        """Settings from ``BATCH_ARTIFACTS_URI`` and, for S3, ``AWS_ENDPOINT_URL_S3`` /
+        ``AWS_ENDPOINT_URL``, ``AWS_REGION``; credentials stay EnvVars (resolved at run time)."""
+        base = os.environ.get("BATCH_ARTIFACTS_URI") or default_base_uri
+        settings: dict[str, Any] = {"base_uri": base}
+        if base.startswith("s3://"):
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            if endpoint:
+                settings["s3_endpoint_url"] = endpoint
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if region:
+                settings["s3_region_name"] = region
+            for field, var in (("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+                               ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                               ("aws_session_token", "AWS_SESSION_TOKEN")):
+                if os.environ.get(var):
+                    settings[field] = EnvVar(var)
+        return cls(**settings)
+
+    # -- where things are --------------------------------------------------------------------
+    @property
+    def is_s3(self) -> bool:
+        return self.base_uri.startswith("s3://")
+
+    def _bucket_prefix(self) -> tuple[str, str]:
+        rest = self.base_uri[len("s3://"):]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise ValueError(f"no bucket in {self.base_uri!r}")
+        prefix = prefix.strip("/")
+        return bucket, (prefix + "/" if prefix else "")
+
+    def _root(self) -> Path:
+        base = self.base_uri
+        if base.startswith("file://"):
+            base = base[len("file://"):]
+        if "://" in base:
+            raise ValueError(f"unsupported artifact URI scheme: {self.base_uri!r}")
+        return Path(base).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self._root().joinpath(*check_key(key).split("/"))
+
+    def _s3_key(self, key: str) -> str:
+        return self._bucket_prefix()[1] + check_key(key)
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            resource = S3Resource(
+                endpoint_url=self.s3_endpoint_url,
+                region_name=self.s3_region_name,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+            self._client = resource.get_client()
+        return self._client
+
+    def uri(self, key: str) -> str:
+        """Where `key` lives: ``s3://bucket/prefix/key`` or an absolute local path."""
+        if self.is_s3:
+            bucket, _ = self._bucket_prefix()
+            return f"s3://{bucket}/{self._s3_key(key)}"
+        return str(self._path(key))
+
+    # -- operations --------------------------------------------------------------------------
+    def put_file(self, local_path: str | os.PathLike[str], key: str) -> str:
+        """Store a local file under `key` (streamed; atomic locally); returns its URI."""
+        source = Path(local_path)
+        if not source.is_file():
+            raise FileNotFoundError(f"no such file: {source}")
+        if self.is_s3:
+            bucket, _ = self._bucket_prefix()
+            self._s3().upload_file(str(source), bucket, self._s3_key(key))
+        else:
+            dest = self._path(key)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with _atomic_target(dest) as tmp:
+                shutil.copyfile(source, tmp)
+        return self.uri(key)
+
+    def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
+        """Copy `key` to `local_path` (streamed); raises FileNotFoundError if absent."""
+        dest = Path(local_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_s3:
+            if not self.exists(key):
+                raise FileNotFoundError(f"no artifact at {self.uri(key)}")
+            bucket, _ = self._bucket_prefix()
+            with _atomic_target(dest) as tmp:
+                self._s3().download_file(bucket, self._s3_key(key), str(tmp))
+        else:
+            source = self._path(key)
+            if not source.is_file():
+                raise FileNotFoundError(f"no artifact at {source}")
+            with _atomic_target(dest) as tmp:
+                shutil.copyfile(source, tmp)
+        return dest
+
+    def exists(self, key: str) -> bool:
+        """Whether an artifact is stored under `key`."""
+        if not self.is_s3:
+            return self._path(key).is_file()
+        from botocore.exceptions import ClientError
+
+        bucket, _ = self._bucket_prefix()
+        try:
+            self._s3().head_object(Bucket=bucket, Key=self._s3_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole content of a (small) artifact, e.g. a manifest."""
+        if not self.is_s3:
+            path = self._path(key)
+            if not path.is_file():
+                raise FileNotFoundError(f"no artifact at {path}")
+            return path.read_bytes()
+        from botocore.exceptions import ClientError
+
+        bucket, _ = self._bucket_prefix()
+        try:
+            response = self._s3().get_object(Bucket=bucket, Key=self._s3_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no artifact at {self.uri(key)}") from None
+            raise
+        with response["Body"] as body:
+            return body.read()
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Store `data` under `key` (atomic locally); returns its URI."""
+        if self.is_s3:
+            bucket, _ = self._bucket_prefix()
+            self._s3().put_object(Bucket=bucket, Key=self._s3_key(key), Body=data)
+        else:
+            dest = self._path(key)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with _atomic_target(dest) as tmp:
+                tmp.write_bytes(data)
+        return self.uri(key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys starting with `prefix` (a plain string prefix, as in S3), sorted."""
+        _check_prefix(prefix)
+        if self.is_s3:
+            bucket, base = self._bucket_prefix()
+            keys = []
+            pages = self._s3().get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=base + prefix)
+            for page in pages:
+                keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
+            return sorted(keys)
+        root = self._root()
+        # Walk only the folder the prefix is in, not the whole store.
+        folder = posixpath.dirname(prefix)
+        start = root.joinpath(*folder.split("/")) if folder else root
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.endswith(".artifact-tmp"):
+                    continue
+                key = Path(dirpath, name).relative_to(root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; deleting a missing key is not an error."""
+        if self.is_s3:
+            bucket, _ = self._bucket_prefix()
+            self._s3().delete_object(Bucket=bucket, Key=self._s3_key(key))
+        else:
+            self._path(key).unlink(missing_ok=True)
+
+
+class _atomic_target:
+    """A temporary sibling path that replaces `dest` only if the block succeeds."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+
+    def __enter__(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.dest.parent, prefix=f".{self.dest.name}.",
+                                    suffix=".artifact-tmp")
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.dest)
+        else:
+            self.tmp.unlink(missing_ok=True)
