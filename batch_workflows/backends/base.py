@@ -1,0 +1,90 @@
+"""What every backend offers the server: one result per request body, never an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class BackendResult:
+    """One request's outcome: an OpenAI response object on 200, an error envelope otherwise."""
+
+    status_code: int
+    body: dict
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == 200
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs request bodies for one endpoint (DESIGN.md §5)."""
+
+    endpoint: str
+    model_ids: list[str]
+    max_batch: int  # preferred number of bodies per run() call
+
+    def run(self, bodies: list[dict]) -> list[BackendResult]:
+        """One result per body, same order; per-request problems become results."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# OpenAI's error `type` for each status we produce.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(
+    message: str,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    status_code: int = 400,
+) -> dict:
+    """OpenAI's error envelope: {"error": {"message", "type", "param", "code"}}."""
+    err_type = type or _ERROR_TYPES.get(status_code, "server_error" if status_code >= 500 else "api_error")
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+def error_result(
+    status_code: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    type: str | None = None,
+) -> BackendResult:
+    """A failed request as a result, for the server to write as an error line."""
+    return BackendResult(
+        status_code, error_body(message, type=type, param=param, code=code, status_code=status_code)
+    )
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> BackendResult:
+    return error_result(400, message, param=param, code=code)
+
+
+def model_not_found(model: Any, served: list[str]) -> BackendResult:
+    return error_result(
+        404,
+        f"The model '{model}' does not exist or is not served here. Served models: {', '.join(served)}.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def server_error(message: str) -> BackendResult:
+    return error_result(500, message, type="server_error", code="internal_error")
