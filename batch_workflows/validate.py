@@ -1,0 +1,711 @@
+"""Streaming validation of OpenAI-format batch request lines.
+
+`RequestValidator` is the one place where the rules for a request line live; the CLI, the
+shard writer and the local server all go through it. It is fed one line (or one parsed object)
+at a time, keeps O(1) state per file apart from a bounded buffer of custom_id hashes, and
+reports every problem (up to a cap) as file + 1-based line + field + reason.
+
+Hot path: a line that is fine is parsed once with orjson and checked with a handful of dict
+lookups and type tests (`_fast`). Anything unusual falls through to the slow, exhaustive check
+(`_check_full`), which alone decides what the problems are.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
+from batch_workflows.models import BatchRequest
+from batch_workflows.profiles import CHAT, EMBEDDINGS, ProviderProfile
+
+BOM = b"\xef\xbb\xbf"
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_CHUNK = 1 << 22  # bytes read per call when streaming a file
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+@dataclass
+class ValidationReport:
+    """What one validation run found."""
+
+    source: str
+    lines: int
+    requests: int
+    endpoint: str | None
+    model: str | None
+    problems: list[Problem] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> None:
+        """Raise InvalidInputError carrying every problem found, if there is any."""
+        if self.problems:
+            raise InvalidInputError(self.problems, self.truncated)
+
+    def summary(self) -> str:
+        state = (
+            "ok" if self.ok else f"{len(self.problems)}{'+' if self.truncated else ''} problem(s)"
+        )
+        return (
+            f"{self.source}: {state}, {self.requests} request(s) in {self.lines} line(s), "
+            f"endpoint {self.endpoint or '-'}, model {self.model or '-'}"
+        )
+
+
+class _Overlong(bytes):
+    """Stands in for a line too long to hold in memory; `size` is its real length."""
+
+    size: int
+
+
+def _quote(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _type_name(value: object) -> str:
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def iter_line_batches(f: IO[bytes], hard_limit: int) -> Iterator[list[bytes]]:
+    """Lines of a binary stream, in lists, without terminators; BOM at the start dropped.
+
+    A line longer than `hard_limit` is never held whole: it comes out as an `_Overlong`
+    carrying only its length, so a file with no newlines cannot exhaust memory.
+    """
+    tail = b""
+    skipping = -1  # >= 0 while discarding an overlong line: bytes seen so far
+    first = True
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        if first:
+            first = False
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
+        if skipping >= 0:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                skipping += len(chunk)
+                continue
+            over = _Overlong()
+            over.size = skipping + cut
+            skipping = -1
+            chunk = chunk[cut + 1 :]
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+            lines.insert(0, over)
+        else:
+            if tail:
+                chunk = tail + chunk
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+        if len(tail) > hard_limit:
+            skipping = len(tail)
+            tail = b""
+        if lines:
+            yield lines
+    if skipping >= 0:
+        over = _Overlong()
+        over.size = skipping
+        yield [over]
+    elif tail:
+        yield [tail]
+
+
+class _DuplicateIndex:
+    """Memory-flat duplicate detection over custom_ids.
+
+    Keeps a 64-bit hash and the line number of every id in a bounded buffer; a full buffer is
+    sorted and spilled to a temporary run file. `candidates()` merges the runs bucket by bucket
+    (by the top byte of the hash) and yields groups of lines that share a hash. Without a file
+    to re-read, a second, independent 64-bit hash is kept too, and groups must agree on both.
+    """
+
+    BUCKETS = 256
+
+    def __init__(self, double_hash: bool, buffer_size: int = 1 << 18):
+        self.double_hash = double_hash
+        self.buffer_size = buffer_size
+        self.hashes = array("q")
+        self.checks = array("q")
+        self.lines = array("q")
+        fields = [("h", "<u8"), ("line", "<i8")]
+        if double_hash:
+            fields.insert(1, ("c", "<u8"))
+        self.dtype = np.dtype(fields)
+        self._runs: list[tuple[str, np.ndarray]] = []  # (path, bucket offsets)
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def add(self, custom_id: str, line_no: int) -> None:
+        self.hashes.append(hash(custom_id))
+        if self.double_hash:
+            self.checks.append(hash("\x00" + custom_id))
+        self.lines.append(line_no)
+        if len(self.hashes) >= self.buffer_size:
+            self.spill()
+
+    def _records(self) -> np.ndarray:
+        n = len(self.hashes)
+        rec = np.empty(n, dtype=self.dtype)
+        rec["h"] = np.frombuffer(self.hashes, dtype=np.int64).view(np.uint64) if n else 0
+        if self.double_hash and n:
+            rec["c"] = np.frombuffer(self.checks, dtype=np.int64).view(np.uint64)
+        if n:
+            rec["line"] = np.frombuffer(self.lines, dtype=np.int64)
+        del self.hashes[:], self.checks[:], self.lines[:]
+        return rec
+
+    def _bounds(self, h: np.ndarray) -> np.ndarray:
+        edges = np.arange(self.BUCKETS + 1, dtype=np.uint64) << np.uint64(56)
+        bounds = np.searchsorted(h, edges[:-1]).astype(np.int64)
+        return np.append(bounds, len(h))
+
+    def spill(self) -> None:
+        if not self.hashes:
+            return
+        rec = self._records()
+        rec = rec[np.argsort(rec["h"], kind="stable")]
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="bw-validate-")
+        path = os.path.join(self._tmpdir.name, f"run-{len(self._runs):05d}.bin")
+        rec.tofile(path)
+        self._runs.append((path, self._bounds(rec["h"])))
+
+    def _groups_in(self, rec: np.ndarray) -> Iterator[list[int]]:
+        keys = ["h", "c"] if self.double_hash else ["h"]
+        rec = np.sort(rec, order=[*keys, "line"], kind="stable")
+        same = rec["h"][1:] == rec["h"][:-1]
+        if self.double_hash:
+            same &= rec["c"][1:] == rec["c"][:-1]
+        if not same.any():
+            return
+        lines = rec["line"]
+        i, n = 0, len(rec)
+        starts = np.flatnonzero(same)
+        for s in starts:
+            if s < i:
+                continue
+            j = s + 1
+            while j < n - 1 and same[j]:
+                j += 1
+            yield [int(x) for x in lines[s : j + 1]]
+            i = j + 1
+
+    def candidates(self) -> Iterator[list[int]]:
+        """Groups of line numbers (ascending) whose custom_ids hash alike."""
+        if not self._runs:
+            yield from self._groups_in(self._records())
+            return
+        self.spill()
+        handles = [open(path, "rb") for path, _ in self._runs]  # noqa: SIM115
+        try:
+            item = self.dtype.itemsize
+            for b in range(self.BUCKETS):
+                parts = []
+                for fh, (_, bounds) in zip(handles, self._runs, strict=True):
+                    lo, hi = int(bounds[b]), int(bounds[b + 1])
+                    if hi > lo:
+                        fh.seek(lo * item)
+                        parts.append(np.fromfile(fh, dtype=self.dtype, count=hi - lo))
+                if parts:
+                    yield from self._groups_in(np.concatenate(parts))
+        finally:
+            for fh in handles:
+                fh.close()
+
+    def close(self) -> None:
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+        self._runs = []
+        del self.hashes[:], self.checks[:], self.lines[:]
+
+
+class RequestValidator:
+    """Streaming, stateful checker of the request lines of one batch input file.
+
+    Feed lines with `check_line` (raw bytes) or objects with `check_object`, in order, then call
+    `finish()` for the report (duplicate custom_ids are settled there). `path`, when given, is
+    the file being checked: suspected duplicates are then confirmed by re-reading it.
+    """
+
+    def __init__(
+        self,
+        profile: ProviderProfile,
+        endpoint: str | None = None,
+        source: str = "<requests>",
+        max_problems: int = 100,
+        *,
+        path: str | os.PathLike[str] | None = None,
+    ):
+        if endpoint is not None and endpoint not in profile.endpoints:
+            known = ", ".join(sorted(profile.endpoints))
+            raise ConfigurationError(
+                f"endpoint {endpoint!r} is not served by provider {profile.name!r}; known: {known}"
+            )
+        self.profile = profile
+        self.source = source
+        self.max_problems = max_problems
+        self.endpoint = endpoint
+        self.model: str | None = None
+        self.lines = 0
+        self.requests = 0
+        self.problems: list[Problem] = []
+        self.truncated = False
+        self._path = os.fspath(path) if path is not None else None
+        self._dups = _DuplicateIndex(double_hash=self._path is None)
+        self._seen = 0  # problems found, including those past the cap
+        self._blank = 0
+        self._finished: ValidationReport | None = None
+
+    # -- problems ---------------------------------------------------------------------------
+
+    def _problem(self, line_no: int, fld: str | None, reason: str) -> None:
+        self._seen += 1
+        if len(self.problems) < self.max_problems:
+            self.problems.append(Problem(self.source, line_no, fld, reason))
+        else:
+            self.truncated = True
+
+    # -- the fast path ----------------------------------------------------------------------
+
+    def _fast(self, obj: Any) -> str | None:
+        """The custom_id when `obj` is a fully valid request under the file's current state.
+
+        Only ever says yes to what `_check_full` would accept; anything else returns None and
+        the caller runs the full check.
+        """
+        if type(obj) is not dict:
+            return None
+        cid = obj.get("custom_id")
+        endpoint = self.endpoint
+        if (
+            type(cid) is not str
+            or not cid
+            or obj.get("method") != "POST"
+            or endpoint is None
+            or obj.get("url") != endpoint
+        ):
+            return None
+        body = obj.get("body")
+        if type(body) is not dict:
+            return None
+        model = body.get("model")
+        if type(model) is not str or not model:
+            return None
+        if model != self.model and self.profile.one_model_per_file:
+            return None
+        if endpoint == CHAT:
+            messages = body.get("messages")
+            if type(messages) is not list or not messages:
+                return None
+            for m in messages:
+                if (
+                    type(m) is not dict
+                    or type(m.get("content")) is not str
+                    or m.get("role") not in CHAT_ROLES
+                ):
+                    return None
+        elif endpoint == EMBEDDINGS:
+            inp = body.get("input")
+            if type(inp) is str:
+                if not inp:
+                    return None
+            elif type(inp) is list and inp:
+                for x in inp:
+                    if type(x) is not str or not x:
+                        return None
+            else:
+                return None
+        return cid
+
+    # -- the full check ---------------------------------------------------------------------
+
+    def _check_raw(self, raw: bytes, line_no: int) -> dict | None:
+        """Every check of one raw line; the parsed object when it is a valid request."""
+        if isinstance(raw, _Overlong):
+            size = raw.size
+        else:
+            size = len(raw) - (1 if raw.endswith(b"\r") else 0)
+        if size > self.profile.max_line_bytes:
+            self._problem(
+                line_no,
+                None,
+                f"line is {size:,} bytes, over the provider limit of "
+                f"{self.profile.max_line_bytes:,} bytes",
+            )
+            return None
+        if not raw.strip():
+            self._blank += 1
+            self._problem(line_no, None, "blank line")
+            return None
+        try:
+            obj = orjson.loads(raw)
+        except _JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                self._problem(line_no, None, f"not valid UTF-8 (byte {uexc.start + 1})")
+                return None
+            self._problem(line_no, None, f"not valid JSON: {exc}")
+            return None
+        return obj if self._check_full(obj, line_no, size) else None
+
+    def _check_full(self, obj: Any, line_no: int, size: int | None) -> bool:
+        """Every rule for one parsed line; records its problems; True when there are none."""
+        seen = self._seen
+
+        if size is not None and size > self.profile.max_line_bytes:
+            self._problem(
+                line_no,
+                None,
+                f"line is {size:,} bytes, over the provider limit of "
+                f"{self.profile.max_line_bytes:,} bytes",
+            )
+        if type(obj) is not dict:
+            self._problem(line_no, None, f"not a JSON object (got {_type_name(obj)})")
+            return False
+        p = self._problem
+
+        cid = obj.get("custom_id")
+        if "custom_id" not in obj or cid is None:
+            p(line_no, "custom_id", "missing")
+        elif type(cid) is not str:
+            p(line_no, "custom_id", f"must be a string (got {_type_name(cid)})")
+        elif not cid:
+            p(line_no, "custom_id", "must not be empty")
+        else:
+            self._dups.add(cid, line_no)
+
+        method = obj.get("method")
+        if method is None:
+            p(line_no, "method", 'missing (must be "POST")')
+        elif method != "POST":
+            p(line_no, "method", f'must be "POST" (got {_quote(method)})')
+
+        url = obj.get("url")
+        line_endpoint: str | None = None
+        if url is None:
+            p(line_no, "url", "missing")
+        elif type(url) is not str:
+            p(line_no, "url", f"must be a string (got {_type_name(url)})")
+        elif url not in self.profile.endpoints:
+            known = ", ".join(sorted(self.profile.endpoints))
+            p(
+                line_no,
+                "url",
+                f"{_quote(url)} is not an endpoint of provider {_quote(self.profile.name)} "
+                f"(expected one of: {known})",
+            )
+        elif self.endpoint is None:
+            self.endpoint = line_endpoint = url
+        elif url != self.endpoint:
+            p(
+                line_no,
+                "url",
+                f"{_quote(url)} differs from the file's endpoint {_quote(self.endpoint)}",
+            )
+        else:
+            line_endpoint = url
+
+        body = obj.get("body")
+        if body is None:
+            p(line_no, "body", "missing")
+        elif type(body) is not dict:
+            p(line_no, "body", f"must be an object (got {_type_name(body)})")
+        else:
+            model = body.get("model")
+            if model is None:
+                p(line_no, "body.model", "missing")
+            elif type(model) is not str or not model:
+                p(line_no, "body.model", f"must be a non-empty string (got {_quote(model)})")
+            elif self.model is None:
+                self.model = model
+            elif model != self.model and self.profile.one_model_per_file:
+                p(
+                    line_no,
+                    "body.model",
+                    f"{_quote(model)} differs from the file's model {_quote(self.model)} "
+                    f"(provider {_quote(self.profile.name)} takes one model per file)",
+                )
+            if line_endpoint == CHAT:
+                self._check_chat(body, line_no)
+            elif line_endpoint == EMBEDDINGS:
+                self._check_embeddings(body, line_no)
+        return self._seen == seen
+
+    def _check_chat(self, body: dict, line_no: int) -> None:
+        p = self._problem
+        messages = body.get("messages")
+        if messages is None:
+            p(line_no, "body.messages", "missing")
+            return
+        if type(messages) is not list:
+            p(line_no, "body.messages", f"must be a list of messages (got {_type_name(messages)})")
+            return
+        if not messages:
+            p(line_no, "body.messages", "must not be empty")
+            return
+        for i, m in enumerate(messages):
+            where = f"body.messages[{i}]"
+            if type(m) is not dict:
+                p(line_no, where, f"must be an object (got {_type_name(m)})")
+                continue
+            role = m.get("role")
+            if role is None:
+                p(line_no, f"{where}.role", "missing")
+            elif type(role) is not str:
+                p(line_no, f"{where}.role", f"must be a string (got {_type_name(role)})")
+            elif role not in CHAT_ROLES:
+                known = ", ".join(sorted(CHAT_ROLES))
+                p(
+                    line_no,
+                    f"{where}.role",
+                    f"unknown role {_quote(role)} (expected one of: {known})",
+                )
+            content = m.get("content")
+            if content is None:
+                calls = m.get("tool_calls") or m.get("function_call")
+                if not (role == "assistant" and calls):
+                    p(line_no, f"{where}.content", "missing")
+            elif type(content) is str:
+                pass
+            elif type(content) is list:
+                if not content:
+                    p(line_no, f"{where}.content", "must not be an empty list")
+                for j, part in enumerate(content):
+                    if type(part) is not dict or type(part.get("type")) is not str:
+                        p(
+                            line_no,
+                            f"{where}.content[{j}]",
+                            'must be a content part: an object with a string "type"',
+                        )
+            else:
+                p(
+                    line_no,
+                    f"{where}.content",
+                    f"must be a string or a list of content parts (got {_type_name(content)})",
+                )
+
+    def _check_embeddings(self, body: dict, line_no: int) -> None:
+        p = self._problem
+        inp = body.get("input")
+        shape = "must be a non-empty string, a list of non-empty strings, or token arrays"
+        if inp is None:
+            p(line_no, "body.input", "missing")
+        elif type(inp) is str:
+            if not inp:
+                p(line_no, "body.input", "must not be empty")
+        elif type(inp) is not list:
+            p(line_no, "body.input", f"{shape} (got {_type_name(inp)})")
+        elif not inp:
+            p(line_no, "body.input", "must not be empty")
+        elif all(type(x) is int for x in inp):
+            pass  # one token array
+        else:
+            for j, x in enumerate(inp):
+                if type(x) is str:
+                    ok = bool(x)
+                elif type(x) is list:
+                    ok = bool(x) and all(type(t) is int for t in x)
+                else:
+                    ok = False
+                if not ok:
+                    if (type(x) is str or type(x) is list) and not x:
+                        p(line_no, f"body.input[{j}]", "must not be empty")
+                    else:
+                        p(line_no, f"body.input[{j}]", shape.replace("must be", "items must be"))
+                    break
+
+    # -- public feeding API -----------------------------------------------------------------
+
+    def check_line(self, raw: bytes, line_no: int) -> dict | None:
+        """Check one raw line (terminator optional); the parsed object when it is valid."""
+        self.lines = max(self.lines, line_no)
+        if line_no == 1 and raw.startswith(BOM):
+            raw = raw[3:]
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if len(raw) <= self.profile.max_line_bytes:
+            try:
+                obj = orjson.loads(raw)
+            except _JSONDecodeError:
+                pass
+            else:
+                cid = self._fast(obj)
+                if cid is not None:
+                    self._dups.add(cid, line_no)
+                    self.requests += 1
+                    return obj
+        obj = self._check_raw(raw, line_no)
+        if obj is not None:
+            self.requests += 1
+        return obj
+
+    def check_object(self, obj: object, line_no: int, size: int | None = None) -> bool:
+        """Check one already-parsed request (`size`: its serialised length, for the line limit)."""
+        self.lines = max(self.lines, line_no)
+        if isinstance(obj, BatchRequest):
+            obj = obj.model_dump()
+        if size is None or size <= self.profile.max_line_bytes:
+            cid = self._fast(obj)
+            if cid is not None:
+                self._dups.add(cid, line_no)
+                self.requests += 1
+                return True
+        if self._check_full(obj, line_no, size):
+            self.requests += 1
+            return True
+        return False
+
+    def check_stream(self, f: IO[bytes]) -> None:
+        """Check every line of a binary stream (the hot loop behind `validate_file`)."""
+        loads = orjson.loads
+        fast = self._fast
+        add = self._dups.add
+        maxlen = self.profile.max_line_bytes
+        line_no = self.lines
+        slow = self._check_raw
+        for batch in iter_line_batches(f, maxlen + 2):
+            for raw in batch:
+                line_no += 1
+                if len(raw) <= maxlen:
+                    try:
+                        obj = loads(raw)
+                    except _JSONDecodeError:
+                        pass
+                    else:
+                        cid = fast(obj)
+                        if cid is not None:
+                            add(cid, line_no)
+                            continue
+                slow(raw, line_no)
+        self.lines = line_no
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def finish(self) -> ValidationReport:
+        """Settle duplicate custom_ids and return the report (idempotent)."""
+        if self._finished is not None:
+            return self._finished
+        try:
+            self._report_duplicates()
+        finally:
+            self._dups.close()
+        if self.lines - self._blank == 0:
+            self._problem(max(self.lines, 1), None, "no requests: the file holds no request line")
+        self.problems.sort(key=lambda q: q.line)
+        self.requests = self.lines - self._blank
+        self._finished = ValidationReport(
+            source=self.source,
+            lines=self.lines,
+            requests=self.requests,
+            endpoint=self.endpoint,
+            model=self.model,
+            problems=self.problems,
+            truncated=self.truncated,
+        )
+        return self._finished
+
+    def _report_duplicates(self) -> None:
+        groups: Iterable[tuple[str | None, list[int]]]
+        if self._path is not None:
+            groups = self._confirm(self._dups.candidates())
+        else:  # two independent 64-bit hashes agree: a duplicate beyond reasonable doubt
+            groups = ((None, lines) for lines in self._dups.candidates())
+        for cid, lines in groups:
+            what = "custom_id" if cid is None else f"custom_id {_quote(cid)}"
+            first = lines[0]
+            for line_no in lines[1:]:
+                self._problem(
+                    line_no, "custom_id", f"duplicate {what} (first used on line {first})"
+                )
+
+    def _confirm(self, groups: Iterable[list[int]]) -> list[tuple[str | None, list[int]]]:
+        """Re-read the file to keep only lines whose custom_ids are really equal."""
+        wanted: set[int] = set()
+        hashed: list[list[int]] = []
+        budget = max(10_000, 10 * self.max_problems)  # bounds memory on absurd inputs
+        for lines in groups:
+            hashed.append(lines)
+            wanted.update(lines)
+            if len(wanted) > budget:
+                self.truncated = True
+                break
+        if not wanted:
+            return []
+        ids: dict[int, str] = {}
+        line_no = 0
+        with open(self._path, "rb") as f:  # type: ignore[arg-type]
+            for batch in iter_line_batches(f, self.profile.max_line_bytes + 2):
+                for raw in batch:
+                    line_no += 1
+                    if line_no in wanted:
+                        ids[line_no] = orjson.loads(raw)["custom_id"]
+        real: list[tuple[str | None, list[int]]] = []
+        for lines in hashed:
+            by_id: dict[str, list[int]] = {}
+            for line_no in lines:
+                if line_no in ids:
+                    by_id.setdefault(ids[line_no], []).append(line_no)
+            real.extend((cid, same) for cid, same in by_id.items() if len(same) > 1)
+        return real
+
+
+def validate_file(
+    path: str | os.PathLike[str],
+    profile: ProviderProfile,
+    endpoint: str | None = None,
+    max_problems: int = 100,
+) -> ValidationReport:
+    """Validate a JSONL batch input file, streaming. OSError if it cannot be read."""
+    source = os.fspath(path)
+    validator = RequestValidator(profile, endpoint, source, max_problems, path=source)
+    with open(source, "rb") as f:
+        validator.check_stream(f)
+    return validator.finish()
+
+
+def validate_requests(
+    requests: Iterable[dict | BatchRequest],
+    profile: ProviderProfile,
+    endpoint: str | None = None,
+    source: str = "<requests>",
+    max_problems: int = 100,
+) -> ValidationReport:
+    """Validate requests held in memory or streamed from an iterator (line = 1-based index)."""
+    validator = RequestValidator(profile, endpoint, source, max_problems)
+    dumps = orjson.dumps
+    for line_no, request in enumerate(requests, 1):
+        obj = request.model_dump() if isinstance(request, BatchRequest) else request
+        try:
+            size = len(dumps(obj))
+        except TypeError as exc:
+            validator.lines = line_no
+            validator._problem(line_no, None, f"cannot be written as JSON: {exc}")
+            continue
+        validator.check_object(obj, line_no, size)
+    return validator.finish()
