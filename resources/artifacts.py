@@ -37,6 +37,11 @@ def check_key(key: str) -> str:
     return key
 
 
+def _resolved(value: str | None) -> str | None:
+    """The value of an EnvVar field: Dagster resolves them in runs, not on direct use."""
+    return value.get_value() if isinstance(value, EnvVar) else value
+
+
 def _check_prefix(prefix: str) -> str:
     if prefix == "":
         return prefix
@@ -116,11 +121,11 @@ class ArtifactStore(ConfigurableResource):
     def _s3(self) -> Any:
         if self._client is None:
             resource = S3Resource(
-                endpoint_url=self.s3_endpoint_url,
-                region_name=self.s3_region_name,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
+                endpoint_url=_resolved(self.s3_endpoint_url),
+                region_name=_resolved(self.s3_region_name),
+                aws_access_key_id=_resolved(self.aws_access_key_id),
+                aws_secret_access_key=_resolved(self.aws_secret_access_key),
+                aws_session_token=_resolved(self.aws_session_token),
             )
             self._client = resource.get_client()
         return self._client

@@ -9,6 +9,12 @@ them with a fault instead:
 * ``"reset_after"``  forwards the request, then resets instead of answering (the server acted)
 * ``"truncate"``     forwards, sends the headers with the full Content-Length, part of the
                      body, then closes the connection
+* ``"echo"``         500 whose body echoes the request headers (a leaky server: tests check
+                     that no secret from it reaches an error message)
+
+``ranges`` sets what happens to ``Range`` request headers: ``"pass"`` forwards them,
+``"strip"`` drops them (a server that ignores ranges), ``"emulate"`` fetches the whole body
+upstream and answers 206 with the slice (a server that honours ranges).
 
 Usage::
 
@@ -34,7 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
-FAULTS = ("429", "500", "reset", "reset_after", "truncate")
+FAULTS = ("429", "500", "reset", "reset_after", "truncate", "echo")
+RANGES = ("pass", "strip", "emulate")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
                "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"}
 
@@ -83,7 +90,11 @@ class Rule:
 class FaultProxy:
     """Threaded HTTP/1.1 proxy to `upstream` (only its scheme://host:port is used)."""
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0,
+                 ranges: str = "pass") -> None:
+        if ranges not in RANGES:
+            raise ValueError(f"ranges must be one of {RANGES}")
+        self.ranges = ranges
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL, got {upstream!r}")
@@ -194,6 +205,10 @@ class FaultProxy:
                 if fault == "reset":
                     self._reset()
                     return
+                if fault == "echo":
+                    self._reply(500, {"error": {"message": "echo",
+                                                "headers": dict(self.headers.items())}})
+                    return
                 self._forward(method, body, rule)
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _any
@@ -236,6 +251,11 @@ class FaultProxy:
             def _forward(self, method: str, body: bytes, rule: Rule | None) -> None:
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}
+                wanted = None
+                if proxy.ranges != "pass":
+                    wanted = headers.pop("Range", None) or headers.pop("range", None)
+                    if proxy.ranges == "strip":
+                        wanted = None
                 headers["Host"] = f"{proxy.upstream_host}:{proxy.upstream_port}"
                 if body or method in ("POST", "PUT", "PATCH"):
                     headers["Content-Length"] = str(len(body))
@@ -249,7 +269,10 @@ class FaultProxy:
                         upstream.read()
                         self._reset()
                         return
-                    self._relay(method, upstream, rule)
+                    if wanted and upstream.status == 200:
+                        self._relay_range(upstream, wanted, rule)
+                    else:
+                        self._relay(method, upstream, rule)
                 finally:
                     conn.close()
 
@@ -285,6 +308,33 @@ class FaultProxy:
                         self.wfile.write(chunk)
                         sent += len(chunk)
                 if truncate:  # a clean close (FIN) mid-body, as a dropped download looks
+                    self.close_connection = True
+                    self.wfile.flush()
+
+            def _relay_range(self, upstream: http.client.HTTPResponse, wanted: str,
+                             rule: Rule | None) -> None:
+                data = upstream.read()
+                match = re.fullmatch(r"bytes=(\d+)-", wanted.strip())
+                start = int(match.group(1)) if match else 0
+                if start >= len(data):
+                    self.send_response_only(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                part = data[start:]
+                truncate = rule is not None and rule.fault == "truncate"
+                self.send_response_only(206)
+                for k, v in upstream.getheaders():
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(part)))
+                if truncate:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(part[: int(len(part) * rule.keep)] if truncate else part)
+                if truncate:
                     self.close_connection = True
                     self.wfile.flush()
 
