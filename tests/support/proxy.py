@@ -105,6 +105,7 @@ class FaultProxy:
         self.received: Counter[tuple[str, str]] = Counter()  # every request the proxy read
         self.forwarded: Counter[tuple[str, str]] = Counter()  # requests that reached upstream
         self.injected: Counter[tuple[str, str, str]] = Counter()  # (fault, method, path)
+        self.log: list[dict] = []  # one entry per request: method, path, fault, range
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -138,6 +139,7 @@ class FaultProxy:
             self.received.clear()
             self.forwarded.clear()
             self.injected.clear()
+            self.log.clear()
 
     def count(self, method: str, path: str, counter: str = "forwarded") -> int:
         """Sum of a counter over paths fully matching the regex `path`."""
@@ -165,14 +167,18 @@ class FaultProxy:
         self.stop()
 
     # -- internals -------------------------------------------------------------------------
-    def _pick(self, method: str, path: str) -> Rule | None:
+    def _pick(self, method: str, path: str, range_header: str | None) -> Rule | None:
         with self._lock:
             self.received[(method, path)] += 1
+            chosen = None
             for rule in self.rules:
                 if rule.matches(method, path) and rule.consume():
                     self.injected[(rule.fault, method, path)] += 1
-                    return rule
-        return None
+                    chosen = rule
+                    break
+            self.log.append({"method": method, "path": path, "range": range_header,
+                             "fault": chosen.fault if chosen else None})
+        return chosen
 
     def _count_forwarded(self, method: str, path: str) -> None:
         with self._lock:
@@ -191,7 +197,7 @@ class FaultProxy:
                 method = self.command
                 path = urlsplit(self.path).path
                 body = self._read_body()
-                rule = proxy._pick(method, path)
+                rule = proxy._pick(method, path, self.headers.get("Range"))
                 fault = rule.fault if rule else None
                 if fault == "429":
                     self._reply(429, {"error": {"message": "rate limited by proxy",
