@@ -1,0 +1,1 @@
+"""The local OpenAI-compatible batch engine (`batch-workflows serve`), DESIGN.md §5."""

@@ -1,0 +1,69 @@
+"""Input-file validation for a batch: one small function over the core RequestValidator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batch_workflows.errors import Problem
+from batch_workflows.profiles import get_profile
+from batch_workflows.server.settings import ServerSettings
+
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class InputCheck:
+    requests: int
+    model: str | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def problem_code(problem: Problem) -> str:
+    """A machine-readable code for a validator problem, in the style of OpenAI's batch errors."""
+    reason = problem.reason.lower()
+    if "duplicate" in reason:
+        return "duplicate_custom_id"
+    if problem.field == "url" or "endpoint" in reason:
+        return "mismatched_endpoint"
+    if "json" in reason:
+        return "invalid_json_line"
+    if problem.field in ("model", "body.model") and "one model" in reason:
+        return "mismatched_model"
+    if "too many" in reason or "too large" in reason or "exceeds" in reason:
+        return "too_large"
+    return "invalid_request"
+
+
+def check_input(
+    path: Path, endpoint: str, filename: str, settings: ServerSettings, endpoints: frozenset[str]
+) -> InputCheck:
+    """Stream the input file through the core validator; problems become `errors.data`."""
+    from batch_workflows.validate import RequestValidator
+
+    profile = get_profile("local").with_limits(
+        endpoints=endpoints,
+        max_requests_per_file=settings.max_requests_per_file,
+        max_bytes_per_file=settings.max_bytes_per_file,
+    )
+    validator = RequestValidator(profile, endpoint, source=filename, max_problems=MAX_PROBLEMS)
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            validator.check_line(raw.rstrip(b"\r\n"), line_no)
+    report = validator.finish()
+    errors = [
+        {"code": problem_code(p), "message": str(p), "param": p.field, "line": p.line}
+        for p in report.problems
+    ]
+    if report.truncated:
+        errors.append(
+            {"code": "too_many_errors", "message": f"stopped after {len(errors)} problems",
+             "param": None, "line": None}
+        )
+    if report.requests == 0 and not errors:
+        errors.append(
+            {"code": "empty_file", "message": f"{filename}: the input file has no requests",
+             "param": None, "line": None}
+        )
+    return InputCheck(report.requests, report.model, errors)

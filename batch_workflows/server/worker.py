@@ -1,0 +1,331 @@
+"""Batch execution: worker threads that take active batches round-robin, one chunk at a time.
+
+Crash safety: result lines are appended to the partial output/error files and fsynced, then
+the new byte offsets, the input offset and the done-request count are committed in one SQLite
+transaction. On restart the partial files are truncated back to the committed offsets and work
+resumes at the first request not done, so every custom_id gets exactly one line and committed
+requests are never run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.server.checks import check_input
+from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
+from batch_workflows.server.settings import ServerSettings
+from batch_workflows.server.store import Store, now
+
+log = logging.getLogger("batch_workflows.server")
+
+EXPIRE_CHUNK = 1000
+DEFAULT_CHUNK = 64
+IDLE_WAIT = 0.25
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+
+
+@dataclass
+class Chunk:
+    """Requests read from the input file: (custom_id, body) pairs and where reading stopped."""
+
+    items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    end_offset: int = 0
+    eof: bool = False
+
+
+def read_chunk(path: Path, offset: int, limit: int) -> Chunk:
+    """Up to `limit` requests from byte `offset`; blank lines are skipped."""
+    chunk = Chunk(end_offset=offset)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while len(chunk.items) < limit:
+            raw = handle.readline()
+            if not raw:
+                chunk.eof = True
+                break
+            chunk.end_offset += len(raw)
+            if not raw.strip():
+                continue
+            obj = orjson.loads(raw)
+            chunk.items.append((str(obj["custom_id"]), obj.get("body") or {}))
+        else:
+            # Peek so a batch whose last chunk is full finishes without an empty round.
+            rest = handle.read(1 << 16)
+            chunk.eof = not rest.strip() and len(rest) < (1 << 16)
+    return chunk
+
+
+def result_line(custom_id: str, status: int | None, body: Any, error: Any = None) -> bytes:
+    response = None
+    if status is not None:
+        response = {"status_code": status, "request_id": "req_" + secrets.token_hex(12),
+                    "body": body}
+    line = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": custom_id,
+            "response": response, "error": error}
+    return orjson.dumps(line) + b"\n"
+
+
+def _append(path: Path, data: bytes, committed: int) -> int:
+    """Append `data` at the committed offset (dropping any uncommitted tail); durable on return."""
+    if not data:
+        return committed
+    with open(path, "ab") as handle:
+        if handle.tell() != committed:
+            handle.truncate(committed)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return committed + len(data)
+
+
+def _truncate(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size != size:
+        with open(path, "r+b") as handle:
+            handle.truncate(size)
+            os.fsync(handle.fileno())
+
+
+class Worker:
+    """Runs batches in background threads; `wake()` after creating or cancelling one."""
+
+    def __init__(self, settings: ServerSettings, store: Store, backends: BackendRegistry):
+        self.settings, self.store, self.backends = settings, store, backends
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._last_seq = 0
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        for i in range(max(1, self.settings.workers)):
+            thread = threading.Thread(target=self._loop, name=f"batch-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def recover(self) -> None:
+        """Drop result lines written after the last commit (a crash between write and commit)."""
+        for tmp in self.store.tmp_dir.iterdir():
+            tmp.unlink(missing_ok=True)
+        for batch in self.store.active_batches():
+            _truncate(self.store.partial_path(batch["out_name"]), batch["out_bytes"])
+            _truncate(self.store.partial_path(batch["err_name"]), batch["err_bytes"])
+            if batch["status"] in ("in_progress", "finalizing", "cancelling"):
+                log.info("batch %s: resuming at request %d", batch["id"], batch["next_index"])
+
+    # -- scheduling -----------------------------------------------------------------------
+    def _claim(self) -> dict[str, Any] | None:
+        """The next batch to advance one step, round-robin over the admitted ones."""
+        with self._lock:
+            rows = self.store.active_batches()
+            free = self.settings.max_concurrent_batches - sum(
+                r["status"] in ("in_progress", "finalizing") for r in rows
+            )
+            clock = now()
+            eligible = []
+            for row in rows:
+                if row["status"] == "validating" and row["expires_at"] > clock:
+                    if free <= 0:
+                        continue  # queued: over the concurrent-batch limit
+                    free -= 1
+                if row["id"] not in self._busy:
+                    eligible.append(row)
+            if not eligible:
+                return None
+            later = [r for r in eligible if r["seq"] > self._last_seq]
+            chosen = later[0] if later else eligible[0]
+            self._last_seq = chosen["seq"]
+            self._busy.add(chosen["id"])
+            return chosen
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self._claim()
+            if batch is None:
+                self._wake.wait(IDLE_WAIT)
+                self._wake.clear()
+                continue
+            try:
+                self.step(batch)
+            except Exception:  # keep the worker alive; the batch is retried on the next round
+                log.exception("batch %s: step failed", batch["id"])
+                time.sleep(1.0)
+            finally:
+                with self._lock:
+                    self._busy.discard(batch["id"])
+
+    # -- one step of one batch ------------------------------------------------------------
+    def step(self, batch: dict[str, Any]) -> None:
+        status = batch["status"]
+        if status == "cancelling":
+            self._finalize(batch, "cancelled")
+        elif status in ("validating", "in_progress") and now() >= batch["expires_at"]:
+            self._expire(batch)
+        elif status == "validating":
+            self._validate(batch)
+        elif status == "in_progress":
+            self._run_chunk(batch)
+        elif status == "finalizing":
+            self._finalize(batch, batch["final_status"] or "completed")
+
+    def _input_path(self, batch: dict[str, Any]) -> Path:
+        return self.store.file_path(batch["input_file_id"])
+
+    def _validate(self, batch: dict[str, Any]) -> None:
+        info = self.store.get_file(batch["input_file_id"])
+        filename = info["filename"] if info else batch["input_file_id"]
+        served = frozenset(e for e in ENDPOINTS if self.backends.configured(e))
+        check = check_input(
+            self._input_path(batch), batch["endpoint"], filename, self.settings, served
+        )
+        if check.errors:
+            log.info("batch %s: input rejected (%d problems)", batch["id"], len(check.errors))
+            self.store.update_batch(
+                batch["id"], only_if=("validating",), status="failed", failed_at=now(),
+                errors=orjson.dumps(check.errors).decode(),
+            )
+            return
+        self.store.update_batch(
+            batch["id"], only_if=("validating",), status="in_progress", in_progress_at=now(),
+            total=check.requests, model=check.model,
+        )
+        log.info("batch %s: %d requests valid, in progress", batch["id"], check.requests)
+
+    def _chunk_size(self) -> int:
+        return self.settings.chunk_size or 0
+
+    def _run_chunk(self, batch: dict[str, Any]) -> None:
+        endpoint = batch["endpoint"]
+        try:
+            backend = self.backends.get(endpoint)
+            size = self._chunk_size() or int(getattr(backend, "max_batch", 0) or DEFAULT_CHUNK)
+        except (ConfigurationError, ImportError, OSError) as exc:
+            backend, size = None, self._chunk_size() or DEFAULT_CHUNK
+            unavailable = f"The backend for {endpoint} is unavailable: {exc}"
+        chunk = read_chunk(self._input_path(batch), batch["input_offset"], size)
+        first = batch["next_index"]
+        results: list[tuple[int, Any]] = [(0, None)] * len(chunk.items)
+        runnable = []
+        for i, (_, body) in enumerate(chunk.items):
+            model = body.get("model")
+            if backend is None:
+                results[i] = (500, {"error": {"message": unavailable, "type": "server_error",
+                                              "param": None, "code": "backend_unavailable"}})
+            elif not self.backends.serves(backend, model):
+                results[i] = (404, {"error": {
+                    "message": f"The model `{model}` does not exist on this server.",
+                    "type": "invalid_request_error", "param": "model",
+                    "code": "model_not_found"}})
+            else:
+                runnable.append(i)
+        if runnable:
+            self.store.add_attempts(batch["id"], len(runnable))
+            log.info("batch %s: running requests %d-%d", batch["id"], first,
+                     first + len(chunk.items) - 1)
+            bodies = [chunk.items[i][1] for i in runnable]
+            try:
+                outcome = self.backends.run(endpoint, bodies)
+                if len(outcome) != len(bodies):
+                    raise RuntimeError(f"backend returned {len(outcome)} results for {len(bodies)}")
+                pairs = [(int(r.status_code), r.body) for r in outcome]
+            except Exception as exc:  # a backend fault fails these requests, not the server
+                log.exception("batch %s: backend failed", batch["id"])
+                pairs = [(500, {"error": {"message": f"backend error: {exc}",
+                                          "type": "server_error", "param": None,
+                                          "code": "server_error"}})] * len(bodies)
+            for i, pair in zip(runnable, pairs, strict=True):
+                results[i] = pair
+        out, err = bytearray(), bytearray()
+        completed = failed = tokens_in = tokens_out = 0
+        for (custom_id, _), (status, body) in zip(chunk.items, results, strict=True):
+            if status == 200:
+                out += result_line(custom_id, status, body)
+                completed += 1
+                usage = (body or {}).get("usage") or {}
+                tokens_in += int(usage.get("prompt_tokens") or 0)
+                tokens_out += int(usage.get("completion_tokens") or 0)
+            else:
+                err += result_line(custom_id, status, body)
+                failed += 1
+        self._commit(batch, chunk, out, err, completed, failed, tokens_in, tokens_out)
+        if chunk.eof:
+            self.store.update_batch(
+                batch["id"], only_if=("in_progress",), status="finalizing",
+                finalizing_at=now(), final_status="completed",
+            )
+
+    def _commit(self, batch: dict[str, Any], chunk: Chunk, out: bytes, err: bytes,
+                completed: int, failed: int, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        out_bytes = _append(self.store.partial_path(batch["out_name"]), bytes(out),
+                            batch["out_bytes"])
+        err_bytes = _append(self.store.partial_path(batch["err_name"]), bytes(err),
+                            batch["err_bytes"])
+        self.store.commit_chunk(
+            batch["id"], out_bytes, err_bytes, chunk.end_offset,
+            batch["next_index"] + len(chunk.items), completed, failed, tokens_in, tokens_out,
+        )
+
+    def _expire(self, batch: dict[str, Any]) -> None:
+        """Unfinished requests go to the error file as batch_expired; finished ones stay."""
+        if batch["status"] == "validating":
+            self._finalize(batch, "expired")
+            return
+        log.info("batch %s: completion window passed, expiring", batch["id"])
+        error = {"code": "batch_expired", "message": EXPIRED_MESSAGE}
+        while True:
+            chunk = read_chunk(self._input_path(batch), batch["input_offset"], EXPIRE_CHUNK)
+            err = b"".join(result_line(cid, None, None, error) for cid, _ in chunk.items)
+            self._commit(batch, chunk, b"", err, 0, len(chunk.items))
+            if chunk.eof:
+                break
+            batch = self.store.get_batch(batch["id"])  # type: ignore[assignment]
+        self._finalize(self.store.get_batch(batch["id"]), "expired")  # type: ignore[arg-type]
+
+    def _finalize(self, batch: dict[str, Any], final: str) -> None:
+        """Publish the partial files as batch_output files and set the terminal status."""
+        outputs, ids = [], {}
+        for name, size, kind in ((batch["out_name"], batch["out_bytes"], "output"),
+                                 (batch["err_name"], batch["err_bytes"], "error")):
+            part, target = self.store.partial_path(name), self.store.file_path(name)
+            if part.exists():
+                _truncate(part, size)
+                if size:
+                    os.replace(part, target)
+                else:
+                    part.unlink()
+            if size:
+                outputs.append((name, size, f"{batch['id']}_{kind}.jsonl"))
+                ids[f"{kind}_file_id"] = name
+        _fsync_dir(self.store.files_dir)
+        self.store.finish_batch(batch["id"], final, outputs, **ids)
+        log.info("batch %s: %s (%d completed, %d failed)", batch["id"], final,
+                 batch["completed"], batch["failed"])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
