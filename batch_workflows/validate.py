@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -135,6 +135,15 @@ def iter_line_batches(f: IO[bytes], hard_limit: int) -> Iterator[list[bytes]]:
         yield [tail]
 
 
+def _file_lines(path: str, hard_limit: int) -> Callable[[], Iterator[bytes]]:
+    def lines() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            for batch in iter_line_batches(f, hard_limit):
+                yield from batch
+
+    return lines
+
+
 class _DuplicateIndex:
     """Memory-flat duplicate detection over custom_ids.
 
@@ -249,7 +258,9 @@ class RequestValidator:
 
     Feed lines with `check_line` (raw bytes) or objects with `check_object`, in order, then call
     `finish()` for the report (duplicate custom_ids are settled there). `path`, when given, is
-    the file being checked: suspected duplicates are then confirmed by re-reading it.
+    the file being checked: suspected duplicates are then confirmed by re-reading it. `reread`
+    does the same for other sources: it must give the checked lines again, in order. Without
+    either, a second independent hash stands in for the confirmation.
     """
 
     def __init__(
@@ -260,6 +271,7 @@ class RequestValidator:
         max_problems: int = 100,
         *,
         path: str | os.PathLike[str] | None = None,
+        reread: Callable[[], Iterable[bytes]] | None = None,
     ):
         if endpoint is not None and endpoint not in profile.endpoints:
             known = ", ".join(sorted(profile.endpoints))
@@ -275,8 +287,10 @@ class RequestValidator:
         self.requests = 0
         self.problems: list[Problem] = []
         self.truncated = False
-        self._path = os.fspath(path) if path is not None else None
-        self._dups = _DuplicateIndex(double_hash=self._path is None)
+        if path is not None and reread is None:
+            reread = _file_lines(os.fspath(path), profile.max_line_bytes + 2)
+        self._reread = reread
+        self._dups = _DuplicateIndex(double_hash=reread is None)
         self._seen = 0  # problems found, including those past the cap
         self._blank = 0
         self._finished: ValidationReport | None = None
@@ -632,7 +646,7 @@ class RequestValidator:
 
     def _report_duplicates(self) -> None:
         groups: Iterable[tuple[str | None, list[int]]]
-        if self._path is not None:
+        if self._reread is not None:
             groups = self._confirm(self._dups.candidates())
         else:  # two independent 64-bit hashes agree: a duplicate beyond reasonable doubt
             groups = ((None, lines) for lines in self._dups.candidates())
@@ -658,13 +672,12 @@ class RequestValidator:
         if not wanted:
             return []
         ids: dict[int, str] = {}
-        line_no = 0
-        with open(self._path, "rb") as f:  # type: ignore[arg-type]
-            for batch in iter_line_batches(f, self.profile.max_line_bytes + 2):
-                for raw in batch:
-                    line_no += 1
-                    if line_no in wanted:
-                        ids[line_no] = orjson.loads(raw)["custom_id"]
+        assert self._reread is not None
+        for line_no, raw in enumerate(self._reread(), 1):
+            if line_no in wanted:
+                obj = orjson.loads(raw)
+                if type(obj) is dict and type(obj.get("custom_id")) is str:
+                    ids[line_no] = obj["custom_id"]
         real: list[tuple[str | None, list[int]]] = []
         for lines in hashed:
             by_id: dict[str, list[int]] = {}
