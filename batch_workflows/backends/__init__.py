@@ -1,0 +1,59 @@
+"""Backends that run request bodies for the local batch server (DESIGN.md §5).
+
+Every backend follows the `Backend` protocol of `base.py`; models load on the first run(), so
+building backends is cheap. Heavy imports (torch, transformers) happen inside the modules'
+load code, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from batch_workflows.backends.base import Backend, BackendResult, error_body
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.profiles import CHAT, EMBEDDINGS
+
+__all__ = ["Backend", "BackendResult", "build_backends", "error_body"]
+
+
+def build_backends(
+    embedding_model: str | os.PathLike[str] | None = None,
+    chat_model: str | os.PathLike[str] | None = None,
+    upstream_url: str | None = None,
+    upstream_api_key: str | None = None,
+    upstream_rpm: int | None = None,
+    upstream_tpm: int | None = None,
+    upstream_concurrency: int = 16,
+    upstream_endpoints: Iterable[str] = (CHAT, EMBEDDINGS),
+    **upstream_options: object,
+) -> dict[str, Backend]:
+    """Endpoint → backend. Endpoints in `upstream_endpoints` go upstream when `upstream_url`
+    is set; embeddings are otherwise local (the packaged all-MiniLM-L6-v2 by default) and chat is
+    local only when `chat_model` is given. Nothing is loaded here."""
+    upstream = set(upstream_endpoints) if upstream_url else set()
+    unknown = upstream - {CHAT, EMBEDDINGS}
+    if unknown:
+        raise ConfigurationError(f"upstream endpoints not supported: {sorted(unknown)}")
+    backends: dict[str, Backend] = {}
+    for endpoint in sorted(upstream):
+        from batch_workflows.backends.upstream import UpstreamBackend
+
+        backends[endpoint] = UpstreamBackend(
+            base_url=str(upstream_url),
+            endpoint=endpoint,
+            api_key=upstream_api_key,
+            rpm=upstream_rpm,
+            tpm=upstream_tpm,
+            concurrency=upstream_concurrency,
+            **upstream_options,  # type: ignore[arg-type]
+        )
+    if EMBEDDINGS not in backends:
+        from batch_workflows.backends.embeddings import EmbeddingBackend
+
+        backends[EMBEDDINGS] = EmbeddingBackend(model_path=embedding_model)
+    if CHAT not in backends and chat_model:
+        from batch_workflows.backends.chat import ChatBackend
+
+        backends[CHAT] = ChatBackend(model_path=chat_model)
+    return backends
