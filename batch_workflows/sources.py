@@ -147,6 +147,8 @@ def list_source_files(root: str, s3_client: Any = None) -> list[SourceFile]:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix) :]
+                if _hidden(name):
+                    continue
                 if name.lower().endswith(SUPPORTED_SUFFIXES):
                     found.append(
                         SourceFile(name, f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"])
@@ -157,13 +159,18 @@ def list_source_files(root: str, s3_client: Any = None) -> list[SourceFile]:
             return []
         for path in base.rglob("*"):
             if path.is_file() and path.name.lower().endswith(SUPPORTED_SUFFIXES):
-                if any(part.startswith(".") for part in path.relative_to(base).parts):
-                    continue  # hidden files and partial uploads
+                if _hidden(path.relative_to(base).as_posix()):
+                    continue
                 st = path.stat()
                 found.append(
                     SourceFile(path.relative_to(base).as_posix(), str(path), st.st_size, str(st.st_mtime_ns))
                 )
     return sorted(found, key=lambda f: f.name)
+
+
+def _hidden(name: str) -> bool:
+    """Hidden files and folders (and partial uploads named so) are not sources."""
+    return any(part.startswith(".") for part in name.split("/"))
 
 
 def _open_lines(uri: str, s3_client: Any) -> Iterator[bytes]:

@@ -1,0 +1,91 @@
+"""`batch-workflows search "QUERY" [--limit N] [--json]`: semantic search over the collection.
+
+Reads the same settings as the code location: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH /
+QDRANT_COLLECTION. The query is embedded with the model recorded in the collection's points
+(payload `model`), in-process when the local engine serves that model from disk, otherwise
+through BATCH_BASE_URL's real-time /v1/embeddings (see batch_workflows.query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import orjson
+
+SNIPPET = 160
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="semantic search over the embeddings collection",
+        description="Embed QUERY with the collection's model and print the nearest chunks.",
+    )
+    p.add_argument("query", help="the text to search for")
+    p.add_argument("--limit", type=int, default=5, help="number of hits (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per hit")
+    p.add_argument(
+        "--collection", default=None, help="collection (default $QDRANT_COLLECTION or 'documents')"
+    )
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="embed the query through this OpenAI-compatible /v1 (default: in-process for the "
+        "local model, else $BATCH_BASE_URL)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from batch_workflows.errors import ConfigurationError
+    from batch_workflows.query import LOCAL_MODEL_IDS, QueryEmbedder
+    from batch_workflows.vectors import QdrantSettings, VectorIndex, open_client
+
+    if args.limit < 1:
+        raise ConfigurationError("--limit must be at least 1")
+    settings = QdrantSettings.from_env()
+    if args.collection:
+        settings = replace(settings, collection=args.collection)
+    with open_client(settings) as client:
+        index = VectorIndex(client, settings.collection)
+        if not index.count():
+            print(
+                f"no points in {settings.describe()}: run `make demo` or materialize "
+                "the embeddings flow first",
+                file=sys.stderr,
+            )
+            return 1
+        model = _collection_model(client, settings.collection)
+        base_url = args.base_url
+        if base_url is None and model not in LOCAL_MODEL_IDS:
+            base_url = os.environ.get("BATCH_BASE_URL")
+        embedder = QueryEmbedder(model, base_url, os.environ.get("BATCH_API_KEY"))
+        try:
+            vector = embedder.embed([args.query])[0]
+        finally:
+            embedder.close()
+        hits = index.search(vector, args.limit)
+    for rank, hit in enumerate(hits, start=1):
+        if args.json:
+            row = {k: hit.get(k) for k in ("score", "document_id", "chunk_index", "text")}
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        else:
+            snippet = " ".join(str(hit.get("text", "")).split())
+            if len(snippet) > SNIPPET:
+                snippet = snippet[: SNIPPET - 1] + "…"
+            print(
+                f"{rank:>2}. {hit['score']:.3f}  {hit.get('document_id')} #{hit.get('chunk_index')}"
+            )
+            print(f"    {snippet}")
+    return 0
+
+
+def _collection_model(client: object, collection: str) -> str:
+    """The model recorded on the collection's points; EMBEDDING_MODEL when none is recorded."""
+    records, _ = client.scroll(collection, limit=1, with_payload=["model"], with_vectors=False)
+    recorded = (records[0].payload or {}).get("model") if records else None
+    return recorded or os.environ.get("EMBEDDING_MODEL") or "all-MiniLM-L6-v2"

@@ -1,0 +1,278 @@
+"""The embeddings flow as plain functions: chunks → /v1/embeddings requests (+ a chunk table),
+and result Parquet + chunk table → points in Qdrant. The Dagster assets wrap these.
+
+One request carries many chunks (`input` is a list). Its custom_id is
+``<document_id>#<first chunk index>+<number of inputs>``; the chunk table (Parquet, one row per
+chunk: custom_id, input_index, point_id, document_id, chunk_index, source, partition, text,
+tokens) says which chunk is the i-th input of which request. Results + chunk table are all it
+takes to rebuild the collection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch_workflows.chunking import Chunk
+from batch_workflows.errors import BatchError
+from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.vectors import VectorIndex, point_id
+
+# OpenAI's per-request limits for /v1/embeddings: ≤ 2048 inputs, ≤ 300,000 tokens in total.
+MAX_INPUTS_PER_REQUEST = 2048
+MAX_TOKENS_PER_REQUEST = 300_000
+DEFAULT_INPUTS_PER_REQUEST = 128
+DEFAULT_TOKENS_PER_REQUEST = 100_000
+
+CHUNK_SCHEMA = pa.schema(
+    [
+        ("custom_id", pa.string()),
+        ("input_index", pa.int32()),
+        ("point_id", pa.string()),
+        ("document_id", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("source", pa.string()),
+        ("partition", pa.string()),
+        ("text", pa.string()),
+        ("tokens", pa.int32()),
+    ]
+)
+
+
+def group_chunks(
+    chunks: Iterable[Chunk],
+    max_inputs: int = DEFAULT_INPUTS_PER_REQUEST,
+    max_tokens: int = DEFAULT_TOKENS_PER_REQUEST,
+) -> Iterator[list[Chunk]]:
+    """Consecutive chunks grouped into requests of ≤ max_inputs inputs and ≤ max_tokens tokens."""
+    max_inputs = max(1, min(max_inputs, MAX_INPUTS_PER_REQUEST))
+    max_tokens = max(1, min(max_tokens, MAX_TOKENS_PER_REQUEST))
+    group: list[Chunk] = []
+    tokens = 0
+    for chunk in chunks:
+        if group and (len(group) >= max_inputs or tokens + chunk.tokens > max_tokens):
+            yield group
+            group, tokens = [], 0
+        group.append(chunk)
+        tokens += chunk.tokens
+    if group:
+        yield group
+
+
+def custom_id_of(group: list[Chunk]) -> str:
+    return f"{group[0].chunk_id}+{len(group)}"
+
+
+class ChunkTableWriter:
+    """Streams the chunk table to Parquet in row groups (memory stays flat)."""
+
+    def __init__(self, path: str | Path, partition: str, row_group: int = 4096):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partition = partition
+        self.row_group = row_group
+        self.rows: dict[str, list] = {name: [] for name in CHUNK_SCHEMA.names}
+        self.writer = pq.ParquetWriter(str(self.path), CHUNK_SCHEMA)
+        self.chunks = 0
+        self.documents = 0
+        self.tokens = 0
+        self._last_doc: str | None = None
+
+    def add(self, custom_id: str, group: list[Chunk]) -> None:
+        r = self.rows
+        for i, c in enumerate(group):
+            r["custom_id"].append(custom_id)
+            r["input_index"].append(i)
+            r["point_id"].append(point_id(c.document_id, c.chunk_index))
+            r["document_id"].append(c.document_id)
+            r["chunk_index"].append(c.chunk_index)
+            r["source"].append(c.source)
+            r["partition"].append(self.partition)
+            r["text"].append(c.text)
+            r["tokens"].append(c.tokens)
+            self.chunks += 1
+            self.tokens += c.tokens
+            if c.document_id != self._last_doc:
+                self.documents += 1
+                self._last_doc = c.document_id
+        if len(r["custom_id"]) >= self.row_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows["custom_id"]:
+            self.writer.write_table(pa.table(self.rows, schema=CHUNK_SCHEMA))
+            self.rows = {name: [] for name in CHUNK_SCHEMA.names}
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+def build_requests(
+    chunks: Iterable[Chunk],
+    model: str,
+    table: ChunkTableWriter,
+    max_inputs: int = DEFAULT_INPUTS_PER_REQUEST,
+    max_tokens: int = DEFAULT_TOKENS_PER_REQUEST,
+) -> Iterator[dict[str, Any]]:
+    """/v1/embeddings batch requests, recording each request's chunks in `table` as it goes."""
+    for group in group_chunks(chunks, max_inputs, max_tokens):
+        cid = custom_id_of(group)
+        table.add(cid, group)
+        yield {
+            "custom_id": cid,
+            "method": "POST",
+            "url": EMBEDDINGS,
+            "body": {"model": model, "input": [c.text for c in group]},
+        }
+
+
+# --- indexing -------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexReport:
+    """What one indexing pass did."""
+
+    partition: str
+    chunks: int = 0  # planned (rows of the chunk table)
+    upserted: int = 0
+    failed_requests: int = 0
+    failed_chunks: int = 0
+    stale_deleted: int = 0
+    dimension: int | None = None
+    created_collection: bool = False
+    seconds: float = 0.0
+    failed_sample: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_chunk_table(path: str | Path) -> pa.Table:
+    return pq.read_table(str(path), schema=CHUNK_SCHEMA)
+
+
+def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:
+    """(custom_id, status, float32 matrix or None) per result row, without Python floats."""
+    import numpy as np
+
+    ids = batch.column("custom_id").to_pylist()
+    statuses = batch.column("status").to_pylist()
+    single = batch.column("embedding")
+    multi = batch.column("embeddings")
+    for i, (cid, status) in enumerate(zip(ids, statuses, strict=True)):
+        matrix = None
+        if multi[i].is_valid:
+            rows = multi[i].values  # ListArray of float32 lists
+            flat = rows.flatten().to_numpy(zero_copy_only=False)
+            matrix = flat.reshape(len(rows), -1) if len(rows) else None
+        elif single[i].is_valid:
+            matrix = np.asarray(single[i].values.to_numpy(zero_copy_only=False)).reshape(1, -1)
+        yield cid, status, matrix
+
+
+def index_results(
+    index: VectorIndex,
+    chunk_table: str | Path | pa.Table,
+    results_path: str | Path,
+    partition: str,
+    model: str,
+    batch_size: int = 256,
+    delete_stale: bool = True,
+) -> IndexReport:
+    """Upsert every embedded chunk of a partition, then delete the partition's stale points.
+
+    Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
+    source, partition, model. A failed request's chunks are counted, not indexed."""
+    import numpy as np
+
+    started = time.perf_counter()
+    table = chunk_table if isinstance(chunk_table, pa.Table) else read_chunk_table(chunk_table)
+    report = IndexReport(partition=partition, chunks=table.num_rows)
+    cids = table.column("custom_id").to_pylist()
+    where: dict[str, tuple[int, int]] = {}
+    for row, cid in enumerate(cids):
+        first, n = where.get(cid, (row, 0))
+        where[cid] = (first, n + 1)
+    texts = table.column("text").to_pylist()
+    docs = table.column("document_id").to_pylist()
+    idxs = table.column("chunk_index").to_pylist()
+    sources = table.column("source").to_pylist()
+    pids = table.column("point_id").to_pylist()
+
+    buf_ids: list[str] = []
+    buf_vecs: list[Any] = []
+    buf_payloads: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def flush() -> None:
+        if buf_ids:
+            report.upserted += index.upsert(buf_ids, np.concatenate(buf_vecs), buf_payloads)
+            buf_ids.clear()
+            buf_vecs.clear()
+            buf_payloads.clear()
+
+    pf = pq.ParquetFile(str(results_path))
+    columns = ["custom_id", "status", "embedding", "embeddings"]
+    for batch in pf.iter_batches(batch_size=64, columns=columns):
+        for cid, status, matrix in _vectors_of_batch(batch):
+            if cid not in where:
+                continue  # not a request of this chunk table (the lifecycle reports these)
+            first, n = where[cid]
+            seen.add(cid)
+            if status != "succeeded" or matrix is None:
+                report.failed_requests += 1
+                report.failed_chunks += n
+                if len(report.failed_sample) < 10:
+                    report.failed_sample.append(cid)
+                continue
+            if matrix.shape[0] != n:
+                raise BatchError(
+                    f"{results_path}: request {cid} returned {matrix.shape[0]} embeddings "
+                    f"for {n} inputs"
+                )
+            if report.dimension is None:
+                report.dimension = int(matrix.shape[1])
+                report.created_collection = index.ensure_collection(report.dimension)
+            for j in range(n):
+                row = first + j
+                buf_ids.append(pids[row])
+                buf_payloads.append(
+                    {
+                        "text": texts[row],
+                        "document_id": docs[row],
+                        "chunk_index": idxs[row],
+                        "source": sources[row],
+                        "partition": partition,
+                        "model": model,
+                    }
+                )
+            buf_vecs.append(matrix.astype(np.float32, copy=False))
+            if len(buf_ids) >= batch_size:
+                flush()
+    flush()
+    missing = [cid for cid in where if cid not in seen]
+    for cid in missing:  # the lifecycle accounts for every custom_id; be safe anyway
+        report.failed_requests += 1
+        report.failed_chunks += where[cid][1]
+        if len(report.failed_sample) < 10:
+            report.failed_sample.append(cid)
+    if delete_stale and index.dimension() is not None:
+        report.stale_deleted = index.delete_stale(partition, pids)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def sample_rows(n_rows: int, k: int) -> list[int]:
+    """k evenly spread row numbers (deterministic) out of n_rows."""
+    if n_rows <= k:
+        return list(range(n_rows))
+    step = n_rows / k
+    return [int(i * step) for i in range(k)]

@@ -1,0 +1,77 @@
+"""Embed query texts with the same model that embedded the collection.
+
+Two routes, chosen by the model:
+
+* a model the local engine serves from disk (all-MiniLM-L6-v2, the default): in-process, through
+  the very `EmbeddingBackend` the engine's worker uses, so query vectors are the engine's
+  vectors and no server has to be running (the demo's engine is gone when you search later);
+* any other model (a provider's): the provider's real-time `/v1/embeddings` at `base_url`.
+
+`base_url` given explicitly always wins (e.g. to query through a running engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from batch_workflows.errors import ConfigurationError, ProviderError
+
+LOCAL_MODEL_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+class QueryEmbedder:
+    """`embed(texts) -> list[list[float]]` for one model; reuse it for many queries."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+    ):
+        self.model = model
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key = api_key
+        self.timeout = timeout
+        self._backend: Any = None
+        if self.base_url is None and model not in LOCAL_MODEL_IDS:
+            raise ConfigurationError(
+                f"model {model!r} is not served locally: set BATCH_BASE_URL (and BATCH_API_KEY) "
+                "to the provider that embedded the collection"
+            )
+
+    @property
+    def route(self) -> str:
+        return f"real-time {self.base_url}/embeddings" if self.base_url else "in-process"
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        body = {"model": self.model, "input": list(texts)}
+        if self.base_url:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            resp = httpx.post(
+                f"{self.base_url}/embeddings", json=body, headers=headers, timeout=self.timeout
+            )
+            if resp.status_code != 200:
+                raise ProviderError("real-time embeddings failed", resp.status_code, resp.text)
+            payload = resp.json()
+        else:
+            if self._backend is None:
+                from batch_workflows.backends.embeddings import EmbeddingBackend
+
+                self._backend = EmbeddingBackend()
+            result = self._backend.run([body])[0]
+            if result.status_code != 200:
+                raise ProviderError("local embedding failed", result.status_code, str(result.body))
+            payload = result.body
+        data = sorted(payload["data"], key=lambda d: d["index"])
+        return [list(map(float, d["embedding"])) for d in data]
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None

@@ -1,0 +1,205 @@
+"""Qdrant as the vector store, without Dagster: settings, point ids, and the index operations
+shared by the Dagster resource (`resources/vectors.py`) and `batch-workflows search`.
+
+Local mode (a folder, the default `.data/qdrant`) locks the folder to one client at a time, so
+every user opens the client for one step and closes it (`open_client` is a context manager).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from batch_workflows.errors import ConfigurationError
+
+DEFAULT_PATH = ".data/qdrant"
+DEFAULT_COLLECTION = "documents"
+# Fixed namespace: the same (document id, chunk index) is the same point in every run.
+POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "batch-workflows/embeddings/point")
+PAYLOAD_INDEXES = ("partition", "document_id")
+
+
+def point_id(document_id: str, chunk_index: int) -> str:
+    """Deterministic point id (uuid5) of one chunk: a re-run overwrites instead of duplicating."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{document_id}\x1f{chunk_index}"))
+
+
+@dataclass(frozen=True)
+class QdrantSettings:
+    """Where the collection lives: a server (`url`, optional `api_key`) or a local `path`."""
+
+    path: str = DEFAULT_PATH
+    url: str | None = None
+    api_key: str | None = None
+    collection: str = DEFAULT_COLLECTION
+    timeout: int = 60
+
+    @classmethod
+    def from_env(cls) -> QdrantSettings:
+        """QDRANT_URL, QDRANT_API_KEY, QDRANT_PATH, QDRANT_COLLECTION (same as the code location)."""
+        return cls(
+            path=os.environ.get("QDRANT_PATH") or DEFAULT_PATH,
+            url=os.environ.get("QDRANT_URL") or None,
+            api_key=os.environ.get("QDRANT_API_KEY") or None,
+            collection=os.environ.get("QDRANT_COLLECTION") or DEFAULT_COLLECTION,
+        )
+
+    def describe(self) -> str:
+        """Where the collection is, for logs (never the key)."""
+        where = self.url if self.url else f"local folder {os.path.abspath(self.path)}"
+        return f"collection {self.collection!r} at {where}"
+
+
+@contextmanager
+def open_client(settings: QdrantSettings) -> Iterator[Any]:
+    """A QdrantClient for the duration of the block, closed after (frees the local lock)."""
+    from qdrant_client import QdrantClient
+
+    if settings.url:
+        client = QdrantClient(url=settings.url, api_key=settings.api_key, timeout=settings.timeout)
+    else:
+        os.makedirs(settings.path, exist_ok=True)
+        try:
+            client = QdrantClient(path=settings.path)
+        except RuntimeError as exc:
+            # portalocker's "already accessed by another instance": say what to do.
+            raise ConfigurationError(
+                f"Qdrant folder {settings.path} is in use by another process "
+                "(local mode allows one client at a time; close it or use a Qdrant server "
+                f"via QDRANT_URL): {exc}"
+            ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+class VectorIndex:
+    """One collection on an open client: create, upsert, count, prune, search."""
+
+    def __init__(self, client: Any, collection: str):
+        self.client = client
+        self.collection = collection
+
+    # -- collection ----------------------------------------------------------------------
+
+    def dimension(self) -> int | None:
+        """The collection's vector size, or None when it does not exist."""
+        if not self.client.collection_exists(self.collection):
+            return None
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        if isinstance(vectors, dict):  # named vectors: not ours
+            raise ConfigurationError(
+                f"Qdrant collection {self.collection!r} uses named vectors {sorted(vectors)}; "
+                "expected a single unnamed vector"
+            )
+        return int(vectors.size)
+
+    def ensure_collection(self, dimension: int) -> bool:
+        """Create the collection (cosine) if missing; True when created. A collection of
+        another dimension is a ConfigurationError, never silently recreated."""
+        from qdrant_client import models
+
+        existing = self.dimension()
+        if existing is not None:
+            if existing != dimension:
+                raise ConfigurationError(
+                    f"Qdrant collection {self.collection!r} holds {existing}-dimensional vectors "
+                    f"but the embedding model produces {dimension}; use another collection "
+                    "(QDRANT_COLLECTION) or delete this one"
+                )
+            return False
+        self.client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+        )
+        if not self._local:
+            for field in PAYLOAD_INDEXES:  # a server filters on these: index them
+                self.client.create_payload_index(
+                    self.collection, field, field_schema=models.PayloadSchemaType.KEYWORD
+                )
+        return True
+
+    @property
+    def _local(self) -> bool:
+        return type(getattr(self.client, "_client", None)).__name__ == "QdrantLocal"
+
+    # -- writes --------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]] | Any,
+        payloads: Sequence[dict[str, Any]],
+    ) -> int:
+        """Upsert one batch of points (ids, vectors, payloads in the same order)."""
+        from qdrant_client import models
+
+        if not ids:
+            return 0
+        if hasattr(vectors, "tolist"):
+            vectors = vectors.tolist()
+        self.client.upsert(
+            self.collection,
+            points=models.Batch(ids=list(ids), vectors=list(vectors), payloads=list(payloads)),
+            wait=True,
+        )
+        return len(ids)
+
+    def partition_ids(self, partition: str, page: int = 1024) -> Iterator[str]:
+        """Ids of every point whose payload says it belongs to `partition` (streamed)."""
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection,
+                scroll_filter=_partition_filter(partition),
+                limit=page,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            for record in records:
+                yield str(record.id)
+            if offset is None:
+                return
+
+    def delete_stale(self, partition: str, keep: Iterable[str], batch: int = 1024) -> int:
+        """Delete the points of `partition` whose id is not in `keep`; returns how many."""
+        from qdrant_client import models
+
+        keep_set = set(keep)
+        stale = [pid for pid in self.partition_ids(partition) if pid not in keep_set]
+        for i in range(0, len(stale), batch):
+            self.client.delete(
+                self.collection, points_selector=models.PointIdsList(points=stale[i : i + batch])
+            )
+        return len(stale)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def count(self, partition: str | None = None) -> int:
+        if not self.client.collection_exists(self.collection):
+            return 0
+        flt = _partition_filter(partition) if partition is not None else None
+        return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def search(self, vector: Sequence[float], limit: int = 5) -> list[dict[str, Any]]:
+        """Nearest points: dicts with score, document_id, chunk_index, text, source, partition."""
+        if hasattr(vector, "tolist"):
+            vector = vector.tolist()
+        hits = self.client.query_points(
+            self.collection, query=list(vector), limit=limit, with_payload=True
+        ).points
+        return [{"score": float(h.score), "id": str(h.id), **(h.payload or {})} for h in hits]
+
+
+def _partition_filter(partition: str) -> Any:
+    from qdrant_client import models
+
+    return models.Filter(
+        must=[models.FieldCondition(key="partition", match=models.MatchValue(value=partition))]
+    )

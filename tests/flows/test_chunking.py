@@ -1,0 +1,76 @@
+"""Chunking: deterministic, exact substrings, within the model's token budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch_workflows.chunking import (
+    HFTokenizer,
+    RegexTokenizer,
+    chunk_document,
+    chunk_documents,
+    default_model_path,
+    load_tokenizer,
+)
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.sources import Document, pydoc_documents
+
+
+@pytest.fixture(scope="module")
+def tok() -> HFTokenizer:
+    t = load_tokenizer()
+    assert isinstance(t, HFTokenizer)  # the shipped model's tokenizer, loaded offline
+    return t
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Document]:
+    return list(pydoc_documents())
+
+
+def test_chunks_fit_the_token_budget_and_retokenize_identically(tok, corpus):
+    chunks = list(chunk_documents(corpus[:20], tok, chunk_size=120, overlap=20))
+    assert len(chunks) > 40
+    for c in chunks:
+        spans, _ = tok.spans(c.text)
+        assert len(spans) == c.tokens <= 120
+    # Short topics are one chunk; long ones are several, all above the minimum of content.
+    assert max(c.chunk_index for c in chunks) > 3
+
+
+def test_chunks_are_exact_substrings_covering_the_document_with_overlap(tok, corpus):
+    doc = next(d for d in corpus if d.id == "try")
+    chunks = chunk_document(doc, tok, chunk_size=100, overlap=25)
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert doc.text[c.start : c.end] == c.text
+        assert (c.document_id, c.source) == ("try", "pydoc_data")
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert b.start < a.end  # consecutive chunks overlap
+        assert b.start > a.start  # and always move forward
+    assert chunks[0].start == 0
+    assert chunks[-1].end == len(doc.text.rstrip())
+
+
+def test_deterministic_and_ids_stable(tok, corpus):
+    first = [(c.chunk_id, c.text) for c in chunk_documents(corpus[:10], tok)]
+    again = [(c.chunk_id, c.text) for c in chunk_documents(list(corpus[:10]), load_tokenizer())]
+    assert first == again
+    assert first[0][0] == f"{corpus[0].id}#0"
+
+
+def test_regex_fallback_and_bad_settings():
+    doc = Document("d", "alpha beta, gamma delta epsilon zeta eta theta iota kappa", "x")
+    chunks = chunk_document(doc, RegexTokenizer(), chunk_size=4, overlap=1)
+    assert [c.text for c in chunks] == [
+        "alpha beta, gamma",
+        "gamma delta epsilon zeta",
+        "zeta eta theta iota",
+        "iota kappa",
+    ]
+    assert chunk_document(Document("e", "   ", "x"), RegexTokenizer()) == []
+    with pytest.raises(ConfigurationError):
+        chunk_document(doc, RegexTokenizer(), chunk_size=4, overlap=4)
+    with pytest.raises(ConfigurationError, match="tokenizer.json"):
+        load_tokenizer("/nonexistent/model")
+    assert default_model_path() is not None

@@ -1,0 +1,129 @@
+"""Qdrant resource and indexing in local mode: dimension guard, idempotent upsert, stale points."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import orjson
+import pytest
+
+from batch_workflows.chunking import RegexTokenizer, chunk_documents
+from batch_workflows.embedding_index import ChunkTableWriter, build_requests, index_results
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.results import join_results
+from batch_workflows.sources import Document
+from batch_workflows.vectors import point_id
+from resources.vectors import QdrantResource
+
+DIM = 8
+
+
+def _vector(text: str) -> list[float]:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32).tolist()
+
+
+def _fake_batch(tmp_path, docs: list[Document], partition: str, fail: set[str] = frozenset()):
+    """Requests + chunk table from the real builders, and provider-shaped output lines
+    (deterministic fake vectors), joined by the real join_results."""
+    chunks = chunk_documents(docs, RegexTokenizer(), chunk_size=6, overlap=2)
+    table = ChunkTableWriter(tmp_path / f"{partition}-chunks.parquet", partition)
+    req_path, out_path = tmp_path / f"{partition}-req.jsonl", tmp_path / f"{partition}-out.jsonl"
+    with open(req_path, "wb") as req, open(out_path, "wb") as out:
+        for r in build_requests(chunks, "fake-model", table, max_inputs=3):
+            req.write(orjson.dumps(r) + b"\n")
+            if r["custom_id"] in fail:
+                body, code = {"error": {"message": "boom", "type": "server_error"}}, 500
+            else:
+                data = [
+                    {"object": "embedding", "index": i, "embedding": _vector(t)}
+                    for i, t in enumerate(r["body"]["input"])
+                ][::-1]  # any order: indexing must follow `index`
+                body, code = {"object": "list", "data": data, "model": "fake-model"}, 200
+            line = {"id": "x", "custom_id": r["custom_id"], "error": None,
+                    "response": {"status_code": code, "request_id": "r", "body": body}}
+            out.write(orjson.dumps(line) + b"\n")
+    table.close()
+    results = join_results([str(req_path)], [str(out_path)], out_path=str(tmp_path / f"{partition}.parquet"))
+    return table, results.path
+
+
+DOCS = [
+    Document("a", "one two three four five six seven eight nine ten eleven", "s"),
+    Document("b", "alpha beta gamma delta", "s"),
+    Document("c", "red green blue cyan magenta yellow black white grey", "s"),
+]
+
+
+@pytest.fixture
+def qdrant(tmp_path) -> QdrantResource:
+    return QdrantResource(path=str(tmp_path / "qdrant"), collection="test")
+
+
+def test_upsert_is_idempotent_and_payload_complete(tmp_path, qdrant):
+    table, results = _fake_batch(tmp_path, DOCS, "p1")
+    with qdrant.open() as index:
+        first = index_results(index, table.path, results, "p1", "fake-model")
+        assert first.created_collection and first.dimension == DIM
+        assert first.upserted == first.chunks == table.chunks == index.count("p1")
+        again = index_results(index, table.path, results, "p1", "fake-model")
+        assert not again.created_collection and again.stale_deleted == 0
+        assert index.count() == index.count("p1") == first.chunks  # overwritten, not duplicated
+        hit = index.search(_vector("red green blue cyan magenta yellow"), limit=1)[0]
+    assert hit["id"] == point_id("c", 0)
+    assert {k: hit[k] for k in ("document_id", "chunk_index", "source", "partition", "model")} == {
+        "document_id": "c", "chunk_index": 0, "source": "s", "partition": "p1", "model": "fake-model"}
+    assert hit["text"] == "red green blue cyan magenta yellow" and hit["score"] > 0.999
+    # The client was closed: another one (the search CLI, the next run) can open the folder.
+    with qdrant.open() as index:
+        assert index.count("p1") == first.chunks
+
+
+def test_stale_points_of_removed_documents_and_chunks_are_deleted(tmp_path, qdrant):
+    table, results = _fake_batch(tmp_path / "v1", DOCS, "p1")
+    other_table, other_results = _fake_batch(tmp_path / "v1", [Document("z", "zeta eta", "s")], "p2")
+    shorter = [Document("a", "one two three four five six", "s"), DOCS[1]]  # a shrank, c removed
+    table2, results2 = _fake_batch(tmp_path / "v2", shorter, "p1")
+    with qdrant.open() as index:
+        index_results(index, table.path, results, "p1", "fake-model")
+        index_results(index, other_table.path, other_results, "p2", "fake-model")
+        report = index_results(index, table2.path, results2, "p1", "fake-model")
+        assert report.stale_deleted == table.chunks - table2.chunks > 0
+        assert index.count("p1") == table2.chunks
+        assert index.count("p2") == other_table.chunks  # other partitions untouched
+        ids = set(index.partition_ids("p1"))
+    assert point_id("c", 0) not in ids and point_id("a", 0) in ids
+
+
+def test_failed_requests_are_counted_not_indexed(tmp_path, qdrant):
+    table, results = _fake_batch(tmp_path, DOCS, "p1", fail={"b#0+3"})
+    with qdrant.open() as index:
+        report = index_results(index, table.path, results, "p1", "fake-model")
+    assert report.failed_requests == 1 and report.failed_sample == ["b#0+3"]
+    assert report.upserted == report.chunks - report.failed_chunks
+
+
+def test_dimension_mismatch_is_a_clear_error(qdrant):
+    with qdrant.open() as index:
+        assert index.ensure_collection(DIM) is True
+        assert index.ensure_collection(DIM) is False
+        with pytest.raises(ConfigurationError, match="holds 8-dimensional vectors.*produces 384"):
+            index.ensure_collection(384)
+
+
+def test_a_second_client_on_a_held_folder_gets_a_clear_error(qdrant):
+    with qdrant.open():
+        with pytest.raises(ConfigurationError, match="in use by another process"):
+            with qdrant.open():
+                pass
+
+
+def test_from_env_reads_the_same_variables_as_search(monkeypatch, tmp_path):
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("QDRANT_COLLECTION", "c1")
+    monkeypatch.setenv("QDRANT_API_KEY", "secret-key-value")
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    res = QdrantResource.from_env()
+    assert (res.path, res.collection) == (str(tmp_path / "q"), "c1")
+    assert "secret-key-value" not in res.describe()
