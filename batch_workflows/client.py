@@ -56,7 +56,6 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 # Batches in these statuses are never re-attached to by create_batch.
 _NOT_REUSABLE = frozenset({"failed", "cancelling", "cancelled"})
 _MAX_METADATA_PAIRS = 16
-_CHUNK = 1 << 20
 _EXCERPT = 300
 
 # Failures after which the request may or may not have reached the server.
@@ -265,8 +264,10 @@ class BatchClient:
                 if total_from_header is not None:
                     total_from_header += start
                 state["written"] = start
+                # Write chunks as they arrive: a re-chunker would hold back bytes that a
+                # dropped connection then loses.
                 with part.open("ab" if start else "wb") as out:
-                    for chunk in response.iter_bytes(_CHUNK):
+                    for chunk in response.iter_bytes():
                         out.write(chunk)
                         state["written"] += len(chunk)
         except _AMBIGUOUS as exc:
@@ -483,7 +484,8 @@ class BatchClient:
             text = response.text
         except (httpx.ResponseNotRead, UnicodeDecodeError):
             return ""
-        return self._redact(" ".join(text.split())[:_EXCERPT])
+        # Redact before cutting, so that no prefix of a key survives the cut.
+        return self._redact(" ".join(text.split()))[:_EXCERPT]
 
     def _redact(self, text: str) -> str:
         # A misbehaving server or proxy could echo the Authorization header back.
