@@ -29,6 +29,7 @@ from batch_workflows.profiles import CHAT, EMBEDDINGS, ProviderProfile
 BOM = b"\xef\xbb\xbf"
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _CHUNK = 1 << 22  # bytes read per call when streaming a file
+DUPLICATE_BUFFER = 1 << 18  # custom_id hashes held in memory before a run is spilled to disk
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -155,9 +156,9 @@ class _DuplicateIndex:
 
     BUCKETS = 256
 
-    def __init__(self, double_hash: bool, buffer_size: int = 1 << 18):
+    def __init__(self, double_hash: bool, buffer_size: int | None = None):
         self.double_hash = double_hash
-        self.buffer_size = buffer_size
+        self.buffer_size = buffer_size or DUPLICATE_BUFFER
         self.hashes = array("q")
         self.checks = array("q")
         self.lines = array("q")
