@@ -205,8 +205,26 @@ class BatchClient:
         return self._json("GET", f"/files/{_seg(file_id)}")
 
     def delete_file(self, file_id: str) -> dict:
-        """Delete a file; returns the provider's deletion object."""
-        return self._json("DELETE", f"/files/{_seg(file_id)}")
+        """Delete a file; returns the provider's deletion object.
+
+        A 404 on a retry that follows an ambiguous failure means the first attempt went
+        through, so it counts as deleted.
+        """
+        path = f"/files/{_seg(file_id)}"
+        state = {"ambiguous": False}
+
+        def attempt() -> dict:
+            try:
+                response = self._http.delete(path.lstrip("/"))
+            except _AMBIGUOUS:
+                state["ambiguous"] = True
+                raise
+            if response.status_code == 404 and state["ambiguous"]:
+                return {"id": file_id, "object": "file", "deleted": True}
+            state["ambiguous"] = state["ambiguous"] or response.status_code >= 500
+            return self._decode(response, "DELETE", path)
+
+        return self._retrying("DELETE", path, attempt)
 
     def download_file(self, file_id: str, dest_path: str | os.PathLike[str]) -> int:
         """Stream a file's content to `dest_path`; returns the number of bytes written.
@@ -291,6 +309,8 @@ class BatchClient:
         metadata: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        *,
+        created_after: int | None = None,
     ) -> dict:
         """Create a batch and return it.
 
@@ -300,10 +320,12 @@ class BatchClient:
         retrying. Without one, a random key is still recorded so that a retry after an
         ambiguous failure can tell whether the first attempt went through. `extra_body` is
         merged into the request body for provider extras (e.g. Nebius ``override_settings``).
+        `created_after` (unix seconds) bounds the lookups to recent batches on providers with a
+        long history; the default scans the whole list, so that nothing is paid twice.
         """
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         if idempotency_key is not None:
-            existing = self._find_reusable(idempotency_key)
+            existing = self._find_reusable(idempotency_key, created_after)
             if existing is not None:
                 logger.info("re-attached to batch %s for idempotency key %s",
                             existing.get("id"), idempotency_key)
@@ -322,7 +344,7 @@ class BatchClient:
 
         def attempt() -> dict:
             if checked["ambiguous"] and key:
-                found = self._find_reusable(key)
+                found = self._find_reusable(key, created_after)
                 if found is not None:
                     return found
             checked["ambiguous"] = False
@@ -372,7 +394,8 @@ class BatchClient:
         """Batches whose ``metadata[metadata_key] == value``, newest first.
 
         Scans the provider's list (Batch APIs cannot filter by metadata). `statuses` keeps only
-        those statuses; `created_after` (unix seconds) stops the scan at older batches.
+        those statuses; `created_after` (unix seconds) stops the scan at the first older batch
+        (lists come newest first).
         """
         found = []
         for batch in self.list_batches(limit=limit):
@@ -400,8 +423,8 @@ class BatchClient:
             time.sleep(poll_interval)
 
     # -- internals -------------------------------------------------------------------------
-    def _find_reusable(self, key: str) -> dict | None:
-        for batch in self.find_batches(IDEMPOTENCY_METADATA_KEY, key):
+    def _find_reusable(self, key: str, created_after: int | None = None) -> dict | None:
+        for batch in self.find_batches(IDEMPOTENCY_METADATA_KEY, key, created_after=created_after):
             if batch.get("status") not in _NOT_REUSABLE:
                 return batch
         return None

@@ -381,3 +381,27 @@ def test_download_that_stays_truncated_fails_cleanly(proxy: FaultProxy, big_file
             c.download_file(f["id"], tmp_path / "big.jsonl")
     assert not (tmp_path / "big.jsonl").exists()
     assert not (tmp_path / "big.jsonl.part").exists()
+
+
+def test_delete_through_reset_after_counts_as_deleted(client: BatchClient, proxy: FaultProxy,
+                                                      tmp_path: Path) -> None:
+    f = client.upload_file(_write_requests(tmp_path / "gone.jsonl", 1))
+    proxy.add("reset_after", method="DELETE", times=1)
+    with BatchClient(proxy.base_url, api_key=API_KEY, backoff=FAST) as c:
+        assert c.delete_file(f["id"])["deleted"] is True
+    assert proxy.forwarded[("DELETE", f"/v1/files/{f['id']}")] == 2  # the retry found it gone
+    with pytest.raises(NotFoundError):
+        client.delete_file(f["id"])  # a plain 404 is still an error
+
+
+def test_lookups_can_be_bounded_to_recent_batches(client: BatchClient, small_file: dict) -> None:
+    key = f"recent-{time.time_ns()}"
+    first = client.create_batch(small_file["id"], "/v1/embeddings", idempotency_key=key)
+    recent = client.find_batches(IDEMPOTENCY_METADATA_KEY, key, created_after=first["created_at"])
+    assert [b["id"] for b in recent] == [first["id"]]
+    future = int(time.time()) + 3600
+    assert client.find_batches(IDEMPOTENCY_METADATA_KEY, key, created_after=future) == []
+    # Outside the window the old batch is not seen, so a new one is made.
+    second = client.create_batch(small_file["id"], "/v1/embeddings", idempotency_key=key,
+                                 created_after=future)
+    assert second["id"] != first["id"]
