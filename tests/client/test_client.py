@@ -405,3 +405,42 @@ def test_lookups_can_be_bounded_to_recent_batches(client: BatchClient, small_fil
     second = client.create_batch(small_file["id"], "/v1/embeddings", idempotency_key=key,
                                  created_after=future)
     assert second["id"] != first["id"]
+
+
+_MEMORY_PROBE = """
+import sys
+from batch_workflows.client import BatchClient
+
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
+base, key, path = sys.argv[1:4]
+with BatchClient(base, api_key=key) as client:
+    before = peak_mb()
+    f = client.upload_file(path)
+    size = client.download_file(f["id"], path + ".back")
+    client.delete_file(f["id"])
+print(before, peak_mb(), size)
+"""
+
+
+def test_upload_and_download_stream_from_and_to_disk(server, tmp_path: Path) -> None:
+    """A 40 MB round trip in a fresh process leaves its peak memory nearly where it was."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "large.jsonl"
+    line = json.dumps({"custom_id": "ID", "method": "POST", "url": "/v1/embeddings",
+                       "body": {"model": MODEL, "input": "y" * 1000}})
+    with src.open("w") as fh:
+        for i in range(40_000):
+            fh.write(line.replace("ID", f"r{i}") + "\n")
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, server.base_url, API_KEY,
+                          str(src)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after, size = (float(x) for x in out.stdout.split())
+    assert size == src.stat().st_size > 40_000_000
+    assert (tmp_path / "large.jsonl.back").read_bytes() == src.read_bytes()
+    assert after - before < 15, f"peak memory grew {after - before:.1f} MB for a 40 MB file"
