@@ -444,3 +444,16 @@ def test_upload_and_download_stream_from_and_to_disk(server, tmp_path: Path) -> 
     assert size == src.stat().st_size > 40_000_000
     assert (tmp_path / "large.jsonl.back").read_bytes() == src.read_bytes()
     assert after - before < 15, f"peak memory grew {after - before:.1f} MB for a 40 MB file"
+
+
+def test_every_nth_request_fails_and_all_calls_still_succeed(proxy: FaultProxy,
+                                                             small_file: dict) -> None:
+    path = f"/v1/files/{small_file['id']}"
+    proxy.add("500", method="GET", path=path, every=3, times=None)
+    with BatchClient(proxy.base_url, api_key=API_KEY, backoff=FAST) as c:
+        for _ in range(9):
+            assert c.retrieve_file(small_file["id"])["id"] == small_file["id"]
+    injected = proxy.injected[("500", "GET", path)]
+    assert injected == 4  # requests 3, 6, 9 and 12 of 13
+    assert proxy.received[("GET", path)] == 9 + injected
+    assert proxy.forwarded[("GET", path)] == 9
