@@ -47,10 +47,12 @@ def check_input(
         max_requests_per_file=settings.max_requests_per_file,
         max_bytes_per_file=settings.max_bytes_per_file,
     )
-    validator = RequestValidator(profile, endpoint, source=filename, max_problems=MAX_PROBLEMS)
+    # `path` lets the validator confirm suspected duplicate ids by re-reading the file.
+    validator = RequestValidator(
+        profile, endpoint, source=filename, max_problems=MAX_PROBLEMS, path=path
+    )
     with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            validator.check_line(raw.rstrip(b"\r\n"), line_no)
+        validator.check_stream(handle)
     report = validator.finish()
     errors = [
         {"code": problem_code(p), "message": str(p), "param": p.field, "line": p.line}

@@ -28,6 +28,7 @@ from batch_workflows.server.store import Store, now
 
 log = logging.getLogger("batch_workflows.server")
 
+BOM = b"\xef\xbb\xbf"
 EXPIRE_CHUNK = 1000
 DEFAULT_CHUNK = 64
 IDLE_WAIT = 0.25
@@ -53,7 +54,9 @@ def read_chunk(path: Path, offset: int, limit: int) -> Chunk:
             if not raw:
                 chunk.eof = True
                 break
-            chunk.end_offset += len(raw)
+            if chunk.end_offset == 0 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            chunk.end_offset = handle.tell()
             if not raw.strip():
                 continue
             obj = orjson.loads(raw)
