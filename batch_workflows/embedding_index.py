@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_workflows.chunking import Chunk
-from batch_workflows.errors import BatchError
+from batch_workflows.errors import BatchError, ConfigurationError
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.vectors import VectorIndex, point_id
 
@@ -276,3 +276,53 @@ def sample_rows(n_rows: int, k: int) -> list[int]:
         return list(range(n_rows))
     step = n_rows / k
     return [int(i * step) for i in range(k)]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingsSettings:
+    """The flow's knobs, read once from the environment by the code location and the demo."""
+
+    model: str = "all-MiniLM-L6-v2"
+    watch_uri: str = ".data/inbox"
+    chunk_tokens: int = 200
+    chunk_overlap: int = 32
+    inputs_per_request: int = DEFAULT_INPUTS_PER_REQUEST
+    tokens_per_request: int = DEFAULT_TOKENS_PER_REQUEST
+    tokenizer: str | None = None  # a model folder, "regex", or None = the shipped model's
+    id_field: str = "id"
+    text_field: str = "text"
+    text_unit: str = "file"
+    pydoc_shards: int = 2
+    check_sample: int = 8
+
+    @classmethod
+    def from_env(cls) -> EmbeddingsSettings:
+        import os
+
+        env = os.environ
+        d = cls()
+
+        def num(name: str, default: int) -> int:
+            raw = env.get(name)
+            try:
+                return int(raw) if raw else default
+            except ValueError:
+                raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+        return cls(
+            model=env.get("EMBEDDING_MODEL") or d.model,
+            watch_uri=env.get("EMBEDDINGS_WATCH_URI") or d.watch_uri,
+            chunk_tokens=num("EMBEDDINGS_CHUNK_TOKENS", d.chunk_tokens),
+            chunk_overlap=num("EMBEDDINGS_CHUNK_OVERLAP", d.chunk_overlap),
+            inputs_per_request=num("EMBEDDINGS_INPUTS_PER_REQUEST", d.inputs_per_request),
+            tokens_per_request=num("EMBEDDINGS_TOKENS_PER_REQUEST", d.tokens_per_request),
+            tokenizer=env.get("EMBEDDINGS_TOKENIZER") or None,
+            id_field=env.get("EMBEDDINGS_ID_FIELD") or d.id_field,
+            text_field=env.get("EMBEDDINGS_TEXT_FIELD") or d.text_field,
+            text_unit=env.get("EMBEDDINGS_TEXT_UNIT") or d.text_unit,
+            pydoc_shards=num("EMBEDDINGS_PYDOC_SHARDS", d.pydoc_shards),
+            check_sample=num("EMBEDDINGS_CHECK_SAMPLE", d.check_sample),
+        )
