@@ -55,7 +55,9 @@ def error_body(
     status_code: int = 400,
 ) -> dict:
     """OpenAI's error envelope: {"error": {"message", "type", "param", "code"}}."""
-    err_type = type or _ERROR_TYPES.get(status_code, "server_error" if status_code >= 500 else "api_error")
+    err_type = type or _ERROR_TYPES.get(
+        status_code, "server_error" if status_code >= 500 else "api_error"
+    )
     return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 
@@ -73,7 +75,9 @@ def error_result(
     )
 
 
-def invalid_request(message: str, param: str | None = None, code: str | None = None) -> BackendResult:
+def invalid_request(
+    message: str, param: str | None = None, code: str | None = None
+) -> BackendResult:
     return error_result(400, message, param=param, code=code)
 
 

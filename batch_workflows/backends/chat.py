@@ -67,7 +67,9 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float) -> floa
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not (lo <= value <= hi):
-        return invalid_request(f"'{name}' must be a number between {lo} and {hi} (got {value!r}).", param=name)
+        return invalid_request(
+            f"'{name}' must be a number between {lo} and {hi} (got {value!r}).", param=name
+        )
     return float(value)
 
 
@@ -146,7 +148,9 @@ class ChatBackend:
                 except Exception as exc:
                     log.exception("generation failed for %d requests", len(group))
                     for job in group:
-                        results[job.index] = server_error(f"Generation failed: {type(exc).__name__}: {exc}")
+                        results[job.index] = server_error(
+                            f"Generation failed: {type(exc).__name__}: {exc}"
+                        )
                     continue
                 for job in group:
                     results[job.index] = self._response(job)
@@ -166,14 +170,22 @@ class ChatBackend:
         if model not in self.model_ids:
             return model_not_found(model, self.model_ids)
         if body.get("n") not in (None, 1):
-            return invalid_request("Only n=1 is supported by this server.", param="n", code="unsupported_value")
+            return invalid_request(
+                "Only n=1 is supported by this server.", param="n", code="unsupported_value"
+            )
         if body.get("stream"):
-            return invalid_request("stream=true is not supported here.", param="stream", code="unsupported_value")
+            return invalid_request(
+                "stream=true is not supported here.", param="stream", code="unsupported_value"
+            )
         if body.get("logprobs"):
-            return invalid_request("logprobs are not supported here.", param="logprobs", code="unsupported_value")
+            return invalid_request(
+                "logprobs are not supported here.", param="logprobs", code="unsupported_value"
+            )
         for name in ("presence_penalty", "frequency_penalty"):
             if body.get(name) not in (None, 0, 0.0):
-                return invalid_request(f"'{name}' is not supported here.", param=name, code="unsupported_value")
+                return invalid_request(
+                    f"'{name}' is not supported here.", param=name, code="unsupported_value"
+                )
         messages = _messages(body.get("messages"))
         if isinstance(messages, BackendResult):
             return messages
@@ -188,7 +200,9 @@ class ChatBackend:
         if max_tokens is None:
             max_tokens = self.default_max_tokens
         elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            return invalid_request(f"'{param}' must be a positive integer (got {max_tokens!r}).", param=param)
+            return invalid_request(
+                f"'{param}' must be a positive integer (got {max_tokens!r}).", param=param
+            )
         seed = body.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             return invalid_request(f"'seed' must be an integer (got {seed!r}).", param="seed")
@@ -197,8 +211,14 @@ class ChatBackend:
             stop = []
         elif isinstance(stop, str):
             stop = [stop]
-        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-            return invalid_request("'stop' must be a string or a list of up to 4 non-empty strings.", param="stop")
+        if (
+            not isinstance(stop, list)
+            or len(stop) > 4
+            or not all(isinstance(s, str) and s for s in stop)
+        ):
+            return invalid_request(
+                "'stop' must be a string or a list of up to 4 non-empty strings.", param="stop"
+            )
 
         prompt_ids = self._encode_prompt(messages)
         if self._context is not None and len(prompt_ids) + max_tokens > self._context:
@@ -322,21 +342,29 @@ class ChatBackend:
 def _messages(raw: Any) -> list[dict[str, str]] | BackendResult:
     """Validate `messages`; content parts of type text are joined into one string."""
     if not isinstance(raw, list) or not raw:
-        return invalid_request("'messages' must be a non-empty array of messages.", param="messages")
+        return invalid_request(
+            "'messages' must be a non-empty array of messages.", param="messages"
+        )
     out = []
     for i, msg in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
             return invalid_request(
-                f"'{where}' must be an object with a role among {sorted(_ROLES)}.", param=f"{where}.role"
+                f"'{where}' must be an object with a role among {sorted(_ROLES)}.",
+                param=f"{where}.role",
             )
         content = msg.get("content")
         if isinstance(content, list):
             parts = []
             for part in content:
-                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                if (
+                    not isinstance(part, dict)
+                    or part.get("type") != "text"
+                    or not isinstance(part.get("text"), str)
+                ):
                     return invalid_request(
-                        f"'{where}.content' parts must be of type 'text' here.", param=f"{where}.content"
+                        f"'{where}.content' parts must be of type 'text' here.",
+                        param=f"{where}.content",
                     )
                 parts.append(part["text"])
             content = "".join(parts)

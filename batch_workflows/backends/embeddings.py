@@ -88,7 +88,10 @@ class EmbeddingBackend:
     @property
     def dimensions(self) -> int:
         model = self.load()
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
         return int(getter())
 
     @property
@@ -138,9 +141,13 @@ class EmbeddingBackend:
             texts = [raw]
         elif isinstance(raw, list) and raw and all(isinstance(t, str) for t in raw):
             texts = raw
-        elif isinstance(raw, list) and raw and all(
-            isinstance(t, int) or (isinstance(t, list) and all(isinstance(i, int) for i in t))
-            for t in raw
+        elif (
+            isinstance(raw, list)
+            and raw
+            and all(
+                isinstance(t, int) or (isinstance(t, list) and all(isinstance(i, int) for i in t))
+                for t in raw
+            )
         ):
             return invalid_request(
                 "Token-id arrays are not supported by this server: send `input` as a string or a "
@@ -160,7 +167,9 @@ class EmbeddingBackend:
         for i, text in enumerate(texts):
             if not text:
                 where = "'input'" if isinstance(raw, str) else f"'input[{i}]'"
-                return invalid_request(f"{where} is an empty string; it cannot be embedded.", param="input")
+                return invalid_request(
+                    f"{where} is an empty string; it cannot be embedded.", param="input"
+                )
         return texts, fmt, model
 
     def run(self, bodies: list[dict]) -> list[BackendResult]:
@@ -169,7 +178,9 @@ class EmbeddingBackend:
             self.load()
         except Exception as exc:  # a broken model folder fails every request, not the server
             log.exception("cannot load embedding model %s", self.model_path)
-            return [server_error(f"Embedding model could not be loaded: {type(exc).__name__}")] * len(bodies)
+            return [
+                server_error(f"Embedding model could not be loaded: {type(exc).__name__}")
+            ] * len(bodies)
         parsed: list[tuple[int, list[str], str, str]] = []
         for i, body in enumerate(bodies):
             p = self._parse(body)
@@ -189,7 +200,9 @@ class EmbeddingBackend:
                 pos = 0
                 for i, texts, fmt, model in parsed:
                     n = len(texts)
-                    results[i] = _response(vectors[pos : pos + n], counts[pos : pos + n], fmt, model)
+                    results[i] = _response(
+                        vectors[pos : pos + n], counts[pos : pos + n], fmt, model
+                    )
                     pos += n
         return [r for r in results if r is not None]
 
@@ -207,7 +220,9 @@ class EmbeddingBackend:
         model = self.load()
         window = model.max_seq_length
         # One fast-tokenizer pass gives the usage counts and a padding-friendly order.
-        ids = model.tokenizer(texts, truncation=True, max_length=window, add_special_tokens=True)["input_ids"]
+        ids = model.tokenizer(texts, truncation=True, max_length=window, add_special_tokens=True)[
+            "input_ids"
+        ]
         counts = [len(x) for x in ids]
         order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)

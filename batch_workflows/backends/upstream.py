@@ -64,7 +64,9 @@ def estimate_tokens(body: Any, endpoint: str) -> int:
     raw = body.get("input", "")
     items = raw if isinstance(raw, list) else [raw]
     for item in items:
-        chars += len(item) if isinstance(item, str) else (len(item) * 4 if isinstance(item, list) else 4)
+        chars += (
+            len(item) if isinstance(item, str) else (len(item) * 4 if isinstance(item, list) else 4)
+        )
     return max(1, chars // 4)
 
 
@@ -169,7 +171,9 @@ class UpstreamBackend:
         with self._start_lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="upstream-backend", daemon=True)
+                thread = threading.Thread(
+                    target=loop.run_forever, name="upstream-backend", daemon=True
+                )
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
@@ -255,7 +259,11 @@ class UpstreamBackend:
                     try:
                         payload = resp.json()
                     except ValueError:
-                        return self._error(502, "upstream_bad_response", "Upstream returned a non-JSON success body.")
+                        return self._error(
+                            502,
+                            "upstream_bad_response",
+                            "Upstream returned a non-JSON success body.",
+                        )
                     self.stats["succeeded"] += 1
                     return BackendResult(200, payload)
                 self.stats[f"status_{status}"] += 1
@@ -290,7 +298,9 @@ class UpstreamBackend:
     def _transport_error(self, status: int, code: str, exc: Exception) -> BackendResult:
         what = "timed out" if status == 504 else "could not be reached"
         detail = self._scrub(str(exc))[:200]
-        return self._error(status, code, f"Upstream {what} after retries ({type(exc).__name__}: {detail}).")
+        return self._error(
+            status, code, f"Upstream {what} after retries ({type(exc).__name__}: {detail})."
+        )
 
     def _upstream_error(self, resp: httpx.Response) -> BackendResult:
         """The upstream's own error envelope when it sent one, else a wrapped excerpt."""
@@ -303,7 +313,9 @@ class UpstreamBackend:
             err = payload["error"]
             message = err.get("message")
             body = error_body(
-                self._scrub(str(message)) if message is not None else f"Upstream returned HTTP {status}.",
+                self._scrub(str(message))
+                if message is not None
+                else f"Upstream returned HTTP {status}.",
                 type=err.get("type") if isinstance(err.get("type"), str) else None,
                 param=err.get("param") if isinstance(err.get("param"), str) else None,
                 code=str(err["code"]) if err.get("code") is not None else None,

@@ -29,7 +29,9 @@ def test_response_is_openai_shaped(chat):
     assert isinstance(body["created"], int) and body["model"] == "tiny"
     (choice,) = body["choices"]
     assert choice["index"] == 0 and choice["logprobs"] is None
-    assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
+    assert choice["message"]["role"] == "assistant" and isinstance(
+        choice["message"]["content"], str
+    )
     assert choice["message"]["refusal"] is None
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -40,7 +42,9 @@ def test_prompt_tokens_come_from_the_chat_template(chat):
     text = tok.apply_chat_template(USER, tokenize=False, add_generation_prompt=True)
     assert text == "<|user|>hello world, how are you today?<|end|><|assistant|>"
     (res,) = chat.run([_chat(max_tokens=1, temperature=0)])
-    assert res.body["usage"]["prompt_tokens"] == len(tok(text, add_special_tokens=False)["input_ids"])
+    assert res.body["usage"]["prompt_tokens"] == len(
+        tok(text, add_special_tokens=False)["input_ids"]
+    )
 
 
 @pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
@@ -56,15 +60,20 @@ def test_seed_makes_sampling_deterministic_whatever_the_batch(chat):
     (alone,) = chat.run([body])
     crowd = chat.run(
         [
-            {"model": "tiny", "messages": [{"role": "user", "content": "a much longer prompt " * 5}],
-             "max_tokens": 3},
+            {
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "a much longer prompt " * 5}],
+                "max_tokens": 3,
+            },
             body,
             _chat(max_tokens=12, seed=99),
         ]
     )
     assert _choice(crowd[1])["message"] == _choice(alone)["message"]
     assert crowd[1].body["usage"] == alone.body["usage"]
-    others = {_choice(chat.run([_chat(max_tokens=12, seed=s)])[0])["message"]["content"] for s in range(5)}
+    others = {
+        _choice(chat.run([_chat(max_tokens=12, seed=s)])[0])["message"]["content"] for s in range(5)
+    }
     assert len(others) > 1  # different seeds really sample
 
 
@@ -72,13 +81,23 @@ def test_batched_greedy_equals_transformers_generate(chat):
     import torch
 
     model, tok = chat.load()
-    prompts = [USER, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "batch files?"}]]
-    results = chat.run([{"model": "tiny", "messages": m, "max_tokens": 6, "temperature": 0} for m in prompts])
+    prompts = [
+        USER,
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "batch files?"}],
+    ]
+    results = chat.run(
+        [{"model": "tiny", "messages": m, "max_tokens": 6, "temperature": 0} for m in prompts]
+    )
     for messages, res in zip(prompts, results, strict=True):
-        ids = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-                  add_special_tokens=False, return_tensors="pt")["input_ids"]
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
-        expected = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        ids = tok(
+            tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+            add_special_tokens=False,
+            return_tensors="pt",
+        )["input_ids"]
+        out = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False
+        )
+        expected = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         assert _choice(res)["message"]["content"] == expected
 
 
@@ -115,7 +134,11 @@ def test_stop_truncates_the_text_and_sets_finish_reason(chat):
         ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
         ({"messages": []}, 400, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            400,
+            "messages[0].content",
+        ),
         ({"tools": []}, 400, "tools"),
         ({"max_tokens": 100_000}, 400, "messages"),
         ({"model": "gpt-4o-mini"}, 404, "model"),
@@ -137,10 +160,21 @@ def test_context_overflow_has_openai_code(chat):
 
 
 def test_text_content_parts_are_accepted(chat):
-    parts = [{"role": "user", "content": [{"type": "text", "text": "hello world, "},
-                                          {"type": "text", "text": "how are you today?"}]}]
-    a, b = chat.run([_chat(max_tokens=3, temperature=0), {"model": "tiny", "messages": parts,
-                                                           "max_tokens": 3, "temperature": 0}])
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hello world, "},
+                {"type": "text", "text": "how are you today?"},
+            ],
+        }
+    ]
+    a, b = chat.run(
+        [
+            _chat(max_tokens=3, temperature=0),
+            {"model": "tiny", "messages": parts, "max_tokens": 3, "temperature": 0},
+        ]
+    )
     assert a.body["usage"] == b.body["usage"]
     assert _choice(a)["message"] == _choice(b)["message"]
 

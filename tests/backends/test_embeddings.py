@@ -98,7 +98,10 @@ def test_long_text_is_truncated_not_failed(embedder):
 def test_usage_counts_tokens_with_the_tokenizer(embedder):
     tok = embedder.load().tokenizer
     res, multi = embedder.run(
-        [{"model": MODEL, "input": "hello world"}, {"model": MODEL, "input": ["hello world", "a b c"]}]
+        [
+            {"model": MODEL, "input": "hello world"},
+            {"model": MODEL, "input": ["hello world", "a b c"]},
+        ]
     )
     assert res.body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}  # [CLS] hello world [SEP]
     expected = len(tok("hello world")["input_ids"]) + len(tok("a b c")["input_ids"])

@@ -62,6 +62,7 @@ class RateLimitedEndpoint:
         self._tokens = float(burst)
         self._last = time.monotonic()
         self.log: list[tuple[float, int]] = []  # (monotonic arrival, status)
+        self.texts: list[str] = []  # the input / last message of each logged request
         self.auth_seen: set[str | None] = set()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
@@ -109,6 +110,7 @@ class RateLimitedEndpoint:
             time.sleep(self.latency)
         with self._lock:
             self.log.append((arrival, status))
+            self.texts.append(_text(body))
         return status, extra, payload
 
     def _respond(
@@ -118,7 +120,11 @@ class RateLimitedEndpoint:
             return 401, {}, _error("Incorrect API key provided.", "invalid_api_key")
         if not allowed:
             extra = {"Retry-After": self.retry_after}
-            return 429, extra, _error(f"Rate limit reached; retry in {wait:.2f}s.", "rate_limit_exceeded")
+            return (
+                429,
+                extra,
+                _error(f"Rate limit reached; retry in {wait:.2f}s.", "rate_limit_exceeded"),
+            )
         text = _text(body)
         if text.startswith("status:"):
             code = int(text.split(":", 1)[1])
@@ -133,27 +139,39 @@ class RateLimitedEndpoint:
                 for i, t in enumerate(inputs)
             ]
             n = sum(len(str(t).split()) for t in inputs)
-            return 200, {}, {
-                "object": "list",
-                "data": data,
-                "model": body.get("model"),
-                "usage": {"prompt_tokens": n, "total_tokens": n},
-            }
-        return 200, {}, {
-            "id": "chatcmpl-upstream",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model"),
-            "choices": [
+            return (
+                200,
+                {},
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"echo: {text}", "refusal": None},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
+                    "object": "list",
+                    "data": data,
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": n, "total_tokens": n},
+                },
+            )
+        return (
+            200,
+            {},
+            {
+                "id": "chatcmpl-upstream",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": f"echo: {text}",
+                            "refusal": None,
+                        },
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+        )
 
 
 def _text(body: dict) -> str:
