@@ -1,0 +1,38 @@
+"""A short completion window: finished lines stay, the rest go to the error file as
+batch_expired, and every custom_id has exactly one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+from support.server import start_server
+
+from .helpers import read_lines, wait_for, write_requests
+
+TOTAL = 4000
+
+
+def test_window_passes_mid_batch(tmp_path: Path) -> None:
+    # Tiny chunks keep the batch running well past a 3 s window on any machine.
+    with start_server(tmp_path, completion_window="3s", chunk_size=2, workers=1) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")  # load the model
+        file_id = client.files.create(
+            file=write_requests(tmp_path / "in.jsonl", TOTAL).open("rb"), purpose="batch"
+        ).id
+        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        assert batch.expires_at == batch.created_at + 3
+        done = wait_for(client, batch.id, timeout=120)
+        assert done.status == "expired" and done.expired_at >= done.expires_at
+        finished = read_lines(client, done.output_file_id)
+        expired = read_lines(client, done.error_file_id)
+        assert 0 < len(finished) < TOTAL
+        assert len(finished) == done.request_counts.completed
+        assert len(expired) == done.request_counts.failed == TOTAL - len(finished)
+        assert all(line["response"]["status_code"] == 200 for line in finished)
+        assert all(line["response"] is None and line["error"]["code"] == "batch_expired"
+                   for line in expired)
+        ids = [line["custom_id"] for line in finished + expired]
+        assert sorted(ids) == sorted(f"req-{i}" for i in range(TOTAL))
