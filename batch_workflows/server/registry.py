@@ -1,5 +1,6 @@
-"""Which backend serves which endpoint; built lazily on first use so the server starts fast.
+"""Which backend serves which endpoint (routing by batch_workflows.backends.build_backends).
 
+Building the backends is cheap; each model loads on its first run(), so the server starts fast.
 Backends are used only through the Backend protocol (batch_workflows/backends/base.py).
 Calls into one backend are serialised by a lock: local models are not re-entrant, and an
 upstream backend runs its own bounded concurrency inside one run() call.
@@ -21,58 +22,42 @@ ENDPOINTS = (CHAT, EMBEDDINGS)
 
 
 class BackendRegistry:
-    """Lazily built backends, one per endpoint."""
+    """The backends of one server, one per endpoint."""
 
     def __init__(self, settings: ServerSettings):
-        self.settings = settings
-        self._backends: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {e: threading.Lock() for e in ENDPOINTS}
-        self._build_lock = threading.Lock()
+        from batch_workflows.backends import build_backends
 
-    def _upstream(self, endpoint: str) -> bool:
-        return bool(self.settings.upstream_url) and endpoint in self.settings.upstream_endpoints
+        s = settings
+        self._backends: dict[str, Any] = build_backends(
+            embedding_model=s.embedding_model,
+            chat_model=s.chat_model,
+            upstream_url=s.upstream_url,
+            upstream_api_key=s.upstream_api_key,
+            upstream_rpm=s.upstream_rpm,
+            upstream_tpm=s.upstream_tpm,
+            upstream_concurrency=s.upstream_concurrency,
+            upstream_endpoints=s.upstream_endpoints,
+        )
+        from batch_workflows.backends.upstream import UpstreamBackend
+
+        # An upstream backend is async inside and bounds its own concurrency: no lock, so
+        # real-time calls are not queued behind a batch chunk.
+        self._locks = {
+            endpoint: None if isinstance(backend, UpstreamBackend) else threading.Lock()
+            for endpoint, backend in self._backends.items()
+        }
+        for endpoint, backend in self._backends.items():
+            log.info("%s served by %s", endpoint, type(backend).__name__)
 
     def configured(self, endpoint: str) -> bool:
-        """Whether some backend can serve `endpoint` (without loading anything)."""
-        if endpoint == EMBEDDINGS:
-            return True
-        if endpoint == CHAT:
-            return self._upstream(endpoint) or bool(self.settings.chat_model)
-        return False
+        return endpoint in self._backends
 
     def get(self, endpoint: str) -> Any:
-        """The backend for `endpoint`, built on first use. ConfigurationError if none."""
-        backend = self._backends.get(endpoint)
-        if backend is not None:
-            return backend
-        with self._build_lock:
-            if endpoint not in self._backends:
-                self._backends[endpoint] = self._build(endpoint)
-                log.info("backend for %s ready", endpoint)
+        """The backend for `endpoint`; ConfigurationError if none."""
+        try:
             return self._backends[endpoint]
-
-    def _build(self, endpoint: str) -> Any:
-        s = self.settings
-        if not self.configured(endpoint):
-            raise ConfigurationError(f"no backend serves {endpoint} on this server")
-        if self._upstream(endpoint):
-            from batch_workflows.backends.upstream import UpstreamBackend
-
-            return UpstreamBackend(
-                base_url=s.upstream_url,
-                endpoint=endpoint,
-                api_key=s.upstream_api_key,
-                rpm=s.upstream_rpm,
-                tpm=s.upstream_tpm,
-                concurrency=s.upstream_concurrency,
-            )
-        if endpoint == EMBEDDINGS:
-            from batch_workflows.backends.embeddings import EmbeddingBackend
-
-            return EmbeddingBackend(model_path=s.embedding_model)
-        from batch_workflows.backends.chat import ChatBackend
-
-        return ChatBackend(model_path=s.chat_model)
+        except KeyError:
+            raise ConfigurationError(f"no backend serves {endpoint} on this server") from None
 
     @staticmethod
     def serves(backend: Any, model: Any) -> bool:
@@ -82,21 +67,15 @@ class BackendRegistry:
     def run(self, endpoint: str, bodies: list[dict]) -> list[Any]:
         """backend.run under the endpoint's lock."""
         backend = self.get(endpoint)
-        with self._locks[endpoint]:
+        lock = self._locks[endpoint]
+        if lock is None:
+            return backend.run(bodies)
+        with lock:
             return backend.run(bodies)
 
     def model_ids(self) -> list[tuple[str, str]]:
-        """(model id, endpoint) pairs of the configured backends (builds them, loads nothing)."""
-        pairs = []
-        for endpoint in ENDPOINTS:
-            if self.configured(endpoint):
-                try:
-                    backend = self.get(endpoint)
-                except (ConfigurationError, ImportError, OSError) as exc:
-                    log.warning("backend for %s unavailable: %s", endpoint, exc)
-                    continue
-                pairs += [(m, endpoint) for m in getattr(backend, "model_ids", [])]
-        return pairs
+        """(model id, endpoint) pairs of every backend (loads nothing)."""
+        return [(m, e) for e, b in self._backends.items() for m in (b.model_ids or [])]
 
     def close(self) -> None:
         for backend in self._backends.values():
