@@ -34,7 +34,6 @@ Artifact layout under the store (``<p>`` = the quoted partition key, ``_all`` un
     <name>/<p>/<key16>/attempt-<n>/…      submission.json, raw/…-output.jsonl, results.parquet
 """
 
-from __future__ import annotations
 
 import json
 import tempfile
@@ -375,7 +374,8 @@ def batch_lifecycle(
         default_status=sensor_default_status,
         description=f"Tracks the in-flight batches of {name}; requests {results_name} when done.",
     )
-    def batch_sensor(context: SensorEvaluationContext):
+    def batch_sensor(context: SensorEvaluationContext, **_direct: Any):
+        # direct invocation (build_sensor_context) also passes the resources as keywords
         batch_res: BatchResource = getattr(context.resources, batch_resource_key)
         if batch_res.is_blocking:
             return SkipReason("blocking mode: runs wait for their own batches")
