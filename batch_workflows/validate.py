@@ -28,7 +28,7 @@ from batch_workflows.profiles import CHAT, EMBEDDINGS, ProviderProfile
 
 BOM = b"\xef\xbb\xbf"
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_CHUNK = 1 << 22  # bytes read per call when streaming a file
+_CHUNK = 1 << 16  # bytes read per call when streaming a file
 DUPLICATE_BUFFER = 1 << 18  # custom_id hashes held in memory before a run is spilled to disk
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -92,10 +92,12 @@ def _type_name(value: object) -> str:
 def iter_line_batches(f: IO[bytes], hard_limit: int) -> Iterator[list[bytes]]:
     """Lines of a binary stream, in lists, without terminators; BOM at the start dropped.
 
+    Reads in small chunks (the lines of one chunk stay in CPU cache while they are checked).
     A line longer than `hard_limit` is never held whole: it comes out as an `_Overlong`
     carrying only its length, so a file with no newlines cannot exhaust memory.
     """
-    tail = b""
+    parts: list[bytes] = []  # pieces of the line that the last chunk left unfinished
+    partial = 0
     skipping = -1  # >= 0 while discarding an overlong line: bytes seen so far
     first = True
     while True:
@@ -114,26 +116,29 @@ def iter_line_batches(f: IO[bytes], hard_limit: int) -> Iterator[list[bytes]]:
             over = _Overlong()
             over.size = skipping + cut
             skipping = -1
-            chunk = chunk[cut + 1 :]
-            lines = chunk.split(b"\n")
-            tail = lines.pop()
+            lines = chunk[cut + 1 :].split(b"\n")
             lines.insert(0, over)
         else:
-            if tail:
-                chunk = tail + chunk
             lines = chunk.split(b"\n")
-            tail = lines.pop()
-        if len(tail) > hard_limit:
-            skipping = len(tail)
-            tail = b""
-        if lines:
-            yield lines
+            if len(lines) == 1:  # no newline in this chunk: all of it continues the line
+                parts.append(chunk)
+                partial += len(chunk)
+                if partial > hard_limit:
+                    skipping, parts, partial = partial, [], 0
+                continue
+            if parts:
+                parts.append(lines[0])
+                lines[0] = b"".join(parts)
+        tail = lines.pop()
+        parts = [tail] if tail else []
+        partial = len(tail)
+        yield lines
     if skipping >= 0:
         over = _Overlong()
         over.size = skipping
         yield [over]
-    elif tail:
-        yield [tail]
+    elif parts:
+        yield [b"".join(parts)]
 
 
 def _file_lines(path: str, hard_limit: int) -> Callable[[], Iterator[bytes]]:
@@ -177,6 +182,15 @@ class _DuplicateIndex:
         if len(self.hashes) >= self.buffer_size:
             self.spill()
 
+    def add_many(self, custom_ids: list[str], first_line: int) -> None:
+        """Register ids found on consecutive lines starting at `first_line`."""
+        self.hashes.extend(map(hash, custom_ids))
+        if self.double_hash:
+            self.checks.extend(map(hash, map("\x00".__add__, custom_ids)))
+        self.lines.extend(range(first_line, first_line + len(custom_ids)))
+        if len(self.hashes) >= self.buffer_size:
+            self.spill()
+
     def _records(self) -> np.ndarray:
         n = len(self.hashes)
         rec = np.empty(n, dtype=self.dtype)
@@ -197,7 +211,7 @@ class _DuplicateIndex:
         if not self.hashes:
             return
         rec = self._records()
-        rec = rec[np.argsort(rec["h"], kind="stable")]
+        rec = rec[np.argsort(rec["h"], kind="stable")]  # stable: lines stay ascending per hash
         if self._tmpdir is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="bw-validate-")
         path = os.path.join(self._tmpdir.name, f"run-{len(self._runs):05d}.bin")
@@ -205,24 +219,29 @@ class _DuplicateIndex:
         self._runs.append((path, self._bounds(rec["h"])))
 
     def _groups_in(self, rec: np.ndarray) -> Iterator[list[int]]:
-        keys = ["h", "c"] if self.double_hash else ["h"]
-        rec = np.sort(rec, order=[*keys, "line"], kind="stable")
-        same = rec["h"][1:] == rec["h"][:-1]
-        if self.double_hash:
-            same &= rec["c"][1:] == rec["c"][:-1]
+        """Groups of lines (ascending) sharing a hash, and the check hash where there is one."""
+        if len(rec) < 2:
+            return
+        h = rec["h"]
+        order = np.argsort(h, kind="stable")  # stable: equal hashes stay in line order
+        hs = h[order]
+        same = hs[1:] == hs[:-1]
         if not same.any():
             return
+        # start and end (exclusive) of each run of equal hashes
+        edges = np.diff(np.concatenate(([0], same.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + 1
         lines = rec["line"]
-        i, n = 0, len(rec)
-        starts = np.flatnonzero(same)
-        for s in starts:
-            if s < i:
+        checks = rec["c"] if self.double_hash else None
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            idx = order[lo:hi]
+            if checks is None:
+                yield sorted(int(x) for x in lines[idx])
                 continue
-            j = s + 1
-            while j < n - 1 and same[j]:
-                j += 1
-            yield [int(x) for x in lines[s : j + 1]]
-            i = j + 1
+            by_check: dict[int, list[int]] = {}
+            for i in idx.tolist():
+                by_check.setdefault(int(checks[i]), []).append(int(lines[i]))
+            yield from (sorted(group) for group in by_check.values() if len(group) > 1)
 
     def candidates(self) -> Iterator[list[int]]:
         """Groups of line numbers (ascending) whose custom_ids hash alike."""
@@ -280,6 +299,7 @@ class RequestValidator:
                 f"endpoint {endpoint!r} is not served by provider {profile.name!r}; known: {known}"
             )
         self.profile = profile
+        self._one_model = profile.one_model_per_file
         self.source = source
         self.max_problems = max_problems
         self.endpoint = endpoint
@@ -311,51 +331,61 @@ class RequestValidator:
         """The custom_id when `obj` is a fully valid request under the file's current state.
 
         Only ever says yes to what `_check_full` would accept; anything else returns None and
-        the caller runs the full check.
+        the caller runs the full check. Subscripts, not .get(): a missing key is an exception
+        that costs nothing on the path where every key is there.
         """
         if type(obj) is not dict:
             return None
-        cid = obj.get("custom_id")
-        endpoint = self.endpoint
-        if (
-            type(cid) is not str
-            or not cid
-            or obj.get("method") != "POST"
-            or endpoint is None
-            or obj.get("url") != endpoint
-        ):
-            return None
-        body = obj.get("body")
-        if type(body) is not dict:
-            return None
-        model = body.get("model")
-        if type(model) is not str or not model:
-            return None
-        if model != self.model and self.profile.one_model_per_file:
-            return None
-        if endpoint == CHAT:
-            messages = body.get("messages")
-            if type(messages) is not list or not messages:
+        try:
+            cid = obj["custom_id"]
+            body = obj["body"]
+            if (
+                type(cid) is not str
+                or not cid
+                or obj["method"] != "POST"
+                or obj["url"] != self._endpoint
+                or type(body) is not dict
+            ):
                 return None
-            for m in messages:
-                if (
-                    type(m) is not dict
-                    or type(m.get("content")) is not str
-                    or m.get("role") not in CHAT_ROLES
-                ):
+            model = body["model"]
+            if type(model) is not str or not model or (model != self.model and self._one_model):
+                return None
+            kind = self._kind
+            if kind == 1:
+                messages = body["messages"]
+                if type(messages) is not list or not messages:
                     return None
-        elif endpoint == EMBEDDINGS:
-            inp = body.get("input")
-            if type(inp) is str:
-                if not inp:
-                    return None
-            elif type(inp) is list and inp:
-                for x in inp:
-                    if type(x) is not str or not x:
+                for m in messages:
+                    if (
+                        type(m) is not dict
+                        or type(m["content"]) is not str
+                        or m["role"] not in CHAT_ROLES
+                    ):
                         return None
-            else:
-                return None
+            elif kind == 2:
+                inp = body["input"]
+                if type(inp) is str:
+                    if not inp:
+                        return None
+                elif type(inp) is list and inp:
+                    for x in inp:
+                        if type(x) is not str or not x:
+                            return None
+                else:
+                    return None
+        except KeyError:
+            return None
         return cid
+
+    @property
+    def endpoint(self) -> str | None:
+        """The file's endpoint: the argument, or the first valid line's url."""
+        return self._endpoint
+
+    @endpoint.setter
+    def endpoint(self, value: str | None) -> None:
+        self._endpoint = value
+        self._kind = 1 if value == CHAT else 2 if value == EMBEDDINGS else 0
 
     # -- the full check ---------------------------------------------------------------------
 
@@ -597,14 +627,21 @@ class RequestValidator:
         return False
 
     def check_stream(self, f: IO[bytes]) -> None:
-        """Check every line of a binary stream (the hot loop behind `validate_file`)."""
+        """Check every line of a binary stream (the hot loop behind `validate_file`).
+
+        Per line: one orjson parse and the fast check. The ids of good lines are gathered per
+        read chunk and hashed in one C-level pass (`add_many`).
+        """
         loads = orjson.loads
         fast = self._fast
-        add = self._dups.add
+        dups = self._dups
+        slow = self._check_raw
         maxlen = self.profile.max_line_bytes
         line_no = self.lines
-        slow = self._check_raw
         for batch in iter_line_batches(f, maxlen + 2):
+            first = line_no + 1
+            cids: list[str | None] = []
+            keep = cids.append
             for raw in batch:
                 line_no += 1
                 if len(raw) <= maxlen:
@@ -615,9 +652,16 @@ class RequestValidator:
                     else:
                         cid = fast(obj)
                         if cid is not None:
-                            add(cid, line_no)
+                            keep(cid)
                             continue
+                keep(None)  # keeps positions; the full check registers its own id
                 slow(raw, line_no)
+            if None in cids:
+                for i, cid in enumerate(cids):
+                    if cid is not None:
+                        dups.add(cid, first + i)
+            else:
+                dups.add_many(cids, first)  # type: ignore[arg-type]
         self.lines = line_no
 
     # -- the end ----------------------------------------------------------------------------

@@ -405,3 +405,29 @@ def test_fast_path_never_accepts_what_the_full_check_rejects() -> None:
             full = v._check_full(copy.deepcopy(obj), 1, None)
             if fast is not None:
                 assert full, obj
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 16])
+def test_line_splitting_matches_a_plain_split_at_any_chunk_size(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import random
+
+    monkeypatch.setattr(validate_mod, "_CHUNK", chunk)
+    rng = random.Random(chunk)
+    for _ in range(30):
+        lines = [b"x" * rng.choice([0, 1, 2, 5, 40, 200]) for _ in range(rng.randint(0, 12))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        got = [
+            raw for batch in validate_mod.iter_line_batches(io.BytesIO(data), 100) for raw in batch
+        ]
+        want = data.split(b"\n")
+        if data.endswith(b"\n") or not data:
+            want.pop()
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            if isinstance(g, validate_mod._Overlong):  # only ever stands in for a long line
+                assert g.size == len(w) > 100
+            else:
+                assert g == w
