@@ -38,6 +38,7 @@ class ServerHandle:
 
     def __init__(self, tmp_path: Path, startup_timeout: float = 120.0, **cli_options: Any):
         tmp_path = Path(tmp_path)
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = int(cli_options.pop("port", None) or free_port())
         self.host = "127.0.0.1"
         self.data_dir = Path(cli_options.pop("data_dir", None) or tmp_path / "server-data")
