@@ -709,9 +709,13 @@ class RequestValidator:
         hashed: list[list[int]] = []
         budget = max(10_000, 10 * self.max_problems)  # bounds memory on absurd inputs
         for lines in groups:
+            room = budget - len(wanted)
+            if len(lines) > room:
+                lines = lines[:room]
+                self.truncated = True
             hashed.append(lines)
             wanted.update(lines)
-            if len(wanted) > budget:
+            if len(wanted) >= budget:
                 self.truncated = True
                 break
         if not wanted:
