@@ -35,7 +35,12 @@ _JSONDecodeError = orjson.JSONDecodeError
 
 @dataclass
 class ValidationReport:
-    """What one validation run found."""
+    """What one validation run found.
+
+    `lines`: lines read; `requests`: non-blank lines (the requests, when the report is ok);
+    `endpoint`/`model`: the file's, from the argument or the first line that names one;
+    `problems`: sorted by line, at most the cap; `truncated`: more problems were found.
+    """
 
     source: str
     lines: int
@@ -603,12 +608,8 @@ class RequestValidator:
                 cid = self._fast(obj)
                 if cid is not None:
                     self._dups.add(cid, line_no)
-                    self.requests += 1
                     return obj
-        obj = self._check_raw(raw, line_no)
-        if obj is not None:
-            self.requests += 1
-        return obj
+        return self._check_raw(raw, line_no)
 
     def check_object(self, obj: object, line_no: int, size: int | None = None) -> bool:
         """Check one already-parsed request (`size`: its serialised length, for the line limit)."""
@@ -619,12 +620,8 @@ class RequestValidator:
             cid = self._fast(obj)
             if cid is not None:
                 self._dups.add(cid, line_no)
-                self.requests += 1
                 return True
-        if self._check_full(obj, line_no, size):
-            self.requests += 1
-            return True
-        return False
+        return self._check_full(obj, line_no, size)
 
     def check_stream(self, f: IO[bytes]) -> None:
         """Check every line of a binary stream (the hot loop behind `validate_file`).
