@@ -172,7 +172,8 @@ def embeddings_index(
     summary = {**report.to_dict(), "points": points, "collection": qdrant.collection}
     artifacts.write_bytes(index_summary_key(pkey), orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     context.log.info(
-        f"{pkey}: upserted {report.upserted} points, deleted {report.stale_deleted} stale, "
+        f"{pkey}: wrote {report.upserted} points ({report.unchanged} already identical), "
+        f"deleted {report.stale_deleted} stale, "
         f"{report.failed_chunks} chunk(s) of failed requests; {points} points in the partition"
     )
     return MaterializeResult(
@@ -180,6 +181,7 @@ def embeddings_index(
             "chunks": report.chunks,
             "points": points,
             "upserted": report.upserted,
+            "unchanged": report.unchanged,
             "stale_deleted": report.stale_deleted,
             "failed_chunks": report.failed_chunks,
             "failed_requests_sample": MetadataValue.json(report.failed_sample),

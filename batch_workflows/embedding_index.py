@@ -142,7 +142,8 @@ class IndexReport:
 
     partition: str
     chunks: int = 0  # planned (rows of the chunk table)
-    upserted: int = 0
+    upserted: int = 0  # points written (new or changed)
+    unchanged: int = 0  # points already stored exactly so: not rewritten
     failed_requests: int = 0
     failed_chunks: int = 0
     stale_deleted: int = 0
@@ -186,11 +187,13 @@ def index_results(
     model: str,
     batch_size: int = 256,
     delete_stale: bool = True,
+    skip_unchanged: bool = True,
 ) -> IndexReport:
     """Upsert every embedded chunk of a partition, then delete the partition's stale points.
 
     Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
-    source, partition, model. A failed request's chunks are counted, not indexed."""
+    source, partition, model. A failed request's chunks are counted, not indexed. With
+    `skip_unchanged`, points already stored identically are not rewritten."""
     import numpy as np
 
     started = time.perf_counter()
@@ -214,7 +217,13 @@ def index_results(
 
     def flush() -> None:
         if buf_ids:
-            report.upserted += index.upsert(buf_ids, np.concatenate(buf_vecs), buf_payloads)
+            vectors = np.concatenate(buf_vecs)
+            if skip_unchanged:
+                written, same = index.upsert_changed(buf_ids, vectors, buf_payloads)
+            else:
+                written, same = index.upsert(buf_ids, vectors, buf_payloads), 0
+            report.upserted += written
+            report.unchanged += same
             buf_ids.clear()
             buf_vecs.clear()
             buf_payloads.clear()

@@ -61,6 +61,9 @@ class QueryEmbedder:
             payload = resp.json()
         else:
             if self._backend is None:
+                import os
+
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bars in output
                 from batch_workflows.backends.embeddings import EmbeddingBackend
 
                 self._backend = EmbeddingBackend()

@@ -150,6 +150,41 @@ class VectorIndex:
         )
         return len(ids)
 
+    def upsert_changed(
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        payloads: Sequence[dict[str, Any]],
+    ) -> tuple[int, int]:
+        """Upsert only the points that are new or differ (payload or direction of the vector);
+        returns (written, unchanged). A re-run over the same results writes nothing, which
+        also spares local mode its one-commit-per-point cost."""
+        import numpy as np
+
+        if not ids:
+            return 0, 0
+        vectors = np.asarray(vectors, dtype=np.float32)
+        stored = {
+            str(r.id): r
+            for r in self.client.retrieve(
+                self.collection, ids=list(ids), with_payload=True, with_vectors=True
+            )
+        }
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = vectors / np.where(norms == 0, 1, norms)  # cosine collections store unit vectors
+        keep = []
+        for i, pid in enumerate(ids):
+            old = stored.get(pid)
+            if (
+                old is None
+                or old.payload != payloads[i]
+                or not np.allclose(np.asarray(old.vector, dtype=np.float32), unit[i], atol=1e-5)
+            ):
+                keep.append(i)
+        if keep:
+            self.upsert([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep])
+        return len(keep), len(ids) - len(keep)
+
     def partition_ids(self, partition: str, page: int = 1024) -> Iterator[str]:
         """Ids of every point whose payload says it belongs to `partition` (streamed)."""
         offset = None

@@ -42,46 +42,64 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from batch_workflows.errors import ConfigurationError
-    from batch_workflows.query import LOCAL_MODEL_IDS, QueryEmbedder
-    from batch_workflows.vectors import QdrantSettings, VectorIndex, open_client
+    from batch_workflows.vectors import QdrantSettings
 
     if args.limit < 1:
         raise ConfigurationError("--limit must be at least 1")
     settings = QdrantSettings.from_env()
     if args.collection:
         settings = replace(settings, collection=args.collection)
-    with open_client(settings) as client:
-        index = VectorIndex(client, settings.collection)
-        if not index.count():
-            print(
-                f"no points in {settings.describe()}: run `make demo` or materialize "
-                "the embeddings flow first",
-                file=sys.stderr,
-            )
-            return 1
-        model = _collection_model(client, settings.collection)
-        base_url = args.base_url
-        if base_url is None and model not in LOCAL_MODEL_IDS:
-            base_url = os.environ.get("BATCH_BASE_URL")
-        embedder = QueryEmbedder(model, base_url, os.environ.get("BATCH_API_KEY"))
-        try:
-            vector = embedder.embed([args.query])[0]
-        finally:
-            embedder.close()
-        hits = index.search(vector, args.limit)
+    hits = search(args.query, args.limit, settings, base_url=args.base_url)
+    if hits is None:
+        print(f"no points in {settings.describe()}: run `make demo` or materialize "
+              "the embeddings flow first", file=sys.stderr)
+        return 1
     for rank, hit in enumerate(hits, start=1):
         if args.json:
             row = {k: hit.get(k) for k in ("score", "document_id", "chunk_index", "text")}
             sys.stdout.write(orjson.dumps(row).decode() + "\n")
         else:
-            snippet = " ".join(str(hit.get("text", "")).split())
-            if len(snippet) > SNIPPET:
-                snippet = snippet[: SNIPPET - 1] + "…"
-            print(
-                f"{rank:>2}. {hit['score']:.3f}  {hit.get('document_id')} #{hit.get('chunk_index')}"
-            )
-            print(f"    {snippet}")
+            print(format_hit(rank, hit))
     return 0
+
+
+def format_hit(rank: int, hit: dict) -> str:
+    """Two lines: rank, score, document id and chunk index; then a one-line snippet."""
+    snippet = " ".join(str(hit.get("text", "")).split())
+    if len(snippet) > SNIPPET:
+        snippet = snippet[: SNIPPET - 1] + "…"
+    return (f"{rank:>2}. {hit['score']:.3f}  {hit.get('document_id')} #{hit.get('chunk_index')}\n"
+            f"    {snippet}")
+
+
+def search(
+    query: str,
+    limit: int,
+    settings: object,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> list[dict] | None:
+    """Top `limit` hits for `query` (None when the collection is empty or missing).
+
+    The query is embedded with the model recorded in the collection: in-process when the local
+    engine serves it from disk, else through `base_url` (default $BATCH_BASE_URL)."""
+    from batch_workflows.query import LOCAL_MODEL_IDS, QueryEmbedder
+    from batch_workflows.vectors import VectorIndex, open_client
+
+    with open_client(settings) as client:
+        index = VectorIndex(client, settings.collection)
+        if not index.count():
+            return None
+        model = _collection_model(client, settings.collection)
+        if base_url is None and model not in LOCAL_MODEL_IDS:
+            base_url = os.environ.get("BATCH_BASE_URL")
+        key = api_key if api_key is not None else os.environ.get("BATCH_API_KEY")
+        embedder = QueryEmbedder(model, base_url, key)
+        try:
+            vector = embedder.embed([query])[0]
+        finally:
+            embedder.close()
+        return index.search(vector, limit)
 
 
 def _collection_model(client: object, collection: str) -> str:

@@ -69,6 +69,7 @@ def test_upsert_is_idempotent_and_payload_complete(tmp_path, qdrant):
         assert first.upserted == first.chunks == table.chunks == index.count("p1")
         again = index_results(index, table.path, results, "p1", "fake-model")
         assert not again.created_collection and again.stale_deleted == 0
+        assert (again.upserted, again.unchanged) == (0, first.chunks)  # nothing rewritten
         assert index.count() == index.count("p1") == first.chunks  # overwritten, not duplicated
         hit = index.search(_vector("red green blue cyan magenta yellow"), limit=1)[0]
     assert hit["id"] == point_id("c", 0)
@@ -83,13 +84,16 @@ def test_upsert_is_idempotent_and_payload_complete(tmp_path, qdrant):
 def test_stale_points_of_removed_documents_and_chunks_are_deleted(tmp_path, qdrant):
     table, results = _fake_batch(tmp_path / "v1", DOCS, "p1")
     other_table, other_results = _fake_batch(tmp_path / "v1", [Document("z", "zeta eta", "s")], "p2")
-    shorter = [Document("a", "one two three four five six", "s"), DOCS[1]]  # a shrank, c removed
+    shorter = [Document("a", "one two three four", "s"), DOCS[1]]  # a shrank, c removed
     table2, results2 = _fake_batch(tmp_path / "v2", shorter, "p1")
     with qdrant.open() as index:
         index_results(index, table.path, results, "p1", "fake-model")
         index_results(index, other_table.path, other_results, "p2", "fake-model")
         report = index_results(index, table2.path, results2, "p1", "fake-model")
         assert report.stale_deleted == table.chunks - table2.chunks > 0
+        assert report.upserted >= 1  # a#0 has new text: rewritten, not kept
+        assert index.search(_vector("one two three four"), 1)[0]["text"] == (
+            "one two three four")
         assert index.count("p1") == table2.chunks
         assert index.count("p2") == other_table.chunks  # other partitions untouched
         ids = set(index.partition_ids("p1"))

@@ -1,0 +1,288 @@
+"""`make demo`: index the Python language reference through the batch lifecycle, then search it.
+
+    python -m assets.demo
+
+1. starts the local batch engine unless something already answers at BATCH_BASE_URL (or a
+   provider is configured with BATCH_PROVIDER);
+2. registers the partitions (the shipped pydoc corpus shards + files already in the inbox);
+3. materializes every partition of the embeddings flow (requests → batch → results → index,
+   with their checks) on a persistent Dagster instance under .data/dagster, so the runs show
+   up later in `make dev` (DAGSTER_HOME=.data/dagster);
+4. prints where the outputs are, what the batch would cost at a provider's batch price, and the
+   answers to two example searches.
+
+Honours the code location's settings: BATCH_PROVIDER / BATCH_BASE_URL / BATCH_API_KEY,
+BATCH_ARTIFACTS_URI, QDRANT_PATH / QDRANT_URL / QDRANT_API_KEY / QDRANT_COLLECTION,
+EMBEDDING_MODEL, EMBEDDINGS_*. Run twice, it re-attaches to the batches of the first run
+(nothing is submitted or paid twice) and the collection is left as it was.
+Timings go to .data/demo-timings.json (read by bench/qdrant_index.py).
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+import warnings
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+EXAMPLE_QUERIES = (
+    "How do I handle an exception raised inside a block of code?",
+    "How do I write a small anonymous function?",
+)
+# Provider embedding models to price the same batch at (those found in the price table).
+PRICE_MODELS = (
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "BAAI/bge-en-icl",
+    "Qwen/Qwen3-Embedding-8B",
+)
+TIMINGS_PATH = Path(".data/demo-timings.json")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class RunWatcher(threading.Thread):
+    """Prints a run's progress from the Dagster event log while it executes."""
+
+    INTERESTING = ("STEP_START", "ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION", "STEP_FAILURE")
+
+    def __init__(self, tag: str, started: float):
+        super().__init__(daemon=True)
+        self.tag = tag
+        self.started = started
+        self.stop = threading.Event()
+        self.seen = 0
+        self.run_id: str | None = None
+        self.step_seconds: dict[str, float] = {}
+
+    def run(self) -> None:
+        from dagster import DagsterInstance, RunsFilter
+
+        instance = DagsterInstance.get()
+        while True:
+            finished = self.stop.is_set()
+            if self.run_id is None:
+                runs = instance.get_runs(RunsFilter(tags={"batch_workflows/demo": self.tag}), limit=1)
+                self.run_id = runs[0].run_id if runs else None
+            if self.run_id is not None:
+                records = instance.all_logs(self.run_id)
+                for entry in records[self.seen :]:
+                    self._show(entry)
+                self.seen = len(records)
+            if finished:
+                return
+            self.stop.wait(0.5)
+
+    def _show(self, entry: Any) -> None:
+        t = f"[{entry.timestamp - self.started:6.1f}s]"
+        event = entry.dagster_event
+        if event is None:
+            if entry.level >= 20 and entry.user_message:  # the assets' own INFO lines
+                say(f"{t}     {entry.user_message}")
+            return
+        kind = event.event_type_value
+        if kind == "STEP_SUCCESS":
+            self.step_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
+        if kind not in self.INTERESTING:
+            return
+        data = event.event_specific_data
+        if kind == "STEP_START":
+            say(f"{t}   ▸ {event.step_key}")
+        elif kind == "ASSET_MATERIALIZATION":
+            md = {k: v.value for k, v in data.materialization.metadata.items()}
+            say(f"{t}     ✓ {data.materialization.asset_key.to_user_string()}: {_short(md)}")
+        elif kind == "ASSET_CHECK_EVALUATION":
+            mark = "passed" if data.passed else "FAILED"
+            say(f"{t}     check {data.check_name}: {mark}")
+        elif kind == "STEP_FAILURE":
+            say(f"{t}     ✗ {event.step_key} failed: {data.error.message.strip()[:500]}")
+
+
+def _short(md: dict[str, Any]) -> str:
+    keys = ("requests", "shards", "batches_created", "reattached", "succeeded", "failed",
+            "prompt_tokens", "chunks", "points", "upserted", "unchanged", "stale_deleted")
+    return ", ".join(f"{k}={md[k]}" for k in keys if k in md) or "done"
+
+
+def _prices(tokens: int) -> list[str]:
+    try:
+        from batch_workflows.pricing import PriceTable
+
+        table = PriceTable.default()
+    except Exception as exc:  # pricing is informative here: never fail the demo over it
+        return [f"(no price table: {type(exc).__name__}: {exc})"]
+    lines = []
+    for model in PRICE_MODELS:
+        try:
+            price = table.get(model)
+            if price is None:
+                continue
+            usd = table.cost(model, tokens, 0, batch=True)
+        except Exception:  # noqa: BLE001 - a model missing from the table is skipped
+            continue
+        lines.append(f"{model}: ${Decimal(usd):.4f} at ${price.batch_input}/M input tokens "
+                     f"(batch price, 50 % of ${price.input_per_million})")
+    return lines or ["(none of the reference embedding models is in the price table)"]
+
+
+def main() -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    home = Path(os.environ.get("DAGSTER_HOME") or ".data/dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    if not (home / "dagster.yaml").exists():
+        # Default storage (SQLite under DAGSTER_HOME); this machine may be offline: no telemetry.
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+    t0 = time.perf_counter()
+    wall0 = time.time()
+    say("== batch-workflows demo: the Python language reference → batch embeddings → Qdrant")
+
+    from dagster import DagsterInstance, materialize
+
+    import assets.embeddings as flow
+    from batch_workflows.commands.search import format_hit, search
+    from batch_workflows.sources import list_source_files, pydoc_shard_keys
+    from batch_workflows.vectors import QdrantSettings
+    from resources.artifacts import ArtifactStore
+    from resources.batch import BatchResource
+    from resources.vectors import QdrantResource
+
+    batch = BatchResource.from_env()
+    artifacts = ArtifactStore.from_env()
+    qdrant = QdrantResource.from_env()
+    settings = flow.SETTINGS
+    instance = DagsterInstance.get()
+    timings: dict[str, Any] = {"engine_start_seconds": 0.0}
+
+    # 1. the engine
+    started_engine = False
+    if batch.provider == "local":
+        if batch.engine_is_up():
+            say(f"engine: using the local batch engine already running at {batch.resolved_base_url}")
+        else:
+            say(f"engine: starting the local batch engine at {batch.resolved_base_url} "
+                f"(state in {batch.engine_data_dir}, log {batch.engine_data_dir}/engine.log) ...")
+            t = time.perf_counter()
+            batch.ensure_local_engine()
+            timings["engine_start_seconds"] = time.perf_counter() - t
+            started_engine = True
+            say(f"engine: up in {timings['engine_start_seconds']:.1f}s")
+    else:
+        say(f"engine: provider {batch.provider} at {batch.resolved_base_url} "
+            "(batches may take up to the completion window)")
+
+    # 2. partitions
+    inbox = [f.name for f in list_source_files(settings.watch_uri)]
+    keys = pydoc_shard_keys(settings.pydoc_shards) + inbox
+    known = set(instance.get_dynamic_partitions(flow.embeddings_partitions.name))
+    if missing := [k for k in keys if k not in known]:
+        instance.add_dynamic_partitions(flow.embeddings_partitions.name, missing)
+    say(f"partitions: {', '.join(keys)} (model {settings.model}, chunks of "
+        f"{settings.chunk_tokens} tokens with {settings.chunk_overlap} overlap, "
+        f"≤{settings.inputs_per_request} chunks per request)")
+    with qdrant.open() as index:
+        points_before = index.count()
+    say(f"collection: {qdrant.describe()}: {points_before} points before this run")
+
+    # 3. materialize every partition
+    resources = {"batch": batch, "artifacts": artifacts, "qdrant": qdrant}
+    selection = [*flow.lifecycle.assets, flow.embeddings_index, *flow.lifecycle.checks,
+                 flow.points_match_chunks, flow.chunks_retrieve_themselves]
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    created = reattached = 0
+    step_totals: dict[str, float] = {}
+    ok = True
+    for key in keys:
+        say(f"\n-- partition {key}")
+        tag = uuid.uuid4().hex
+        watcher = RunWatcher(tag, wall0)
+        watcher.start()
+        result = materialize(selection, partition_key=key, resources=resources, instance=instance,
+                             run_config=quiet, raise_on_error=False,
+                             tags={"batch_workflows/demo": tag})
+        watcher.stop.set()
+        watcher.join()
+        for step, secs in watcher.step_seconds.items():
+            step_totals[step] = step_totals.get(step, 0.0) + secs
+        for mat in result.get_asset_materialization_events():
+            md = mat.materialization.metadata
+            if mat.asset_key.to_user_string() == "embeddings_batch":
+                created += int(md["batches_created"].value)
+                reattached += int(bool(md["reattached"].value))
+        if not result.success:
+            ok = False
+            say(f"   run {result.run_id} FAILED: see `make dev` (DAGSTER_HOME={home})")
+    timings["flow_seconds"] = time.perf_counter() - t0 - timings["engine_start_seconds"]
+    timings["steps"] = step_totals
+    engine = step_totals.get("embeddings_batch", 0.0) + step_totals.get("embeddings_results", 0.0)
+
+    # 4. outputs, cost, second-run statement
+    tokens = 0
+    for key in keys:
+        try:
+            summary = json.loads(artifacts.read_bytes(f"{flow.partition_dir(flow.NAME, key)}/summary.json"))
+            tokens += int(summary.get("prompt_tokens") or 0)
+        except (OSError, ValueError, KeyError):
+            pass
+    with qdrant.open() as index:
+        points_after = index.count()
+    say("\n== outputs")
+    say(f"artifacts (shards, raw batch output, results Parquet, chunk tables): {artifacts.uri(flow.NAME)}")
+    say(f"vectors: {qdrant.describe()}: {points_after} points")
+    say(f"dagster runs: DAGSTER_HOME={home} (`make dev` shows them)")
+    if created == 0 and reattached:
+        say(f"second run: 0 batches submitted — re-attached to the existing batches of all "
+            f"{reattached} partition(s); nothing paid twice. Points {points_before} → "
+            f"{points_after}: " + ("collection unchanged." if points_after == points_before
+                                   else "changed (the inputs changed)."))
+    else:
+        say(f"submitted {created} new batch(es); {reattached} partition(s) re-attached")
+    say(f"\n== cost: {tokens:,} input tokens embedded; the same batch at a provider's batch price:")
+    for line in _prices(tokens):
+        say(f"   {line}")
+
+    # 5. example searches
+    base_url = batch.resolved_base_url if batch.provider == "local" and batch.engine_is_up() else None
+    for query in EXAMPLE_QUERIES:
+        say(f'\n== batch-workflows search "{query}" --limit 3')
+        hits = search(query, 3, QdrantSettings.from_env(), base_url=base_url) or []
+        for rank, hit in enumerate(hits, 1):
+            say(format_hit(rank, hit))
+
+    total = time.perf_counter() - t0
+    timings.update(total_seconds=total, engine_seconds=engine + timings["engine_start_seconds"],
+                   other_seconds=total - engine - timings["engine_start_seconds"],
+                   batches_created=created, points=points_after, tokens=tokens)
+    TIMINGS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS_PATH.write_text(json.dumps(timings, indent=2))
+    say(f"\n== done in {total:.0f}s: engine {timings['engine_seconds']:.0f}s "
+        f"(start {timings['engine_start_seconds']:.0f}s + submit/wait/download "
+        f"{engine:.0f}s), everything else {timings['other_seconds']:.0f}s")
+    if started_engine:
+        _stop_engine(Path(batch.engine_data_dir))
+    return 0 if ok else 1
+
+
+def _stop_engine(data_dir: Path) -> None:
+    """Stop the engine this demo started (its batches are finished; its state stays on disk)."""
+    pid_file = data_dir / "engine.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        say(f"stopped the local engine this demo started (pid {pid}); `make dev` starts it again")
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
