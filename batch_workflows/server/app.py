@@ -39,6 +39,10 @@ MAX_METADATA_PAIRS, MAX_KEY_CHARS, MAX_VALUE_CHARS = 16, 64, 512
 KNOWN_CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata"}
 
 
+class BigChunkFileResponse(FileResponse):
+    chunk_size = 1 << 20  # fewer, larger reads/sends for multi-GB downloads
+
+
 class ApiError(Exception):
     """Raised inside handlers; rendered in OpenAI's error envelope."""
 
@@ -153,7 +157,8 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def file_content(request: Request) -> Response:
         row = _file(request)
         # FileResponse streams from disk in chunks and honours Range (resumable downloads).
-        return FileResponse(store.file_path(row["id"]), media_type="application/octet-stream")
+        return BigChunkFileResponse(store.file_path(row["id"]),
+                                    media_type="application/octet-stream")
 
     async def delete_file(request: Request) -> Response:
         row = _file(request)
@@ -251,10 +256,18 @@ def create_app(settings: ServerSettings) -> Starlette:
         return handler
 
     async def list_models(request: Request) -> Response:
-        pairs = await run_in_threadpool(backends.model_ids)
+        pairs = backends.model_ids()
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "batch-workflows"}
                 for m, _ in pairs]
         return JSON({"object": "list", "data": data})
+
+    async def retrieve_model(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        if not any(m == model_id for m, _ in backends.model_ids()):
+            raise ApiError(404, f"The model `{model_id}` does not exist on this server.",
+                           "model", "model_not_found")
+        return JSON({"id": model_id, "object": "model", "created": 0,
+                     "owned_by": "batch-workflows"})
 
     async def health(request: Request) -> Response:
         return JSON({"status": "ok"})
@@ -273,6 +286,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/v1/embeddings", realtime(EMBEDDINGS), methods=["POST"]),
         Route("/v1/chat/completions", realtime(CHAT), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
     ]
 
     async def on_api_error(request: Request, exc: Exception) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.server.checks import check_input
+from batch_workflows.server.checks import InputCheck, check_input
 from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
 from batch_workflows.server.settings import ServerSettings
 from batch_workflows.server.store import Store, now
@@ -121,8 +121,9 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + 10  # a chunk cut short is redone after restart anyway
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
 
     def wake(self) -> None:
         self._wake.set()
@@ -199,9 +200,14 @@ class Worker:
         info = self.store.get_file(batch["input_file_id"])
         filename = info["filename"] if info else batch["input_file_id"]
         served = frozenset(e for e in ENDPOINTS if self.backends.configured(e))
-        check = check_input(
-            self._input_path(batch), batch["endpoint"], filename, self.settings, served
-        )
+        try:
+            check = check_input(
+                self._input_path(batch), batch["endpoint"], filename, self.settings, served
+            )
+        except OSError as exc:  # the body vanished from disk: fail the batch, do not spin
+            check = InputCheck(0, None, [{"code": "input_file_unreadable", "line": None,
+                                          "message": f"{filename}: {exc.strerror}",
+                                          "param": "input_file_id"}])
         if check.errors:
             log.info("batch %s: input rejected (%d problems)", batch["id"], len(check.errors))
             self.store.update_batch(

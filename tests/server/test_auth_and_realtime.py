@@ -100,3 +100,6 @@ def test_realtime_errors(client: openai.OpenAI, server) -> None:
 def test_models_list(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"} <= ids
+    assert client.models.retrieve("sentence-transformers/all-MiniLM-L6-v2").object == "model"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-nothing")
