@@ -160,7 +160,7 @@ def main() -> int:
     batch = BatchResource.from_env()
     artifacts = ArtifactStore.from_env()
     qdrant = QdrantResource.from_env()
-    settings = flow.SETTINGS
+    settings = flow.settings()
     instance = DagsterInstance.get()
     timings: dict[str, Any] = {"engine_start_seconds": 0.0}
 

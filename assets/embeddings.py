@@ -67,7 +67,12 @@ from resources.batch import BatchResource
 from resources.vectors import QdrantResource
 
 NAME = "embeddings"
-SETTINGS = EmbeddingsSettings.from_env()
+
+
+def settings() -> EmbeddingsSettings:
+    """The flow's settings, read from the environment at each use (see EmbeddingsSettings)."""
+    return EmbeddingsSettings.from_env()
+
 embeddings_partitions = DynamicPartitionsDefinition(name="embeddings_sources")
 CHECK_POINTS = "points_match_chunks"
 CHECK_SELF = "chunks_retrieve_themselves"
@@ -91,7 +96,7 @@ def _s3_client(uri: str) -> Any:
 
 def build_embedding_requests(context: AssetExecutionContext) -> Iterator[dict[str, Any]]:
     """The requests of one source shard; stores the chunk table once all are built."""
-    s = SETTINGS
+    s = settings()
     pkey = context.partition_key
     batch: BatchResource = context.resources.batch
     store: ArtifactStore = context.resources.artifacts
@@ -165,7 +170,8 @@ def embeddings_index(
             )
         with qdrant.open() as index:
             report = index_results(
-                index, table, results, pkey, SETTINGS.model, batch_size=qdrant.upsert_batch_size
+                index, table, results, pkey, _model(artifacts, pkey),
+                batch_size=qdrant.upsert_batch_size,
             )
             points = index.count(pkey)
             total = index.count()
@@ -191,6 +197,12 @@ def embeddings_index(
             "index_seconds": round(report.seconds, 3),
         }
     )
+
+
+def _model(artifacts: ArtifactStore, pkey: str) -> str:
+    """The model the partition's requests named (not today's setting, which may differ)."""
+    pointer = json.loads(artifacts.read_bytes(f"{partition_dir(NAME, pkey)}/requests.json"))
+    return pointer.get("model") or settings().model
 
 
 def _summary(artifacts: ArtifactStore, pkey: str) -> dict[str, Any]:
@@ -234,13 +246,13 @@ def chunks_retrieve_themselves(
     pkey = context.partition_key
     with tempfile.TemporaryDirectory(prefix="bw-check-") as tmp:
         table = read_chunk_table(artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet"))
-    rows = sample_rows(table.num_rows, SETTINGS.check_sample)
+    rows = sample_rows(table.num_rows, settings().check_sample)
     ids = table.column("point_id").take(rows).to_pylist()
     texts = table.column("text").take(rows).to_pylist()
     # The provider's real-time endpoint: the same model, through the other path a query takes.
     if batch.provider == "local" and batch.start_local_engine:
         batch.ensure_local_engine()
-    embedder = QueryEmbedder(SETTINGS.model, batch.resolved_base_url, batch.api_key)
+    embedder = QueryEmbedder(_model(artifacts, pkey), batch.resolved_base_url, batch.api_key)
     vectors = embedder.embed(texts)
     misses = []
     with qdrant.open() as index:
@@ -267,7 +279,7 @@ def chunks_retrieve_themselves(
     "EMBEDDINGS_WATCH_URI; registers the shipped pydoc corpus partitions.",
 )
 def embeddings_inbox_sensor(context: SensorEvaluationContext) -> SensorResult:
-    s = SETTINGS
+    s = settings()
     files = list_source_files(s.watch_uri, _s3_client(s.watch_uri))
     known = set(context.instance.get_dynamic_partitions(embeddings_partitions.name))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
