@@ -27,7 +27,7 @@ from batch_workflows.server.objects import (
 )
 from batch_workflows.server.registry import BackendRegistry
 from batch_workflows.server.settings import ServerSettings, parse_duration
-from batch_workflows.server.store import Store
+from batch_workflows.server.store import Store, lock_data_dir
 from batch_workflows.server.upload import UploadError, receive_upload
 from batch_workflows.server.worker import Worker
 
@@ -112,6 +112,7 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
 
 def create_app(settings: ServerSettings) -> Starlette:
     """The ASGI app; the worker threads start and stop with the app's lifespan."""
+    lock = lock_data_dir(settings.data_dir)
     store = Store(settings.data_dir)
     backends = BackendRegistry(settings)
     worker = Worker(settings, store, backends)
@@ -322,6 +323,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.store, app.state.worker, app.state.backends = store, worker, backends
+    app.state.data_dir_lock = lock
     if settings.api_key:
         return BearerAuth(app, settings.api_key)  # type: ignore[return-value]
     return app

@@ -8,6 +8,7 @@ first `out_bytes` / `err_bytes` bytes of the partial output and error files.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import secrets
 import sqlite3
@@ -16,9 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
+
+from batch_workflows.errors import ConfigurationError
 
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")
@@ -81,6 +84,19 @@ def new_batch_id() -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+def lock_data_dir(data_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the data dir for this process's lifetime (released by the
+    kernel even on kill -9); a second server on the same dir would break exactly-once."""
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    handle = open(Path(data_dir) / "server.lock", "ab")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigurationError(f"another server is already using {data_dir}") from None
+    return handle
 
 
 class Store:

@@ -208,6 +208,9 @@ class Worker:
             check = InputCheck(0, None, [{"code": "input_file_unreadable", "line": None,
                                           "message": f"{filename}: {exc.strerror}",
                                           "param": "input_file_id"}])
+        except ConfigurationError as exc:  # e.g. restarted without the endpoint's backend
+            check = InputCheck(0, None, [{"code": "unsupported_endpoint", "line": None,
+                                          "message": str(exc), "param": "endpoint"}])
         if check.errors:
             log.info("batch %s: input rejected (%d problems)", batch["id"], len(check.errors))
             self.store.update_batch(

@@ -7,7 +7,9 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 from support.server import start_server
 
 from .helpers import read_lines, wait_for, write_requests
@@ -72,3 +74,12 @@ def test_kill_9_mid_batch_resumes_exactly_once(tmp_path: Path) -> None:
         assert set(runs) == set(range(TOTAL))
         # Only a chunk in flight at a kill can run twice: at most one per kill.
         assert len(runs) - TOTAL <= 3 * CHUNK
+
+
+def test_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    with start_server(tmp_path) as srv:
+        with pytest.raises(RuntimeError, match="another server is already using"):
+            start_server(tmp_path, data_dir=srv.data_dir)
+        srv.kill()  # the lock dies with the process: a restart takes the dir over at once
+        srv.restart()
+        assert httpx.get(f"{srv.root_url}/health").status_code == 200
