@@ -1,7 +1,7 @@
 """A small real-time OpenAI-compatible endpoint on a free loopback port, for upstream tests.
 
 It enforces a rate (token bucket: `rpm` per minute, `burst` deep) and answers 429 with
-Retry-After above it; it can also fail a share of requests with 500, and always fails inputs
+Retry-After (and retry-after-ms, the exact wait) above it; it can also fail a share of requests with 500, and always fails inputs
 that ask for it ("status:503" as the input or the last message content → 503 every time).
 Every request is recorded (arrival time, status) so tests can check the rate they saw.
 """
@@ -9,6 +9,7 @@ Every request is recorded (arrival time, status) so tests can check the rate the
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -50,7 +51,7 @@ class RateLimitedEndpoint:
         rpm: float | None = None,
         burst: int = 5,
         fail_rate: float = 0.0,
-        retry_after: str = "1",
+        retry_after: str | None = None,
         latency: float = 0.0,
         api_key: str | None = None,
         seed: int = 0,
@@ -119,7 +120,12 @@ class RateLimitedEndpoint:
         if self.api_key and headers.get("Authorization") != f"Bearer {self.api_key}":
             return 401, {}, _error("Incorrect API key provided.", "invalid_api_key")
         if not allowed:
-            extra = {"Retry-After": self.retry_after}
+            # Like OpenAI: whole seconds in Retry-After, the exact wait in retry-after-ms,
+            # unless the test fixed a Retry-After value.
+            if self.retry_after is not None:
+                extra = {"Retry-After": self.retry_after}
+            else:
+                extra = {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000) + 1)}
             return (
                 429,
                 extra,
