@@ -38,6 +38,7 @@ Artifact layout under the store (``<p>`` = the quoted partition key, ``_all`` un
 import json
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
+    PreviewWarning,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -328,6 +330,10 @@ def batch_lifecycle(
         yield MaterializeResult(metadata=outcome)
 
     # ---- checks ----------------------------------------------------------------------------
+    # Partitioned asset checks are a Dagster preview feature: accepted knowingly, not warned about.
+    warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*",
+                            category=PreviewWarning)
+
     @asset_check(
         asset=results_asset,
         name=CHECK_ACCOUNTED,

@@ -1,0 +1,73 @@
+"""`batch-workflows cancel --asset NAME --partition KEY`: cancel an asset partition's batches.
+
+Finds the batches through the provider's list by the metadata the lifecycle writes on every
+batch (asset, partition), so it works from any machine, without Dagster or local state, and
+cancels those that are not terminal. Settings as in the code location: `--base-url` or
+BATCH_BASE_URL, else the profile of `--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY.
+Exit 0 (also when nothing was left to cancel); 1 when the provider refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cancel",
+        help="cancel the provider batches of an asset partition",
+        description=__doc__.split("\n", 1)[0],
+    )
+    parser.add_argument("--asset", required=True, help="lifecycle name (the factory's `name`)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--partition", help="partition key")
+    which.add_argument("--all-partitions", action="store_true",
+                       help="every partition of the asset (and an unpartitioned asset)")
+    parser.add_argument("--base-url", default=None,
+                        help="API root incl. /v1 (default: BATCH_BASE_URL or the profile's)")
+    parser.add_argument("--provider", default=None,
+                        help="profile when no base URL is given (default: BATCH_PROVIDER or local)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be cancelled")
+    parser.set_defaults(func=run)
+
+
+def resolve_base_url(base_url: str | None, provider: str | None) -> str:
+    """--base-url, else BATCH_BASE_URL, else the provider profile's URL."""
+    from batch_workflows.errors import ConfigurationError
+    from batch_workflows.profiles import get_profile
+
+    url = base_url or os.environ.get("BATCH_BASE_URL")
+    if url:
+        return url
+    name = provider or os.environ.get("BATCH_PROVIDER") or "local"
+    profile_url = get_profile(name).base_url
+    if not profile_url:
+        raise ConfigurationError(f"provider {name!r} has no base URL: pass --base-url")
+    return profile_url
+
+
+def run(args: argparse.Namespace) -> int:
+    from batch_workflows import lifecycle as lc
+    from batch_workflows.client import BatchClient
+
+    base_url = resolve_base_url(args.base_url, args.provider)
+    partition = None if args.all_partitions else args.partition
+    with BatchClient(base_url, api_key=os.environ.get("BATCH_API_KEY")) as client:
+        live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
+                if not lc.is_terminal(b) and b.get("status") != "cancelling"]
+        where = "all partitions" if partition is None else f"partition {partition!r}"
+        if not live:
+            print(f"no live batches for asset {args.asset!r}, {where}")
+            return 0
+        for batch in live:
+            meta = batch.get("metadata") or {}
+            label = (f"{batch['id']} (partition {meta.get(lc.META_PARTITION)!r}, attempt "
+                     f"{meta.get(lc.META_ATTEMPT)}, shard {meta.get(lc.META_SHARD)}, "
+                     f"{batch.get('status')})")
+            if args.dry_run:
+                print(f"would cancel {label}")
+                continue
+            after = client.cancel_batch(batch["id"])
+            print(f"cancelled {label} -> {after.get('status')}")
+    return 0
