@@ -31,6 +31,10 @@ def problem_code(problem: Problem) -> str:
         return "invalid_json_line"
     if problem.field in ("model", "body.model") and "one model" in reason:
         return "mismatched_model"
+    if problem.field == "method":
+        return "invalid_method"
+    if reason == "missing" or reason.startswith("missing"):
+        return "missing_required_parameter"
     if "too many" in reason or "too large" in reason or "exceeds" in reason:
         return "too_large"
     return "invalid_request"

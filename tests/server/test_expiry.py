@@ -10,12 +10,12 @@ from support.server import start_server
 
 from .helpers import read_lines, wait_for, write_requests
 
-TOTAL = 4000
+TOTAL = 6000
 
 
 def test_window_passes_mid_batch(tmp_path: Path) -> None:
-    # Tiny chunks keep the batch running well past a 3 s window on any machine.
-    with start_server(tmp_path, completion_window="3s", chunk_size=2, workers=1) as srv:
+    # Tiny chunks keep the batch running well past a 5 s window on any machine.
+    with start_server(tmp_path, completion_window="5s", chunk_size=2, workers=1) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
         client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")  # load the model
         file_id = client.files.create(
@@ -23,7 +23,7 @@ def test_window_passes_mid_batch(tmp_path: Path) -> None:
         ).id
         batch = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
                                       completion_window="24h")
-        assert batch.expires_at == batch.created_at + 3
+        assert batch.expires_at == batch.created_at + 5
         done = wait_for(client, batch.id, timeout=120)
         assert done.status == "expired" and done.expired_at >= done.expires_at
         finished = read_lines(client, done.output_file_id)
