@@ -243,6 +243,7 @@ def write_shards(
                     dups.spill()
             else:
                 check(obj, line_no, size)
+                fast = validator._fast  # the full check may have fixed the endpoint or model
             if size + 1 > max_bytes:
                 validator._problem(
                     line_no,

@@ -278,6 +278,10 @@ class _DuplicateIndex:
         del self.hashes[:], self.checks[:], self.lines[:]
 
 
+def _never(obj: Any) -> None:
+    return None
+
+
 class RequestValidator:
     """Streaming, stateful checker of the request lines of one batch input file.
 
@@ -304,11 +308,11 @@ class RequestValidator:
                 f"endpoint {endpoint!r} is not served by provider {profile.name!r}; known: {known}"
             )
         self.profile = profile
-        self._one_model = profile.one_model_per_file
+        self._endpoint: str | None = None
+        self._model: str | None = None
         self.source = source
         self.max_problems = max_problems
         self.endpoint = endpoint
-        self.model: str | None = None
         self.lines = 0
         self.requests = 0
         self.problems: list[Problem] = []
@@ -332,55 +336,65 @@ class RequestValidator:
 
     # -- the fast path ----------------------------------------------------------------------
 
-    def _fast(self, obj: Any) -> str | None:
-        """The custom_id when `obj` is a fully valid request under the file's current state.
+    def _build_fast(self) -> Callable[[Any], str | None]:
+        """The fast check for the file's current endpoint and model (rebuilt when they are set).
 
-        Only ever says yes to what `_check_full` would accept; anything else returns None and
-        the caller runs the full check. Subscripts, not .get(): a missing key is an exception
-        that costs nothing on the path where every key is there.
+        It returns the custom_id when `obj` is a fully valid request, and only ever says yes
+        to what `_check_full` accepts; anything else gets None and the full check. A closure
+        over constants, with subscripts rather than .get(): a missing key is an exception that
+        costs nothing where every key is there. This is the per-line cost that counts.
         """
-        if type(obj) is not dict:
-            return None
-        try:
-            cid = obj["custom_id"]
-            body = obj["body"]
-            if (
-                type(cid) is not str
-                or not cid
-                or obj["method"] != "POST"
-                or obj["url"] != self._endpoint
-                or type(body) is not dict
-            ):
+        endpoint, model = self._endpoint, self._model
+        if endpoint is None or model is None:
+            return _never  # the first lines go through the full check, which sets them
+        one_model = self.profile.one_model_per_file
+        kind = 1 if endpoint == CHAT else 2 if endpoint == EMBEDDINGS else 0
+        roles = CHAT_ROLES
+
+        def fast(obj: Any) -> str | None:
+            if type(obj) is not dict:
                 return None
-            model = body["model"]
-            if type(model) is not str or not model or (model != self.model and self._one_model):
-                return None
-            kind = self._kind
-            if kind == 1:
-                messages = body["messages"]
-                if type(messages) is not list or not messages:
+            try:
+                cid = obj["custom_id"]
+                body = obj["body"]
+                if (
+                    type(cid) is not str
+                    or not cid
+                    or obj["method"] != "POST"
+                    or obj["url"] != endpoint
+                    or type(body) is not dict
+                ):
                     return None
-                for m in messages:
-                    if (
-                        type(m) is not dict
-                        or type(m["content"]) is not str
-                        or m["role"] not in CHAT_ROLES
-                    ):
+                m = body["model"]
+                if type(m) is not str or (m != model if one_model else not m):
+                    return None
+                if kind == 1:
+                    messages = body["messages"]
+                    if type(messages) is not list or not messages:
                         return None
-            elif kind == 2:
-                inp = body["input"]
-                if type(inp) is str:
-                    if not inp:
-                        return None
-                elif type(inp) is list and inp:
-                    for x in inp:
-                        if type(x) is not str or not x:
+                    for msg in messages:
+                        if (
+                            type(msg) is not dict
+                            or type(msg["content"]) is not str
+                            or msg["role"] not in roles
+                        ):
                             return None
-                else:
-                    return None
-        except KeyError:
-            return None
-        return cid
+                elif kind == 2:
+                    inp = body["input"]
+                    if type(inp) is str:
+                        if not inp:
+                            return None
+                    elif type(inp) is list and inp:
+                        for x in inp:
+                            if type(x) is not str or not x:
+                                return None
+                    else:
+                        return None
+            except KeyError:
+                return None
+            return cid
+
+        return fast
 
     @property
     def endpoint(self) -> str | None:
@@ -390,7 +404,17 @@ class RequestValidator:
     @endpoint.setter
     def endpoint(self, value: str | None) -> None:
         self._endpoint = value
-        self._kind = 1 if value == CHAT else 2 if value == EMBEDDINGS else 0
+        self._fast = self._build_fast()
+
+    @property
+    def model(self) -> str | None:
+        """The file's model: the first line's."""
+        return self._model
+
+    @model.setter
+    def model(self, value: str | None) -> None:
+        self._model = value
+        self._fast = self._build_fast()
 
     # -- the full check ---------------------------------------------------------------------
 
@@ -639,9 +663,10 @@ class RequestValidator:
             first = line_no + 1
             cids: list[str | None] = []
             keep = cids.append
+            short = max(map(len, batch)) <= maxlen
             for raw in batch:
                 line_no += 1
-                if len(raw) <= maxlen:
+                if short or len(raw) <= maxlen:
                     try:
                         obj = loads(raw)
                     except _JSONDecodeError:
@@ -653,6 +678,7 @@ class RequestValidator:
                             continue
                 keep(None)  # keeps positions; the full check registers its own id
                 slow(raw, line_no)
+                fast = self._fast  # the full check may have fixed the endpoint or model
             if None in cids:
                 for i, cid in enumerate(cids):
                     if cid is not None:
