@@ -618,7 +618,7 @@ def collect(
     outputs, errors = download_outputs(client, ordered, work / "raw")
     out_path = work / "results.parquet"
     result = join_results([str(p) for p in request_files], outputs, errors, out_path=str(out_path))
-    counts = dict(result.counts)
+    counts = {k: v for k, v in result.counts.items() if v}
     unfinished = sum(v for k, v in counts.items() if k != SUCCEEDED)
     return AttemptResult(
         manifest.attempt,

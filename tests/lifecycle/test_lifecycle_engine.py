@@ -1,0 +1,135 @@
+"""batch_workflows.lifecycle against the real local server: no Dagster involved."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_requests
+
+from batch_workflows import lifecycle as lc
+from batch_workflows.client import BatchClient
+from batch_workflows.errors import BatchTimeoutError, ConfigurationError
+from batch_workflows.profiles import EMBEDDINGS, get_profile
+
+
+def test_submission_key_depends_on_exactly_what_is_submitted():
+    base = lc.submission_key("a", "p", EMBEDDINGS, "h1", "m", {"x": 1, "y": 2})
+    assert base == lc.submission_key("a", "p", EMBEDDINGS, "h1", "m", {"y": 2, "x": 1})
+    assert len(base) == 64
+    for other in (
+        lc.submission_key("b", "p", EMBEDDINGS, "h1", "m", {"x": 1, "y": 2}),
+        lc.submission_key("a", "q", EMBEDDINGS, "h1", "m", {"x": 1, "y": 2}),
+        lc.submission_key("a", "p", "/v1/chat/completions", "h1", "m", {"x": 1, "y": 2}),
+        lc.submission_key("a", "p", EMBEDDINGS, "h2", "m", {"x": 1, "y": 2}),
+        lc.submission_key("a", "p", EMBEDDINGS, "h1", "n", {"x": 1, "y": 2}),
+        lc.submission_key("a", "p", EMBEDDINGS, "h1", "m", {"x": 1, "y": 3}),
+    ):
+        assert other != base
+
+
+def test_batch_metadata_stays_within_provider_limits():
+    meta = lc.batch_metadata("k" * 64, "asset", "p" * 600, 1, 0, 3, {"team": "ml"})
+    assert len(meta) <= lc.MAX_METADATA_PAIRS - 1  # room for the client's idempotency pair
+    assert all(len(k) <= 64 and len(v) <= 512 for k, v in meta.items())
+    assert meta[lc.META_PARTITION].startswith("sha256:")  # long keys are digested, not cut
+    with pytest.raises(ConfigurationError, match="reserved"):
+        lc.batch_metadata("k", "a", None, 1, 0, 1, {lc.META_KEY: "x"})
+    with pytest.raises(ConfigurationError, match="extra metadata pairs"):
+        lc.batch_metadata("k", "a", None, 1, 0, 1, {f"k{i}": "v" for i in range(10)})
+    with pytest.raises(ConfigurationError, match="metadata key"):
+        lc.batch_metadata("k", "a", None, 1, 0, 1, {"x" * 65: "v"})
+    with pytest.raises(ConfigurationError, match="over 512"):
+        lc.batch_metadata("k", "a", None, 1, 0, 1, {"x": "v" * 513})
+
+
+def test_submit_is_idempotent_through_the_providers_list(server, tmp_path, asset_name):
+    shards = [write_requests(tmp_path / f"s{i}.jsonl", 3, prefix=f"s{i}-") for i in range(2)]
+    key = lc.submission_key(asset_name, "p", EMBEDDINGS, "content", "m")
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        first = lc.submit(client, shards, key, asset=asset_name, partition="p",
+                          endpoint=EMBEDDINGS, metadata={"team": "ml"})
+    assert first.created == 2 and not first.reattached
+    assert first.request_counts == [3, 3]
+    # A new process with no local state: the list says the batches exist.
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        again = lc.submit(client, shards, key, asset=asset_name, partition="p",
+                          endpoint=EMBEDDINGS, metadata={"team": "ml"})
+        assert again.reattached and again.batch_ids == first.batch_ids
+        ours = list(lc.iter_lifecycle_batches(client, asset=asset_name))
+        assert len(ours) == 2
+        assert all(len(b["metadata"]) <= 16 and b["metadata"]["team"] == "ml" for b in ours)
+        # Manifests round-trip through JSON.
+        assert lc.SubmissionManifest.from_json(first.to_json()) == first
+        batches = lc.wait(client, first.batch_ids, poll_interval=0.1, timeout=120)
+        result = lc.collect(client, first, batches, shards, tmp_path / "collect")
+    assert result.counts == {"succeeded": 6}
+    assert result.unfinished == 0
+    assert pq.read_table(result.path).num_rows == 6
+
+
+def test_cancelled_shard_is_submitted_again_and_timeouts_raise(server, tmp_path, asset_name):
+    shard = write_requests(tmp_path / "big.jsonl", 300)
+    key = lc.submission_key(asset_name, None, EMBEDDINGS, "c", "m")
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        sub = lc.submit(client, [shard], key, asset=asset_name, partition=None,
+                        endpoint=EMBEDDINGS)
+        with pytest.raises(BatchTimeoutError, match="not terminal"):
+            lc.wait(client, sub.batch_ids, poll_interval=0.01, timeout=0)
+        lc.cancel(client, sub.batch_ids)
+        again = lc.submit(client, [shard], key, asset=asset_name, partition=None,
+                          endpoint=EMBEDDINGS)
+        assert again.created == 1 and again.batch_ids != sub.batch_ids
+        lc.cancel(client, again.batch_ids)
+        done = lc.wait(client, sub.batch_ids + again.batch_ids, poll_interval=0.1, timeout=60)
+        assert {b["status"] for b in done.values()} == {"cancelled"}
+
+
+def test_retry_shards_hold_exactly_the_unfinished(tmp_path):
+    src = write_requests(tmp_path / "all.jsonl", 10)
+    manifest = lc.write_retry_shards([src], {"r2", "r7"}, tmp_path / "retry",
+                                     get_profile("local"), endpoint=EMBEDDINGS)
+    from batch_workflows.shards import iter_requests
+
+    ids = [r["custom_id"] for s in manifest.shards for r in iter_requests(s.path)]
+    assert sorted(ids) == ["r2", "r7"]
+
+
+def test_cancel_command_cancels_one_partition_through_the_list(server, tmp_path, asset_name):
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        subs = {}
+        for part in ("keep", "stop"):
+            shard = write_requests(tmp_path / f"{part}.jsonl", 400, prefix=part)
+            key = lc.submission_key(asset_name, part, EMBEDDINGS, part, "m")
+            subs[part] = lc.submit(client, [shard], key, asset=asset_name, partition=part,
+                                   endpoint=EMBEDDINGS)
+        env = {**os.environ, "BATCH_API_KEY": server.api_key}
+        out = subprocess.run(
+            [sys.executable, "-m", "batch_workflows.cli", "cancel", "--asset", asset_name,
+             "--partition", "stop", "--base-url", server.base_url],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert subs["stop"].batch_ids[0] in out.stdout
+        stop = client.retrieve_batch(subs["stop"].batch_ids[0])
+        keep = client.retrieve_batch(subs["keep"].batch_ids[0])
+        assert stop["status"] in ("cancelling", "cancelled")
+        assert keep["status"] not in ("cancelling", "cancelled")
+        assert server.api_key not in out.stdout + out.stderr
+        lc.cancel(client, subs["keep"].batch_ids)
+
+
+def test_wait_for_capacity_honours_the_in_flight_cap(server, tmp_path, asset_name):
+    shard = write_requests(tmp_path / "cap.jsonl", 400)
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        sub = lc.submit(client, [shard], "cap-" + asset_name, asset=asset_name, partition=None,
+                        endpoint=EMBEDDINGS)
+        in_flight = lc.count_in_flight(client)
+        assert in_flight >= 1
+        with pytest.raises(BatchTimeoutError, match="no room"):
+            lc.wait_for_capacity(client, 1, in_flight, poll_interval=0.01, timeout=0)
+        with pytest.raises(ConfigurationError, match="never fit"):
+            lc.wait_for_capacity(client, 5, 4)
+        lc.cancel(client, sub.batch_ids)
