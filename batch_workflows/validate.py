@@ -496,14 +496,14 @@ class RequestValidator:
             )
         elif self.endpoint is None:
             self.endpoint = line_endpoint = url
-        elif url != self.endpoint:
-            p(
-                line_no,
-                "url",
-                f"{_quote(url)} differs from the file's endpoint {_quote(self.endpoint)}",
-            )
         else:
-            line_endpoint = url
+            line_endpoint = url  # its body is checked against its own endpoint either way
+            if url != self.endpoint:
+                p(
+                    line_no,
+                    "url",
+                    f"{_quote(url)} differs from the file's endpoint {_quote(self.endpoint)}",
+                )
 
         body = obj.get("body")
         if body is None:
