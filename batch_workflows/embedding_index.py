@@ -273,7 +273,15 @@ def index_results(
         report.failed_chunks += where[cid][1]
         if len(report.failed_sample) < 10:
             report.failed_sample.append(cid)
-    if delete_stale and index.dimension() is not None:
+    present = report.upserted + report.unchanged  # points of this pass, all in `partition`
+    # A collection created by this pass holds nothing stale; otherwise one count tells whether
+    # anything else carries this partition before paying for a scroll over its ids.
+    if (
+        delete_stale
+        and not report.created_collection
+        and index.dimension() is not None
+        and index.count(partition) != present
+    ):
         report.stale_deleted = index.delete_stale(partition, pids)
     report.seconds = time.perf_counter() - started
     return report

@@ -170,22 +170,23 @@ class VectorIndex:
                 self.collection, ids=list(ids), with_payload=True, with_vectors=True
             )
         }
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        unit = vectors / np.where(norms == 0, 1, norms)  # cosine collections store unit vectors
+        unit = _unit(vectors)
         keep = []
         for i, pid in enumerate(ids):
             old = stored.get(pid)
+            # Compare directions: cosine collections may hand back the vector normalized
+            # (server, local in memory) or as sent (local mode after a reload).
             if (
                 old is None
                 or old.payload != payloads[i]
-                or not np.allclose(np.asarray(old.vector, dtype=np.float32), unit[i], atol=1e-5)
+                or not np.allclose(_unit(np.asarray([old.vector]))[0], unit[i], atol=1e-5)
             ):
                 keep.append(i)
         if keep:
             self.upsert([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep])
         return len(keep), len(ids) - len(keep)
 
-    def partition_ids(self, partition: str, page: int = 1024) -> Iterator[str]:
+    def partition_ids(self, partition: str, page: int = 10_000) -> Iterator[str]:
         """Ids of every point whose payload says it belongs to `partition` (streamed)."""
         offset = None
         while True:
@@ -230,6 +231,14 @@ class VectorIndex:
             self.collection, query=list(vector), limit=limit, with_payload=True
         ).points
         return [{"score": float(h.score), "id": str(h.id), **(h.payload or {})} for h in hits]
+
+
+def _unit(vectors: Any) -> Any:
+    import numpy as np
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
 
 
 def _partition_filter(partition: str) -> Any:

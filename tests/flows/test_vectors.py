@@ -76,9 +76,12 @@ def test_upsert_is_idempotent_and_payload_complete(tmp_path, qdrant):
     assert {k: hit[k] for k in ("document_id", "chunk_index", "source", "partition", "model")} == {
         "document_id": "c", "chunk_index": 0, "source": "s", "partition": "p1", "model": "fake-model"}
     assert hit["text"] == "red green blue cyan magenta yellow" and hit["score"] > 0.999
-    # The client was closed: another one (the search CLI, the next run) can open the folder.
+    # The client was closed: another one (the search CLI, the next run) can open the folder;
+    # vectors read back from disk (not normalized there) still compare equal: nothing rewritten.
     with qdrant.open() as index:
         assert index.count("p1") == first.chunks
+        third = index_results(index, table.path, results, "p1", "fake-model")
+        assert (third.upserted, third.unchanged) == (0, first.chunks)
 
 
 def test_stale_points_of_removed_documents_and_chunks_are_deleted(tmp_path, qdrant):
