@@ -197,7 +197,8 @@ class ChatBackend:
             return top_p
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        if max_tokens is None:
+        asked = max_tokens is not None
+        if not asked:
             max_tokens = self.default_max_tokens
         elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             return invalid_request(
@@ -221,6 +222,9 @@ class ChatBackend:
             )
 
         prompt_ids = self._encode_prompt(messages)
+        if not asked and self._context is not None:
+            # No limit asked: generate up to the default, or as far as the window allows.
+            max_tokens = max(1, min(max_tokens, self._context - len(prompt_ids)))
         if self._context is not None and len(prompt_ids) + max_tokens > self._context:
             return error_result(
                 400,
@@ -400,14 +404,14 @@ def _pick(logits: Any, job: _Job, gen: Any) -> int:
     """Greedy at temperature 0, else nucleus sampling with the row's own generator."""
     import torch
 
-    if job.temperature == 0.0:
+    if job.temperature < 1e-4:  # 0 means greedy; tiny values would overflow the softmax
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / job.temperature, dim=-1)
+    if not math.isfinite(float(probs.sum())):
+        return int(torch.argmax(logits))
     if job.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = sorted_probs.cumsum(-1) - sorted_probs < max(job.top_p, 1e-6)
         sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
         return int(order[torch.multinomial(sorted_probs, 1, generator=gen)])
-    if not math.isfinite(float(probs.sum())):
-        return int(torch.argmax(logits))
     return int(torch.multinomial(probs, 1, generator=gen))

@@ -194,3 +194,30 @@ def test_model_without_chat_template_uses_the_fallback(tmp_path):
     assert res.body["usage"]["prompt_tokens"] == len(expected)
     assert _choice(res)["finish_reason"] in ("length", "stop")
     backend.close()
+
+
+def test_without_max_tokens_the_default_is_clamped_to_the_window(tiny_chat_path):
+    from batch_workflows.backends.chat import ChatBackend
+
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", default_max_tokens=20)
+    model, tok = backend.load()
+    window = model.config.max_position_embeddings
+
+    def prompt_len(messages):
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    words = 1
+    while prompt_len([{"role": "user", "content": "hello " * (words + 1)}]) < window - 10:
+        words += 1
+    long_user = [{"role": "user", "content": "hello " * words}]
+    prompt = prompt_len(long_user)
+    assert window - 20 < prompt < window - 1
+    short, long = backend.run(
+        [_chat(temperature=0), {"model": "tiny", "messages": long_user, "temperature": 0}]
+    )
+    assert short.body["usage"]["completion_tokens"] == 20
+    assert _choice(short)["finish_reason"] == "length"
+    assert long.body["usage"]["completion_tokens"] == window - prompt
+    assert long.body["usage"]["total_tokens"] == window
+    backend.close()
