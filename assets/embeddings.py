@@ -101,14 +101,11 @@ def build_embedding_requests(context: AssetExecutionContext) -> Iterator[dict[st
     batch: BatchResource = context.resources.batch
     store: ArtifactStore = context.resources.artifacts
     profile = batch.get_profile()
+    # The shard writer splits files on requests and bytes, not on embedding inputs: when one
+    # file could exceed the provider's inputs-per-batch cap, stop before submitting.
     limit = profile.max_embedding_inputs_per_batch
-    if limit and profile.max_requests_per_file * s.inputs_per_request > limit:
-        # The shard writer splits on requests and bytes; keep every file under the input cap.
-        raise ConfigurationError(
-            f"provider {profile.name} accepts at most {limit:,} embedding inputs per batch: set "
-            f"the batch resource's max_requests_per_file to ≤ {limit // s.inputs_per_request:,} "
-            f"(with {s.inputs_per_request} inputs per request)"
-        )
+    if limit and profile.max_requests_per_file * s.inputs_per_request <= limit:
+        limit = None  # no shard can reach the cap
     docs = documents_for_key(
         pkey, s.watch_uri, id_field=s.id_field, text_field=s.text_field,
         text_unit=s.text_unit, s3_client=_s3_client(s.watch_uri),
@@ -118,9 +115,16 @@ def build_embedding_requests(context: AssetExecutionContext) -> Iterator[dict[st
     with tempfile.TemporaryDirectory(prefix="bw-chunks-") as tmp:
         table = ChunkTableWriter(Path(tmp) / "chunks.parquet", pkey)
         try:
-            yield from build_requests(
+            for request in build_requests(
                 chunks, s.model, table, s.inputs_per_request, s.tokens_per_request
-            )
+            ):
+                if limit and table.chunks > limit:
+                    raise ConfigurationError(
+                        f"{pkey}: more than {limit:,} chunks, the {profile.name} cap on embedding "
+                        "inputs per batch; split the source into smaller files or set the batch "
+                        f"resource's max_requests_per_file ≤ {limit // s.inputs_per_request:,}"
+                    )
+                yield request
         finally:
             table.close()
         store.put_file(table.path, chunks_key(pkey))
