@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 import warnings
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,19 @@ class RunWatcher(threading.Thread):
 
     INTERESTING = ("STEP_START", "ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION", "STEP_FAILURE")
 
-    def __init__(self, tag: str, started: float):
+    HEARTBEAT = 15.0  # seconds of silence before asking the engine how the batch is doing
+
+    def __init__(self, tag: str, started: float, batch_status: Any = None):
         super().__init__(daemon=True)
         self.tag = tag
         self.started = started
+        self.batch_status = batch_status  # batch id -> batch object (a BatchClient method)
         self.stop = threading.Event()
         self.seen = 0
         self.run_id: str | None = None
         self.step_seconds: dict[str, float] = {}
+        self.batch_ids: list[str] = []
+        self.last_output = time.time()
 
     def run(self) -> None:
         from dagster import DagsterInstance, RunsFilter
@@ -75,10 +79,27 @@ class RunWatcher(threading.Thread):
                 records = instance.all_logs(self.run_id)
                 for entry in records[self.seen :]:
                     self._show(entry)
+                    self.last_output = time.time()
                 self.seen = len(records)
             if finished:
                 return
+            if self.batch_ids and time.time() - self.last_output > self.HEARTBEAT:
+                self._heartbeat()
             self.stop.wait(0.5)
+
+    def _heartbeat(self) -> None:
+        self.last_output = time.time()
+        if self.batch_status is None:
+            return
+        for bid in self.batch_ids:
+            try:
+                b = self.batch_status(bid)
+            except Exception as exc:  # noqa: BLE001 - progress output must not end the demo
+                say(f"[{time.time() - self.started:6.1f}s]     (could not poll {bid}: {exc})")
+                continue
+            c = b.get("request_counts") or {}
+            say(f"[{time.time() - self.started:6.1f}s]     waiting for the engine: {bid} "
+                f"{b.get('status')}, {c.get('completed', 0)}/{c.get('total', '?')} requests done")
 
     def _show(self, entry: Any) -> None:
         t = f"[{entry.timestamp - self.started:6.1f}s]"
@@ -97,6 +118,8 @@ class RunWatcher(threading.Thread):
             say(f"{t}   ▸ {event.step_key}")
         elif kind == "ASSET_MATERIALIZATION":
             md = {k: v.value for k, v in data.materialization.metadata.items()}
+            if isinstance(md.get("batch_ids"), list):
+                self.batch_ids = list(md["batch_ids"])
             say(f"{t}     ✓ {data.materialization.asset_key.to_user_string()}: {_short(md)}")
         elif kind == "ASSET_CHECK_EVALUATION":
             mark = "passed" if data.passed else "FAILED"
@@ -112,23 +135,18 @@ def _short(md: dict[str, Any]) -> str:
 
 
 def _prices(tokens: int) -> list[str]:
-    try:
-        from batch_workflows.pricing import PriceTable
+    """What `tokens` input tokens cost at each reference model's batch price (pricing.py)."""
+    from batch_workflows.pricing import PriceTable
 
-        table = PriceTable.default()
-    except Exception as exc:  # pricing is informative here: never fail the demo over it
-        return [f"(no price table: {type(exc).__name__}: {exc})"]
+    table = PriceTable.default()
     lines = []
     for model in PRICE_MODELS:
-        try:
-            price = table.get(model)
-            if price is None:
-                continue
-            usd = table.cost(model, tokens, 0, batch=True)
-        except Exception:  # noqa: BLE001 - a model missing from the table is skipped
+        price = table.find(model)
+        if price is None:
             continue
-        lines.append(f"{model}: ${Decimal(usd):.4f} at ${price.batch_input}/M input tokens "
-                     f"(batch price, 50 % of ${price.input_per_million})")
+        usd = table.cost(model, tokens, 0, batch=True)
+        lines.append(f"{model}: ${usd:.6f}  (batch price ${price.batch_input}/M input tokens: "
+                     f"50 % of ${price.input_per_million}, rounded up to the cent)")
     return lines or ["(none of the reference embedding models is in the price table)"]
 
 
@@ -157,9 +175,13 @@ def main() -> int:
     from resources.batch import BatchResource
     from resources.vectors import QdrantResource
 
-    batch = BatchResource.from_env()
-    artifacts = ArtifactStore.from_env()
-    qdrant = QdrantResource.from_env()
+    # Runs get the EnvVar-configured resources (secrets resolved by Dagster, never shown);
+    # the demo's own direct calls use resolved copies (an EnvVar reads as its name otherwise).
+    resources = {"batch": BatchResource.from_env(), "artifacts": ArtifactStore.from_env(),
+                 "qdrant": QdrantResource.from_env()}
+    batch = resources["batch"].process_config_and_initialize()
+    artifacts = resources["artifacts"]
+    qdrant = resources["qdrant"].process_config_and_initialize()
     settings = flow.settings()
     instance = DagsterInstance.get()
     timings: dict[str, Any] = {"engine_start_seconds": 0.0}
@@ -195,7 +217,6 @@ def main() -> int:
     say(f"collection: {qdrant.describe()}: {points_before} points before this run")
 
     # 3. materialize every partition
-    resources = {"batch": batch, "artifacts": artifacts, "qdrant": qdrant}
     selection = [*flow.lifecycle.assets, flow.embeddings_index, *flow.lifecycle.checks,
                  flow.points_match_chunks, flow.chunks_retrieve_themselves]
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -205,13 +226,14 @@ def main() -> int:
     for key in keys:
         say(f"\n-- partition {key}")
         tag = uuid.uuid4().hex
-        watcher = RunWatcher(tag, wall0)
-        watcher.start()
-        result = materialize(selection, partition_key=key, resources=resources, instance=instance,
-                             run_config=quiet, raise_on_error=False,
-                             tags={"batch_workflows/demo": tag})
-        watcher.stop.set()
-        watcher.join()
+        with batch.get_client() as client:
+            watcher = RunWatcher(tag, wall0, client.retrieve_batch)
+            watcher.start()
+            result = materialize(selection, partition_key=key, resources=resources,
+                                 instance=instance, run_config=quiet, raise_on_error=False,
+                                 tags={"batch_workflows/demo": tag})
+            watcher.stop.set()
+            watcher.join()
         for step, secs in watcher.step_seconds.items():
             step_totals[step] = step_totals.get(step, 0.0) + secs
         for mat in result.get_asset_materialization_events():
