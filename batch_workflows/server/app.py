@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS
@@ -27,7 +29,7 @@ from batch_workflows.server.objects import (
 )
 from batch_workflows.server.registry import BackendRegistry
 from batch_workflows.server.settings import ServerSettings, parse_duration
-from batch_workflows.server.store import Store, lock_data_dir
+from batch_workflows.server.store import Store, lock_data_dir, new_file_id, now
 from batch_workflows.server.upload import UploadError, receive_upload
 from batch_workflows.server.worker import Worker
 
@@ -110,7 +112,7 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
     return metadata
 
 
-def create_app(settings: ServerSettings) -> Starlette:
+def create_app(settings: ServerSettings) -> ASGIApp:
     """The ASGI app; the worker threads start and stop with the app's lifespan."""
     lock = lock_data_dir(settings.data_dir)
     store = Store(settings.data_dir)
@@ -127,8 +129,6 @@ def create_app(settings: ServerSettings) -> Starlette:
         if purpose not in UPLOAD_PURPOSES:
             upload.path.unlink(missing_ok=True)
             raise ApiError(400, f"purpose must be one of {list(UPLOAD_PURPOSES)}", "purpose")
-        from batch_workflows.server.store import new_file_id
-
         file_id = new_file_id()
         os.replace(upload.path, store.file_path(file_id))
         row = store.add_file(file_id, upload.size, upload.filename, purpose)
@@ -221,19 +221,17 @@ def create_app(settings: ServerSettings) -> Starlette:
     async def cancel_batch(request: Request) -> Response:
         row = _batch(request)
         if row["status"] in ("validating", "in_progress"):
-            from batch_workflows.server.store import now
-
             store.update_batch(row["id"], only_if=("validating", "in_progress"),
                                status="cancelling", cancelling_at=now())
             worker.wake()
-            row = store.get_batch(row["id"])
-        if row["status"] not in ("cancelling", "cancelled"):  # type: ignore[index]
-            raise ApiError(409, f"Cannot cancel a batch with status {row['status']}.",  # type: ignore[index]
-                           None, "batch_not_cancellable")
-        return JSON(batch_object(row))  # type: ignore[arg-type]
+            row = store.get_batch(row["id"]) or row
+        if row["status"] not in ("cancelling", "cancelled"):
+            raise ApiError(409, f"Cannot cancel a batch with status {row['status']}.", None,
+                           "batch_not_cancellable")
+        return JSON(batch_object(row))
 
     # -- real time ------------------------------------------------------------------------
-    def realtime(endpoint: str):  # type: ignore[no-untyped-def]
+    def realtime(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             body = await _json_body(request, settings.max_body_bytes)
             if body.get("stream"):
@@ -241,10 +239,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             if not backends.configured(endpoint):
                 raise ApiError(404, f"this server has no backend for {endpoint}", None,
                                "unsupported_endpoint")
-            try:
-                backend = await run_in_threadpool(backends.get, endpoint)
-            except (ConfigurationError, ImportError, OSError) as exc:
-                raise ApiError(500, f"backend unavailable: {exc}") from None
+            backend = backends.get(endpoint)
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise ApiError(400, "model is required", "model")
@@ -305,7 +300,7 @@ def create_app(settings: ServerSettings) -> Starlette:
                          "server_error")
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         worker.start()
         log.info("serving on http://%s:%d/v1 (data dir %s)", settings.host, settings.port,
                  settings.data_dir)
@@ -325,18 +320,18 @@ def create_app(settings: ServerSettings) -> Starlette:
     app.state.store, app.state.worker, app.state.backends = store, worker, backends
     app.state.data_dir_lock = lock
     if settings.api_key:
-        return BearerAuth(app, settings.api_key)  # type: ignore[return-value]
+        return BearerAuth(app, settings.api_key)
     return app
 
 
 class BearerAuth:
     """ASGI middleware: every path but /health needs `Authorization: Bearer <key>`."""
 
-    def __init__(self, app: Any, api_key: str):
+    def __init__(self, app: ASGIApp, api_key: str):
         self.app = app
         self._key = api_key.encode()
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/health":
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, token = header.partition(b" ")

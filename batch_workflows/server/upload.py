@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -38,7 +40,7 @@ class Upload:
 class _State:
     tmp_path: Path
     max_bytes: int
-    handle: object = None
+    handle: BinaryIO
     name: str = ""
     filename: str | None = None
     header_field: bytes = b""
@@ -58,8 +60,9 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(400, "Expected a multipart/form-data body with a `file` part.")
-    state = _State(tmp_path=tmp_dir / f"upload-{secrets.token_hex(12)}.part", max_bytes=max_bytes)
-    state.handle = open(state.tmp_path, "wb")  # noqa: SIM115 - closed below on every path
+    tmp_path = tmp_dir / f"upload-{secrets.token_hex(12)}.part"
+    # Closed in the finally below on every path.
+    state = _State(tmp_path=tmp_path, max_bytes=max_bytes, handle=open(tmp_path, "wb"))  # noqa: SIM115
     parser = MultipartParser(params[b"boundary"], _callbacks(state))
     kept = False
     try:
@@ -84,12 +87,12 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
     except ValueError as exc:  # python-multipart's parse errors derive from ValueError
         raise UploadError(400, f"Invalid multipart body: {exc}") from None
     finally:
-        state.handle.close()  # type: ignore[attr-defined]
+        state.handle.close()
         if not kept:  # a refused or broken upload leaves nothing behind
             state.tmp_path.unlink(missing_ok=True)
 
 
-def _sync_close(handle) -> None:  # type: ignore[no-untyped-def]
+def _sync_close(handle: BinaryIO) -> None:
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -97,10 +100,10 @@ def _sync_close(handle) -> None:  # type: ignore[no-untyped-def]
 async def _flush(state: _State) -> None:
     if state.pending:
         data, state.pending = bytes(state.pending), bytearray()
-        await anyio.to_thread.run_sync(state.handle.write, data)  # type: ignore[attr-defined]
+        await anyio.to_thread.run_sync(state.handle.write, data)
 
 
-def _callbacks(state: _State) -> dict:
+def _callbacks(state: _State) -> dict[str, Callable[..., None]]:
     def on_part_begin() -> None:
         state.headers, state.name, state.filename = {}, "", None
         state.value = bytearray()
