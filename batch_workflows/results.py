@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +47,13 @@ if TYPE_CHECKING:
 SUCCEEDED, FAILED, ERRORED, MISSING = "succeeded", "failed", "errored", "missing"
 STATUSES = (SUCCEEDED, FAILED, ERRORED, MISSING)
 
-# Raw result bytes per partition: the Arrow columns of one partition are smaller than this, so
-# pass 2 holds at most a few tens of MB whatever the total.
+# Input bytes (requests + results) per partition: the Arrow columns of one partition are smaller
+# than this, so pass 2 holds at most a few tens of MB whatever the total (up to MAX_PARTITIONS).
 PARTITION_BYTES = 32 * 1024 * 1024
 # Files are read, parsed and spread over the partitions in blocks of whole lines of this size.
 BLOCK_BYTES = 8 * 1024 * 1024
+# Extracted rows queued in memory before they are split and appended to the partition files.
+SPILL_BYTES = 16 * 1024 * 1024
 MAX_PARTITIONS = 1024
 ROW_GROUP_ROWS = 65_536
 UNEXPECTED_SAMPLE = 20
@@ -189,9 +192,9 @@ def join_results(
     With `out_path` the rows are written to that Parquet file (row groups, atomically renamed
     into place) and memory stays flat; without it they are kept in memory (`ResultSet.table`),
     which suits small results. `partitions` overrides the number of hash partitions (default:
-    one per 32 MB of result files); `block_bytes` the size of the blocks files are read in;
-    neither changes the rows, only their order and the memory used. Temporary files go to `work_dir`, else next to `out_path`,
-    else the system temp folder, and are removed afterwards.
+    one per 32 MB of input files); `block_bytes` the size of the blocks files are read in;
+    neither changes the rows, only their order and the memory used. Temporary files go to
+    `work_dir`, else next to `out_path`, else the system temp folder, and are removed afterwards.
 
     Raises `InvalidInputError` for an unreadable request line and `CorruptResultError` for an
     unreadable result line, both naming the file and the 1-based line.
@@ -199,8 +202,8 @@ def join_results(
     requests = _paths(request_files)
     results = _paths(output_files) + _paths(error_files)
     if partitions is None:
-        size = sum(os.path.getsize(p) for p in results)
-        partitions = min(MAX_PARTITIONS, max(1, -(-size // PARTITION_BYTES)))
+        size = sum(os.path.getsize(p) for p in requests + results)
+        partitions = min(_max_partitions(), max(1, -(-size // PARTITION_BYTES)))
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
     if work_dir is None and out_path is not None:
@@ -216,6 +219,24 @@ def join_results(
         return _join_partitions(spill, out_path, row_group_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _max_partitions() -> int:
+    """MAX_PARTITIONS, or fewer if the open-file limit cannot hold two files per partition."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2 * MAX_PARTITIONS + 64
+        if soft != resource.RLIM_INFINITY and soft < want:
+            target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (ImportError, ValueError, OSError):  # no such limit here, or not allowed to raise it
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PARTITIONS
+    return max(1, min(MAX_PARTITIONS, (soft - 64) // 2))
 
 
 def _paths(value: PathLike | Iterable[PathLike] | None) -> list[str]:
@@ -298,12 +319,24 @@ class _Spill:
         self.folder, self.n = folder, n
         self.block_bytes = block_bytes or BLOCK_BYTES
         self.writers: dict[str, list[Any]] = {"req": [None] * n, "res": [None] * n}
+        self.sinks: list[pa.NativeFile] = []
+        self.queued: dict[str, list[pa.RecordBatch]] = {"req": [], "res": []}
 
     def add(self, kind: str, batches: list[pa.RecordBatch]) -> None:
-        """Split rows by partition and append each part to its partition file."""
-        table = pa.Table.from_batches(batches)
-        if table.num_rows == 0:
+        """Queue extracted rows; they go to the partition files once SPILL_BYTES are queued
+        (fewer, larger writes than one per block and partition)."""
+        queue = self.queued[kind]
+        queue.extend(b for b in batches if b.num_rows)
+        if sum(b.nbytes for b in queue) >= SPILL_BYTES:
+            self._spill(kind)
+
+    def _spill(self, kind: str) -> None:
+        """Split the queued rows by partition and append each part to its partition file."""
+        queue = self.queued[kind]
+        if not queue:
             return
+        table = pa.Table.from_batches(queue)
+        queue.clear()
         if self.n == 1:
             self._write(kind, 0, table)
             return
@@ -311,23 +344,31 @@ class _Spill:
         order = pa.array(np.argsort(part, kind="stable"))
         # column by column: Table.take is much slower on these columns
         ordered = pa.Table.from_arrays([c.take(order) for c in table.columns], schema=table.schema)
+        del table
         start = 0
         for i, count in enumerate(np.bincount(part, minlength=self.n).tolist()):
             if count:
                 self._write(kind, i, ordered.slice(start, count))
                 start += count
+        del ordered
+        _release()
 
     def _write(self, kind: str, i: int, table: pa.Table) -> None:
         writers = self.writers[kind]
         if writers[i] is None:
             sink = pa.OSFile(str(self.folder / f"{kind}-{i}.arrow"), "wb")
+            self.sinks.append(sink)
             writers[i] = pa.ipc.new_stream(sink, table.schema)
         writers[i].write_table(table)
 
     def close(self) -> None:
+        self._spill("req")
+        self._spill("res")
         for w in self.writers["req"] + self.writers["res"]:
             if w is not None:
                 w.close()
+        for sink in self.sinks:
+            sink.close()
 
     def read(self, kind: str, i: int, schema: pa.Schema) -> pa.Table:
         path = self.folder / f"{kind}-{i}.arrow"
@@ -342,10 +383,20 @@ class _Spill:
 _MIX = np.random.default_rng(20240601).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
-def _partition(ids: pa.Array, n: int) -> np.ndarray:
-    """Partition number of every (non-empty) custom_id: a position-weighted byte hash."""
+def _partition(ids: pa.Array | pa.ChunkedArray, n: int) -> np.ndarray:
+    """Partition number of every (non-empty) custom_id: a position-weighted byte hash.
+
+    Worked out 64k ids at a time: the per-byte temporaries are 8 bytes wide.
+    """
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
+    step = 65_536
+    parts = [_hash(ids.slice(i, step)) for i in range(0, len(ids), step)]
+    h = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    return (h % np.uint64(n)).astype(np.intp)
+
+
+def _hash(ids: pa.Array) -> np.ndarray:
     _, offsets_buf, data_buf = ids.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
@@ -358,7 +409,7 @@ def _partition(ids: pa.Array, n: int) -> np.ndarray:
         h ^= h >> np.uint64(31)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(29)
-    return (h % np.uint64(n)).astype(np.intp)
+    return h
 
 
 def _blocks(path: str, size: int) -> Iterator[tuple[int, memoryview]]:
@@ -408,27 +459,50 @@ def _lines(path: str, offset: int, block: memoryview) -> Iterator[tuple[int, byt
             yield no, line
 
 
+def _parsed(path: str, size: int, schema: pa.Schema) -> Iterator[tuple[int, memoryview, Any]]:
+    """(offset, block, Arrow table or None if Arrow refused the block) for each block.
+
+    A helper thread reads and parses the next block (Arrow releases the GIL) while the caller
+    works on the current one.
+    """
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+
+    def parse(block: memoryview) -> pa.Table | None:
+        try:
+            return pj.read_json(pa.BufferReader(block), _READ_OPTIONS, options, _POOL)
+        except pa.ArrowException:
+            return None  # not the plain shape: the line-by-line reader says what is wrong
+
+    blocks = _blocks(path, size)
+
+    def read_and_parse() -> tuple[int, memoryview, pa.Table | None] | None:
+        item = next(blocks, None)
+        return None if item is None else (*item, parse(item[1]))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(read_and_parse)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(read_and_parse)
+            yield item
+
+
 def _spill_requests(path: str, spill: _Spill) -> None:
     """(custom_id, model) of every request line into the request partitions.
 
     The model is kept only to label requests that got no answer.
     """
-    options = pj.ParseOptions(explicit_schema=_REQUEST_JSON, unexpected_field_behavior="ignore")
-    for first, block in _blocks(path, spill.block_bytes):
+    for first, block, table in _parsed(path, spill.block_bytes, _REQUEST_JSON):
         batches = None
-        try:
-            table = pj.read_json(pa.BufferReader(block), _READ_OPTIONS, options, _POOL)
+        if table is not None:
             ids = table.column("custom_id")
             if not ids.null_count and not pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
                 model = pc.struct_field(table.column("body"), "model")
                 batches = pa.Table.from_arrays([ids, model], schema=_REQUEST_SCHEMA).to_batches()
-        except pa.ArrowException:
-            pass  # not the plain shape: the line-by-line reader below says what is wrong
         if batches is None:
             batches = [_to_batch([_request_row(path, no, line) for no, line in _lines(path, first, block)],
                                  _REQUEST_SCHEMA, path)]  # fmt: skip
+        del table
         spill.add("req", batches)
-        _release()
 
 
 def _request_row(path: str, no: int, line: bytes) -> tuple[str, Any]:
@@ -447,21 +521,21 @@ def _request_row(path: str, no: int, line: bytes) -> tuple[str, Any]:
 
 def _spill_results(path: str, spill: _Spill) -> None:
     """Every result line of one file into the result partitions."""
-    options = pj.ParseOptions(explicit_schema=_RESULT_JSON, unexpected_field_behavior="ignore")
-    for first, block in _blocks(path, spill.block_bytes):
+    for first, block, table in _parsed(path, spill.block_bytes, _RESULT_JSON):
         batches = None
-        try:
-            table = pj.read_json(pa.BufferReader(block), _READ_OPTIONS, options, _POOL)
-            batches = [_result_columns(b) for b in table.to_batches()]
-            if any(b is None for b in batches):
+        if table is not None:
+            try:  # one batch per block: the kernels cost per call more than per row here
+                whole = table.combine_chunks().to_batches()
+                batches = [_result_columns(b) for b in whole]
+            except pa.ArrowException:  # e.g. an empty `choices` list
                 batches = None
-        except pa.ArrowException:
-            pass  # not the plain shape: the line-by-line reader below says what is wrong
+            if batches is not None and any(b is None for b in batches):
+                batches = None
         if batches is None:
             batches = [_to_batch([_result_row(path, no, line) for no, line in _lines(path, first, block)],
                                  _RESULT_SCHEMA, path)]  # fmt: skip
+        del table
         spill.add("res", batches)
-        _release()
 
 
 def _field(array: pa.Array, *names: str) -> pa.Array:
@@ -716,27 +790,39 @@ def _join_partitions(spill: _Spill, out_path: PathLike | None, row_group_rows: i
             SCHEMA,
             use_dictionary=["status", "error_code", "model", "finish_reason"],
         )
+    # Parquet encoding releases the GIL: one partition is written while the next is joined.
+    pool = ThreadPoolExecutor(max_workers=1)
+    writing = None
     try:
         for i in range(spill.n):
             requests = spill.read("req", i, _REQUEST_SCHEMA)
             results = spill.read("res", i, _RESULT_SCHEMA)
             joined, extra, dups, ids = _join_one(requests, results)
+            del requests, results
             unexpected += extra
             duplicates += dups
             sample.extend(ids[: UNEXPECTED_SAMPLE - len(sample)])
             if joined.num_rows:
                 acc.add(joined)
                 if writer is not None:
-                    writer.write_table(joined, row_group_size=row_group_rows)
+                    if writing is not None:
+                        writing.result()
+                    writing = pool.submit(writer.write_table, joined, row_group_rows)
                 else:
                     tables.append(joined)
-            del requests, results, joined
+            del joined
             _release()
+        if writing is not None:
+            writing.result()
+            writing = None
         if writer is not None:
             writer.close()
             writer = None
             os.replace(tmp_out, out_path)
     finally:
+        if writing is not None:
+            writing.exception()  # let it finish before the file is closed
+        pool.shutdown()
         if writer is not None:
             writer.close()
         if tmp_out is not None and os.path.exists(tmp_out):
