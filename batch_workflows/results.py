@@ -13,10 +13,11 @@ counted as ``duplicates``. Lines for ids that were never submitted are counted a
 (with a sample of their ids), never dropped silently.
 
 Memory stays flat however many lines there are: a grace hash join. Pass 1 streams the request
-files and the result files and spreads compact columns into N temporary Arrow IPC partitions by
-the hash of ``custom_id``; pass 2 joins one partition at a time with Arrow kernels and appends
-the rows to the Parquet file as row groups. Row order: grouped by partition, submission order
-inside a partition (with one partition, plain submission order).
+files and the result files in blocks (parsed by Arrow's JSON reader, with a line-by-line orjson
+reader for blocks it refuses) and spreads the extracted columns over N temporary Arrow IPC
+partitions by a hash of ``custom_id``; pass 2 joins one partition at a time with Arrow kernels
+and appends the rows to the Parquet file as row groups. Row order: grouped by partition,
+submission order inside a partition (with one partition, plain submission order).
 """
 
 from __future__ import annotations

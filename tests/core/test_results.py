@@ -327,3 +327,43 @@ def test_slow_reader_matches_fast_reader(tmp_path: Path) -> None:
     a = join_results(reqs, fast, err).to_arrow()
     b = join_results(reqs, slow, err).to_arrow()
     assert a.num_rows == 400 and a.equals(b)
+
+
+def test_odd_but_valid_shapes(tmp_path: Path) -> None:
+    """Shapes Arrow's reader refuses or that carry nulls: read by either reader, same rules."""
+    reqs = write_jsonl(tmp_path / "req.jsonl", [request(c) for c in "abcdef"])
+    no_choices = chat_ok("a")
+    no_choices["response"]["body"]["choices"] = []
+    no_usage = chat_ok("b", "bee")
+    no_usage["response"]["body"]["usage"] = None
+    text_error = {"id": "x", "custom_id": "c", "error": None,
+                  "response": {"status_code": 400, "body": {"error": "bad request"}}}  # fmt: skip
+    top_error = {"id": "y", "custom_id": "d", "error": {"code": "server_error", "message": "boom"},
+                 "response": {"status_code": 502, "body": None}}  # fmt: skip
+    completion = chat_ok("e")
+    completion["response"]["body"]["choices"] = [{"index": 0, "text": "legacy", "finish_reason": "length"}]
+    for name, lines in (("one", [no_choices, no_usage, text_error, top_error, completion]),
+                        ("each", None)):  # fmt: skip
+        if lines is None:  # every shape alone in its file: each block read on its own
+            files = [write_jsonl(tmp_path / f"{name}{i}.jsonl", [obj]) for i, obj in
+                     enumerate([no_choices, no_usage, text_error, top_error, completion])]  # fmt: skip
+        else:
+            files = [write_jsonl(tmp_path / f"{name}.jsonl", lines)]
+        rows = rows_by_id(join_results(reqs, files))
+        assert rows["a"]["status"] == SUCCEEDED and rows["a"]["content"] is None, name
+        assert rows["b"]["content"] == "bee" and rows["b"]["prompt_tokens"] is None, name
+        assert (rows["c"]["status"], rows["c"]["status_code"], rows["c"]["error_message"]) == (
+            FAILED, 400, "bad request"), name  # fmt: skip
+        assert (rows["d"]["error_code"], rows["d"]["error_message"]) == ("server_error", "boom"), name
+        assert (rows["e"]["content"], rows["e"]["finish_reason"]) == ("legacy", "length"), name
+        assert rows["f"]["status"] == MISSING, name
+
+
+def test_empty_inputs_give_an_empty_table(tmp_path: Path) -> None:
+    reqs = tmp_path / "req.jsonl"
+    reqs.write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"\n")
+    rs = join_results(reqs, out, out_path=tmp_path / "r.parquet")
+    assert rs.total == 0 and rs.all_succeeded
+    assert pq.read_table(tmp_path / "r.parquet").schema == SCHEMA
