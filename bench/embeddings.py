@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = Path(__file__).parent / ".work" / "embeddings"
+# One folder per run: several benchmark runs may share the checkout.
+WORK = Path(__file__).parent / ".work" / "embeddings" / f"run-{os.getpid()}"
 SIZES = {"full": 20_000, "small": 1_000}
 MODEL = "all-MiniLM-L6-v2"
 TARGET = 0.85
@@ -44,7 +47,13 @@ def texts(n: int, seed: int = 11) -> list[str]:
     out = []
     for _ in range(n):
         r = rng.random()
-        k = rng.randint(5, 20) if r < 0.6 else rng.randint(20, 60) if r < 0.9 else rng.randint(100, 300)
+        k = (
+            rng.randint(5, 20)
+            if r < 0.6
+            else rng.randint(20, 60)
+            if r < 0.9
+            else rng.randint(100, 300)
+        )
         words = [rng.choice(_WORDS) for _ in range(k)]
         out.append(" ".join(words).capitalize() + ".")
     return out
@@ -87,8 +96,6 @@ class _Baseline:
 
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc."""
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -120,7 +127,9 @@ def _server(items: list[str], work: Path) -> tuple[float, float, Path, dict]:
         if batch.status != "completed" or not batch.output_file_id:
             raise RuntimeError(f"batch ended {batch.status}: {batch.errors}")
         with httpx.stream(
-            "GET", f"{srv.base_url}/files/{batch.output_file_id}/content", headers=srv.headers(),
+            "GET",
+            f"{srv.base_url}/files/{batch.output_file_id}/content",
+            headers=srv.headers(),
             timeout=600,
         ) as resp:
             resp.raise_for_status()
@@ -164,6 +173,7 @@ def run(scale: str = "full") -> list[dict]:
     baseline.encode_half(1)
     base_s = baseline.seconds
     worst = _check(out_path, baseline.vectors, n)
+    shutil.rmtree(WORK, ignore_errors=True)  # the output alone is ~150 MB at full scale
     device = "cuda" if _cuda() else "cpu"
     return [
         {
