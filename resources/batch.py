@@ -139,6 +139,14 @@ class BatchResource(ConfigurableResource):
         return url.rstrip("/")
 
     @property
+    def resolved_api_key(self) -> str | None:
+        """The key's value: Dagster resolves an EnvVar in runs; direct use reads it here."""
+        key = self.api_key
+        if isinstance(key, EnvVar):
+            return key.get_value()
+        return key or None
+
+    @property
     def is_blocking(self) -> bool:
         """Whether runs wait for their batches (default: only with the local engine)."""
         return self.provider == "local" if self.blocking is None else self.blocking
@@ -165,7 +173,7 @@ class BatchResource(ConfigurableResource):
         """A BatchClient for the provider (starting the embedded engine first when needed)."""
         if self.provider == "local" and self.start_local_engine:
             self.ensure_local_engine()
-        return BatchClient(self.resolved_base_url, api_key=self.api_key,
+        return BatchClient(self.resolved_base_url, api_key=self.resolved_api_key,
                            timeout=self.request_timeout_seconds, max_retries=self.max_retries)
 
     def price_table(self) -> Any:
@@ -219,8 +227,8 @@ class BatchResource(ConfigurableResource):
             env = dict(os.environ)
             env.setdefault("HF_HUB_OFFLINE", "1")
             env.setdefault("TRANSFORMERS_OFFLINE", "1")
-            if self.api_key:
-                env["BATCH_SERVER_API_KEY"] = self.api_key
+            if self.resolved_api_key:
+                env["BATCH_SERVER_API_KEY"] = self.resolved_api_key
             with open(data_dir / "engine.log", "ab") as log:
                 process = subprocess.Popen(  # detached: batches outlive the Dagster run
                     command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

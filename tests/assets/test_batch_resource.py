@@ -1,0 +1,90 @@
+"""BatchResource: settings from the environment, profiles, and the embedded engine start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from dagster import EnvVar
+from support.server import free_port
+
+from batch_workflows.errors import ConfigurationError
+from resources.batch import BatchResource
+
+
+def test_from_env_defaults_and_overrides(monkeypatch):
+    for var in ("BATCH_PROVIDER", "BATCH_BASE_URL", "BATCH_API_KEY", "BATCH_BLOCKING",
+                "BATCH_MAX_COST_USD", "BATCH_MAX_ATTEMPTS", "BATCH_POLL_INTERVAL"):
+        monkeypatch.delenv(var, raising=False)
+    local = BatchResource.from_env()
+    assert local.provider == "local" and local.is_blocking
+    assert local.resolved_base_url == "http://127.0.0.1:8765/v1"
+    assert local.api_key is None
+
+    monkeypatch.setenv("BATCH_PROVIDER", "openai")
+    monkeypatch.setenv("BATCH_API_KEY", "sk-test-not-real")
+    monkeypatch.setenv("BATCH_MAX_COST_USD", "12.5")
+    monkeypatch.setenv("BATCH_MAX_ATTEMPTS", "5")
+    remote = BatchResource.from_env()
+    assert remote.provider == "openai" and not remote.is_blocking
+    assert remote.max_cost_usd == 12.5 and remote.max_attempts == 5
+    assert remote.get_profile().max_requests_per_file == 50_000
+    assert remote.pool == "batch_submit_openai"
+    monkeypatch.setenv("BATCH_BLOCKING", "1")
+    assert BatchResource.from_env().is_blocking
+
+
+def test_custom_provider_needs_a_base_url_and_takes_limit_overrides():
+    with pytest.raises(ConfigurationError, match="base_url"):
+        BatchResource(provider="custom").get_profile()
+    with pytest.raises(ConfigurationError, match="unknown provider"):
+        BatchResource(provider="nope").get_profile()
+    custom = BatchResource(provider="custom", base_url="http://10.0.0.1:9000/v1",
+                           max_requests_per_file=7, max_in_flight_batches=3)
+    profile = custom.get_profile()
+    assert profile.name == "custom" and profile.max_requests_per_file == 7
+    assert profile.max_batches_in_flight == 3 and custom.in_flight_limit == 3
+
+
+def test_api_key_from_envvar_is_not_shown(monkeypatch):
+    monkeypatch.setenv("BATCH_API_KEY", "sk-very-secret")
+    resource = BatchResource(provider="openai", api_key=EnvVar("BATCH_API_KEY"))
+    client = resource.get_client()
+    try:
+        assert "sk-very-secret" not in repr(client)
+    finally:
+        client.close()
+
+
+def test_local_provider_starts_the_embedded_engine_when_nothing_listens(tmp_path):
+    port = free_port()
+    resource = BatchResource(provider="local", base_url=f"http://127.0.0.1:{port}/v1",
+                             engine_data_dir=str(tmp_path / "engine"))
+    assert not resource.engine_is_up()
+    pid = None
+    try:
+        with resource.get_client() as client:
+            pid = int((tmp_path / "engine" / "engine.pid").read_text())
+            assert resource.engine_is_up()
+            assert list(client.list_batches()) == []
+        assert (tmp_path / "engine" / "engine.log").exists()
+        # Already up: a second resource re-uses it instead of starting another.
+        BatchResource(provider="local", base_url=f"http://127.0.0.1:{port}/v1",
+                      engine_data_dir=str(tmp_path / "engine")).ensure_local_engine()
+        assert int((tmp_path / "engine" / "engine.pid").read_text()) == pid
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not resource.engine_is_up():
+                    break
+                time.sleep(0.1)
+
+
+def test_no_engine_is_started_for_a_remote_address():
+    resource = BatchResource(provider="local", base_url="http://10.255.255.1:1/v1",
+                             engine_data_dir="/nonexistent/never")
+    with pytest.raises(ConfigurationError, match="loopback"):
+        resource.ensure_local_engine()
