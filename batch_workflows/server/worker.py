@@ -32,6 +32,7 @@ BOM = b"\xef\xbb\xbf"
 EXPIRE_CHUNK = 1000
 DEFAULT_CHUNK = 64
 IDLE_WAIT = 0.25
+MAX_FAULTS = 6  # consecutive failed steps (backing off 2, 4, ... 30 s) before a batch fails
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 
 
@@ -108,6 +109,7 @@ class Worker:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._last_seq = 0
+        self._faults: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -172,12 +174,29 @@ class Worker:
                 continue
             try:
                 self.step(batch)
-            except Exception:  # keep the worker alive; the batch is retried on the next round
+                self._faults.pop(batch["id"], None)
+            except Exception as exc:  # keep the worker alive; the batch is retried later
                 log.exception("batch %s: step failed", batch["id"])
-                time.sleep(1.0)
+                self._on_fault(batch, exc)
             finally:
                 with self._lock:
                     self._busy.discard(batch["id"])
+
+    def _on_fault(self, batch: dict[str, Any], exc: Exception) -> None:
+        """Back off; after MAX_FAULTS failures in a row, fail the batch (keeping what it has)."""
+        faults = self._faults.get(batch["id"], 0) + 1
+        self._faults[batch["id"]] = faults
+        if faults < MAX_FAULTS:
+            time.sleep(min(2.0**faults, 30.0))
+            return
+        self._faults.pop(batch["id"], None)
+        error = {"code": "server_error", "line": None, "param": None,
+                 "message": f"the server could not process this batch: {type(exc).__name__}"}
+        self.store.update_batch(batch["id"], errors=orjson.dumps([error]).decode())
+        try:
+            self._finalize(self.store.get_batch(batch["id"]) or batch, "failed")
+        except Exception:  # leave it for the next start rather than crash the worker
+            log.exception("batch %s: could not be failed cleanly", batch["id"])
 
     # -- one step of one batch ------------------------------------------------------------
     def step(self, batch: dict[str, Any]) -> None:
