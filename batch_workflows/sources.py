@@ -113,11 +113,12 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def make_s3_client() -> Any:
-    """A boto3 S3 client from the environment (AWS_* variables, AWS_ENDPOINT_URL for
-    S3-compatible servers)."""
+    """A boto3 S3 client from the environment (AWS_* variables; AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL for S3-compatible servers, as the artifact store reads them)."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint or None)
 
 
 @dataclass(frozen=True)
