@@ -214,12 +214,9 @@ def write_shards(
     # Every line, even a bad one, is written (bad ones as `null`) until the end, so that line N
     # of the shards is request N: that is what lets the validator re-read suspected duplicates.
     validator = RequestValidator(profile, endpoint, reread=writer.reread)
-    # The validator's own fast path and duplicate buffer, used inline: this loop is the hot path.
+    # The validator's own fast check and duplicate index, called directly: the hot path.
     fast = validator._fast
-    dups = validator._dups
-    hashes = dups.hashes
-    add_hash, add_line = hashes.append, dups.lines.append
-    spill_at = dups.buffer_size
+    register = validator._dups.add
     check = validator.check_object
     add = writer.add
     dumps = orjson.dumps
@@ -237,10 +234,7 @@ def write_shards(
             size = len(line)
             cid = fast(obj) if size <= max_line else None
             if cid is not None:
-                add_hash(hash(cid))
-                add_line(line_no)
-                if len(hashes) >= spill_at:
-                    dups.spill()
+                register(cid, line_no)
             else:
                 check(obj, line_no, size)
                 fast = validator._fast  # the full check may have fixed the endpoint or model

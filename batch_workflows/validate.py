@@ -162,6 +162,8 @@ class _DuplicateIndex:
     sorted and spilled to a temporary run file. `candidates()` merges the runs bucket by bucket
     (by the top byte of the hash) and yields groups of lines that share a hash. Without a file
     to re-read, a second, independent 64-bit hash is kept too, and groups must agree on both.
+    Line numbers are kept as segments (buffer position, line) since ids mostly come from
+    consecutive lines; they are expanded only when a buffer is spilled.
     """
 
     BUCKETS = 256
@@ -171,7 +173,8 @@ class _DuplicateIndex:
         self.buffer_size = buffer_size or DUPLICATE_BUFFER
         self.hashes = array("q")
         self.checks = array("q")
-        self.lines = array("q")
+        self._seg_pos = array("q")  # segment i: buffer positions from _seg_pos[i] ...
+        self._seg_line = array("q")  # ... hold lines _seg_line[i], _seg_line[i] + 1, ...
         fields = [("h", "<u8"), ("line", "<i8")]
         if double_hash:
             fields.insert(1, ("c", "<u8"))
@@ -179,32 +182,42 @@ class _DuplicateIndex:
         self._runs: list[tuple[str, np.ndarray]] = []  # (path, bucket offsets)
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
 
+    def _segment(self, pos: int, line_no: int) -> None:
+        seg_pos, seg_line = self._seg_pos, self._seg_line
+        if not seg_pos or seg_line[-1] + (pos - seg_pos[-1]) != line_no:
+            seg_pos.append(pos)
+            seg_line.append(line_no)
+
     def add(self, custom_id: str, line_no: int) -> None:
+        self._segment(len(self.hashes), line_no)
         self.hashes.append(hash(custom_id))
         if self.double_hash:
             self.checks.append(hash("\x00" + custom_id))
-        self.lines.append(line_no)
         if len(self.hashes) >= self.buffer_size:
             self.spill()
 
     def add_many(self, custom_ids: list[str], first_line: int) -> None:
         """Register ids found on consecutive lines starting at `first_line`."""
+        self._segment(len(self.hashes), first_line)
         self.hashes.extend(map(hash, custom_ids))
         if self.double_hash:
             self.checks.extend(map(hash, map("\x00".__add__, custom_ids)))
-        self.lines.extend(range(first_line, first_line + len(custom_ids)))
         if len(self.hashes) >= self.buffer_size:
             self.spill()
 
     def _records(self) -> np.ndarray:
         n = len(self.hashes)
         rec = np.empty(n, dtype=self.dtype)
-        rec["h"] = np.frombuffer(self.hashes, dtype=np.int64).view(np.uint64) if n else 0
-        if self.double_hash and n:
-            rec["c"] = np.frombuffer(self.checks, dtype=np.int64).view(np.uint64)
         if n:
-            rec["line"] = np.frombuffer(self.lines, dtype=np.int64)
-        del self.hashes[:], self.checks[:], self.lines[:]
+            rec["h"] = np.frombuffer(self.hashes, dtype=np.int64).view(np.uint64)
+            if self.double_hash:
+                rec["c"] = np.frombuffer(self.checks, dtype=np.int64).view(np.uint64)
+            pos = np.frombuffer(self._seg_pos, dtype=np.int64)
+            first = np.frombuffer(self._seg_line, dtype=np.int64)
+            counts = np.diff(np.append(pos, n))
+            rec["line"] = np.repeat(first - pos, counts) + np.arange(n, dtype=np.int64)
+            del pos, first  # views on the arrays cleared below
+        del self.hashes[:], self.checks[:], self._seg_pos[:], self._seg_line[:]
         return rec
 
     def _bounds(self, h: np.ndarray) -> np.ndarray:
@@ -275,7 +288,7 @@ class _DuplicateIndex:
             self._tmpdir.cleanup()
             self._tmpdir = None
         self._runs = []
-        del self.hashes[:], self.checks[:], self.lines[:]
+        del self.hashes[:], self.checks[:], self._seg_pos[:], self._seg_line[:]
 
 
 def _never(obj: Any) -> None:
@@ -362,10 +375,9 @@ class RequestValidator:
                     or not cid
                     or obj["method"] != "POST"
                     or obj["url"] != endpoint
-                    or type(body) is not dict
                 ):
                     return None
-                m = body["model"]
+                m = body["model"]  # TypeError unless body is a mapping
                 if type(m) is not str or (m != model if one_model else not m):
                     return None
                 if kind == 1:
@@ -373,7 +385,7 @@ class RequestValidator:
                     if type(messages) is not list or not messages:
                         return None
                     for msg in messages:
-                        if type(msg) is not dict or type(msg["content"]) is not str:
+                        if type(msg["content"]) is not str:  # TypeError unless a mapping
                             return None
                         role = msg["role"]
                         # equality with the common roles is cheaper than hashing a fresh string
@@ -390,7 +402,7 @@ class RequestValidator:
                                 return None
                     else:
                         return None
-            except KeyError:
+            except (KeyError, TypeError):
                 return None
             return cid
 
@@ -459,7 +471,7 @@ class RequestValidator:
                 f"line is {size:,} bytes, over the provider limit of "
                 f"{self.profile.max_line_bytes:,} bytes",
             )
-        if type(obj) is not dict:
+        if not isinstance(obj, dict):
             self._problem(line_no, None, f"not a JSON object (got {_type_name(obj)})")
             return False
         p = self._problem
@@ -508,7 +520,7 @@ class RequestValidator:
         body = obj.get("body")
         if body is None:
             p(line_no, "body", "missing")
-        elif type(body) is not dict:
+        elif not isinstance(body, dict):
             p(line_no, "body", f"must be an object (got {_type_name(body)})")
         else:
             model = body.get("model")
@@ -545,7 +557,7 @@ class RequestValidator:
             return
         for i, m in enumerate(messages):
             where = f"body.messages[{i}]"
-            if type(m) is not dict:
+            if not isinstance(m, dict):
                 p(line_no, where, f"must be an object (got {_type_name(m)})")
                 continue
             role = m.get("role")

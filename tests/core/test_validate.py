@@ -395,7 +395,17 @@ def test_fast_path_never_accepts_what_the_full_check_rejects() -> None:
         variants.append({**base, key: value})
     for model in ("", None, 1, "m2"):
         variants.append({**base, "body": {**base["body"], "model": model}})
-    for messages in ([], [{}], [{"role": "user"}], [{"role": "bot", "content": "x"}], "x"):
+    variants += [{**base, "body": "text"}, {**base, "body": ["model"]}]
+    for messages in (
+        [],
+        [{}],
+        [{"role": "user"}],
+        [{"role": "bot", "content": "x"}],
+        "x",
+        ["content"],
+        [["content", "x"]],
+        {"content": "x"},
+    ):
         variants.append({**base, "body": {**base["body"], "messages": messages}})
     for obj in variants:
         for endpoint in (CHAT, EMBEDDINGS):
@@ -431,3 +441,34 @@ def test_line_splitting_matches_a_plain_split_at_any_chunk_size(
                 assert g.size == len(w) > 100
             else:
                 assert g == w
+
+
+@pytest.mark.parametrize("double_hash", [False, True])
+def test_duplicate_index_matches_a_plain_dict(
+    double_hash: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 37)
+    rng = random.Random(5)
+    index = validate_mod._DuplicateIndex(double_hash=double_hash)
+    first_use: dict[str, int] = {}
+    expected: dict[int, list[int]] = {}
+    line = 0
+    for _ in range(120):
+        line += rng.choice([1, 1, 1, 2, 9])  # gaps: lines without an id
+        ids = [f"id{rng.randrange(400)}" for _ in range(rng.choice([1, 1, 5, 30]))]
+        if len(ids) == 1:
+            index.add(ids[0], line)
+        else:
+            index.add_many(ids, line)
+        for offset, cid in enumerate(ids):
+            at = line + offset
+            if cid in first_use:
+                expected.setdefault(first_use[cid], [first_use[cid]]).append(at)
+            else:
+                first_use[cid] = at
+        line += len(ids) - 1
+    groups = sorted(index.candidates())
+    index.close()
+    assert groups == sorted(expected.values())
