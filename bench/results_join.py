@@ -8,7 +8,8 @@ requests missing.
 
 Figures:
 * read + join of N output lines (requests + output + error file -> Parquet), lines/s, against
-  `pyarrow.json.read_json` of the same output file (same machine, same run) — target ≥ 0.5;
+  `pyarrow.json.read_json` of the same output file (same machine, same run; best of two
+  alternating runs each, every run in a fresh process) — target ≥ 0.5;
 * peak RSS (VmHWM) of the join at N and 5 N lines, each in a fresh process — targets < 400 MB
   and 5 N / N ≤ 1.3.
 
@@ -150,10 +151,15 @@ def run(scale: str = "full") -> list[dict]:
     big_label = f"{big // 1000}k" if big < 1_000_000 else f"{big // 1_000_000}M"
     generate(n)
     generate(big)
-    baseline = _measure("read_json", n)
-    small = _measure("join", n)
+    # Best of two alternating runs for the timing pair: the ratio must not hinge on one moment
+    # of a shared machine. Peak RSS: the higher of the two.
+    runs = [(_measure("read_json", n), _measure("join", n)) for _ in range(2)]
+    baseline = min((b for b, _ in runs), key=lambda r: r["seconds"])
+    small = min((j for _, j in runs), key=lambda r: r["seconds"])
+    small["peak_mb"] = max(j["peak_mb"] for _, j in runs)
     large = _measure("join", big)
-    output_lines = sum(1 for _ in open(generate(n)["output"], "rb"))
+    with open(generate(n)["output"], "rb") as f:
+        output_lines = sum(1 for _ in f)
     ours = output_lines / small["seconds"]
     bare = output_lines / baseline["seconds"]
     return [
