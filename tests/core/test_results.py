@@ -367,3 +367,13 @@ def test_empty_inputs_give_an_empty_table(tmp_path: Path) -> None:
     rs = join_results(reqs, out, out_path=tmp_path / "r.parquet")
     assert rs.total == 0 and rs.all_succeeded
     assert pq.read_table(tmp_path / "r.parquet").schema == SCHEMA
+
+
+def test_non_numeric_vector_is_a_corrupt_line(tmp_path: Path) -> None:
+    reqs = write_jsonl(tmp_path / "req.jsonl", [request(c, url=EMB) for c in "ab"])
+    bad = emb_ok("b", [[1.0, 2.0]])
+    bad["response"]["body"]["data"][0]["embedding"] = [1.0, "two"]
+    out = write_jsonl(tmp_path / "out.jsonl", [emb_ok("a", [[0.5, 0.5]]), bad])
+    with pytest.raises(CorruptResultError) as info:
+        join_results(reqs, out)
+    assert info.value.problem.line == 2 and info.value.problem.field == "response.body.data.embedding"
