@@ -92,7 +92,10 @@ def partition_dir(name: str, partition_key: str | None) -> str:
     """``<name>/<quoted partition>``: the artifact folder of one partition."""
     if not partition_key:
         return f"{name}/{UNPARTITIONED}"
-    return f"{name}/{quote(partition_key, safe='-_=+,@')}"
+    segment = quote(partition_key, safe="-_=+,@")
+    if segment in (".", ".."):  # not a valid path segment
+        segment = segment.replace(".", "%2E")
+    return f"{name}/{segment}"
 
 
 def results_key(name: str, partition_key: str | None) -> str:

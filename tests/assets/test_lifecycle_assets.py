@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-from conftest import batch_resource, embedding_requests
 from dagster import StaticPartitionsDefinition, materialize
+from lifecycle_helpers import batch_resource, embedding_requests
 
 from assets.lifecycle import batch_lifecycle, load_results, results_key
 from batch_workflows import lifecycle as lc

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import MODEL, batch_resource, embedding_requests
 from dagster import StaticPartitionsDefinition, materialize
+from lifecycle_helpers import MODEL, batch_resource, embedding_requests
 
 from assets.lifecycle import batch_lifecycle
 from batch_workflows import lifecycle as lc

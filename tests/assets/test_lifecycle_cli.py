@@ -19,7 +19,7 @@ DAGSTER = Path(sys.executable).with_name("dagster")
 
 DEFS = '''
 import os
-from dagster import Definitions, StaticPartitionsDefinition
+from dagster import Definitions, StaticPartitionsDefinition, in_process_executor
 from assets.lifecycle import batch_lifecycle
 from batch_workflows.profiles import EMBEDDINGS
 from resources.artifacts import ArtifactStore
@@ -33,7 +33,9 @@ def build(context):
                "body": {"model": "all-MiniLM-L6-v2", "input": f"cli text {i}"}}
 
 flow = batch_lifecycle(os.environ["FLOW_NAME"], StaticPartitionsDefinition(["k"]), EMBEDDINGS, build)
+# In-process steps: each step subprocess costs seconds on a small machine.
 defs = Definitions(
+    executor=in_process_executor,
     assets=flow.assets, asset_checks=flow.checks, sensors=flow.sensors,
     resources={
         "batch": BatchResource(provider="local", base_url=os.environ["FLOW_URL"],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-from conftest import batch_resource, embedding_requests
 from dagster import StaticPartitionsDefinition, materialize
+from lifecycle_helpers import batch_resource, embedding_requests
 from support.proxy import FaultProxy
 
 from assets.lifecycle import batch_lifecycle, results_key

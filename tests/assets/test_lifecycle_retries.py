@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-from conftest import batch_resource, embedding_requests, occupy
 from dagster import StaticPartitionsDefinition, materialize
+from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
 from assets.lifecycle import batch_lifecycle, partition_dir, results_key
 from batch_workflows.profiles import EMBEDDINGS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from conftest import batch_resource, embedding_requests, occupy
 from dagster import AssetKey, StaticPartitionsDefinition, build_sensor_context, materialize
+from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
 from assets.lifecycle import batch_lifecycle, results_key
 from batch_workflows import lifecycle as lc

@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_requests
+from engine_helpers import write_requests
 
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
