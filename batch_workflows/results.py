@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,8 +210,8 @@ def join_results(
     if work_dir is None and out_path is not None:
         work_dir = Path(out_path).resolve().parent
     tmp = tempfile.mkdtemp(prefix=".join-", dir=work_dir)
+    spill = _Spill(Path(tmp), partitions, block_bytes)
     try:
-        spill = _Spill(Path(tmp), partitions, block_bytes)
         for path in requests:
             _spill_requests(path, spill)
         for path in results:
@@ -219,6 +219,7 @@ def join_results(
         spill.close()
         return _join_partitions(spill, out_path, row_group_rows)
     finally:
+        spill.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -314,7 +315,12 @@ _malloc_trim = _load_malloc_trim()
 
 
 class _Spill:
-    """N request partitions and N result partitions, as Arrow IPC stream files."""
+    """N request partitions and N result partitions, as Arrow IPC stream files.
+
+    Extracted rows are queued until SPILL_BYTES are waiting (fewer, larger writes than one per
+    block and partition), then split by partition and written by a helper thread while the
+    caller parses on.
+    """
 
     def __init__(self, folder: Path, n: int, block_bytes: int = 0):
         self.folder, self.n = folder, n
@@ -322,22 +328,31 @@ class _Spill:
         self.writers: dict[str, list[Any]] = {"req": [None] * n, "res": [None] * n}
         self.sinks: list[pa.NativeFile] = []
         self.queued: dict[str, list[pa.RecordBatch]] = {"req": [], "res": []}
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: Future | None = None
 
     def add(self, kind: str, batches: list[pa.RecordBatch]) -> None:
-        """Queue extracted rows; they go to the partition files once SPILL_BYTES are queued
-        (fewer, larger writes than one per block and partition)."""
         queue = self.queued[kind]
         queue.extend(b for b in batches if b.num_rows)
         if sum(b.nbytes for b in queue) >= SPILL_BYTES:
-            self._spill(kind)
+            self._hand_off(kind)
 
-    def _spill(self, kind: str) -> None:
-        """Split the queued rows by partition and append each part to its partition file."""
+    def _hand_off(self, kind: str) -> None:
         queue = self.queued[kind]
         if not queue:
             return
         table = pa.Table.from_batches(queue)
         queue.clear()
+        self._wait()  # one spill in flight at a time: memory stays bounded
+        self.pending = self.pool.submit(self._spill, kind, table)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def _spill(self, kind: str, table: pa.Table) -> None:
+        """Split rows by partition and append each part to its partition file."""
         if self.n == 1:
             self._write(kind, 0, table)
             return
@@ -363,13 +378,24 @@ class _Spill:
         writers[i].write_table(table)
 
     def close(self) -> None:
-        self._spill("req")
-        self._spill("res")
-        for w in self.writers["req"] + self.writers["res"]:
+        """Write what is queued and close the partition files (ready to be read)."""
+        self._hand_off("req")
+        self._hand_off("res")
+        self._wait()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the helper thread and close the files (also after an error; idempotent)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending = None
+        writers = self.writers["req"] + self.writers["res"]
+        self.writers = {"req": [None] * self.n, "res": [None] * self.n}
+        for w in writers:
             if w is not None:
                 w.close()
         for sink in self.sinks:
             sink.close()
+        self.sinks = []
 
     def read(self, kind: str, i: int, schema: pa.Schema) -> pa.Table:
         path = self.folder / f"{kind}-{i}.arrow"
