@@ -223,3 +223,29 @@ def test_iter_requests_tolerates_bom_crlf_and_names_bad_lines(tmp_path: Path) ->
         list(iter_requests(path))
     assert err.value.problems[0].line == 2
     assert err.value.problems[0].source == str(path)
+
+
+def test_small_write_blocks_keep_content_and_duplicate_lines_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batch_workflows import shards as shards_mod
+
+    monkeypatch.setattr(shards_mod, "_FLUSH_BYTES", 300)  # a block every few lines
+    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 5)
+    good = [chat(i) for i in range(60)]
+    manifest = write_shards(good, tmp_path / "ok", OPENAI, max_requests_per_file=7)
+    assert [r for s in manifest.shards for r in iter_requests(s.path)] == good
+    bad = [chat(i) for i in range(60)]
+    bad[20]["method"] = "GET"  # a slow-path line between blocks of good ones
+    bad[41] = chat(33)  # request 42 reuses r33 (line 34)
+    bad[58] = chat(0)  # request 59 reuses r0 (line 1)
+    with pytest.raises(InvalidInputError) as err:
+        write_shards(bad, tmp_path / "bad", OPENAI, max_requests_per_file=7)
+    assert [(p.line, p.field) for p in err.value.problems] == [
+        (21, "method"),
+        (42, "custom_id"),
+        (59, "custom_id"),
+    ]
+    assert "(first used on line 34)" in err.value.problems[1].reason
+    assert "(first used on line 1)" in err.value.problems[2].reason
+    assert files(tmp_path / "bad") == []
