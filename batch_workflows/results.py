@@ -54,7 +54,7 @@ PARTITION_BYTES = 32 * 1024 * 1024
 # Files are read, parsed and spread over the partitions in blocks of whole lines of this size.
 BLOCK_BYTES = 8 * 1024 * 1024
 # Extracted rows queued in memory before they are split and appended to the partition files.
-SPILL_BYTES = 16 * 1024 * 1024
+SPILL_BYTES = 8 * 1024 * 1024
 MAX_PARTITIONS = 1024
 ROW_GROUP_ROWS = 65_536
 UNEXPECTED_SAMPLE = 20
