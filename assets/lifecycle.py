@@ -449,28 +449,34 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
         work = Path(tmp)
         attempt_results: list[str] = []
         last_batches: dict[str, dict] = {}
+        i = 0
         while True:
-            sub = attempts[-1]
+            sub = attempts[i]
             n = sub.attempt
+            latest = i == len(attempts) - 1
             adir = _attempt_dir(folder, key, n)
             local = work / f"attempt-{n}"
             local.mkdir(parents=True, exist_ok=True)
-            batches = lc.snapshot(client, sub.batch_ids)
-            if not all(lc.is_terminal(b) for b in batches.values()):
-                if not batch_res.is_blocking:
-                    p = lc.progress(batches.values())
-                    context.log.info(
-                        f"attempt {n}: batches still running ({p['statuses']}, "
-                        f"{p['completed']}/{p['total']} done); the sensor will request this "
-                        "run again when they are terminal")
-                    return None
-                batches = _wait_cancelling_on_interrupt(context, client, batch_res, sub)
-            last_batches = batches
-            request_files = [store.get_file(b.input_path, local / "requests" / Path(b.input_path).name)
-                             for b in sub.batches]
             parquet_key = f"{adir}/results.parquet"
             local_parquet = local / "results.parquet"
-            if store.exists(parquet_key):  # already collected by an earlier run
+            collected = store.exists(parquet_key)  # by an earlier run of this asset
+            batches: dict[str, dict] = {}
+            if latest or not collected:
+                batches = lc.snapshot(client, sub.batch_ids)
+                if not all(lc.is_terminal(b) for b in batches.values()):
+                    if not batch_res.is_blocking:
+                        p = lc.progress(batches.values())
+                        context.log.info(
+                            f"attempt {n}: batches still running ({p['statuses']}, "
+                            f"{p['completed']}/{p['total']} done); the sensor will request this "
+                            "run again when they are terminal")
+                        return None
+                    batches = _wait_cancelling_on_interrupt(context, client, batch_res, sub)
+                last_batches = batches
+            request_files = [
+                store.get_file(b.input_path, local / "requests" / Path(b.input_path).name)
+                for b in sub.batches]
+            if collected:
                 store.get_file(parquet_key, local_parquet)
             else:
                 result = lc.collect(client, sub, batches, request_files, local)
@@ -482,6 +488,9 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                     context.log.warning(f"attempt {n}: {result.unexpected} result line(s) with "
                                         "a custom_id that was never submitted")
             attempt_results.append(str(local_parquet))
+            if not latest:  # its resubmission exists already: go on with it
+                i += 1
+                continue
             unfinished = lc.unfinished_ids(local_parquet)
             cancelled = [b["id"] for b in batches.values() if b.get("status") == "cancelled"]
             if not unfinished or n >= batch_res.max_attempts:
@@ -515,6 +524,7 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                 sb.input_path = shard_key
             store.write_bytes(f"{next_dir}/submission.json", retry.to_json())
             attempts.append(retry)
+            i += 1
 
         final_local = work / "results.parquet"
         lc.merge_attempts(attempt_results, final_local)

@@ -70,3 +70,68 @@ def test_sensor_observes_progress_and_requests_results_once(server, store, flow_
                           selection=request.asset_selection)
         assert run.success
         assert store.exists(results_key(flow_name, part))
+
+
+def _tick(flow, instance, resources, cursor):
+    return flow.sensor(build_sensor_context(instance=instance, cursor=cursor,
+                                            resources=resources))
+
+
+def test_sensor_follows_resubmissions(server, store, flow_name, instance, tmp_path):
+    flow = batch_lifecycle(flow_name, PARTS, EMBEDDINGS,
+                           lambda context: embedding_requests(context.partition_key, 4, {2}))
+    batch = batch_resource(server.base_url, blocking=False, max_attempts=2)
+    resources = {"batch": batch, "artifacts": store}
+    assert materialize(flow.assets[:2], partition_key="a", instance=instance,
+                       resources=resources).success
+    _wait_terminal(server, flow_name, 1)
+    first = _tick(flow, instance, resources, None)
+    [request] = first.run_requests
+    assert request.run_key.endswith(":1")
+
+    occupy(server, tmp_path)  # the resubmission stays queued: the run cannot finish it
+    run = materialize(flow.assets, partition_key="a", instance=instance, resources=resources,
+                      selection=request.asset_selection)
+    assert run.success
+    assert run.asset_materializations_for_node(f"{flow_name}_results") == []
+    second = _tick(flow, instance, resources, first.cursor)
+    assert second.run_requests == []
+    assert [e.metadata["attempt"].value for e in second.asset_events] == [2]
+
+    _wait_terminal(server, flow_name, 2)
+    third = _tick(flow, instance, resources, second.cursor)
+    [again] = third.run_requests
+    assert again.run_key.endswith(":2") and again.partition_key == "a"
+    done = materialize(flow.assets, partition_key="a", instance=instance, resources=resources,
+                       selection=again.asset_selection)
+    meta = done.asset_materializations_for_node(f"{flow_name}_results")[0].metadata
+    assert meta["attempts"].value == 2
+    assert meta["succeeded"].value == 3 and meta["failed"].value == 1
+
+
+def test_changed_content_cancels_the_superseded_batches(server, store, flow_name, instance,
+                                                        tmp_path):
+    batch = batch_resource(server.base_url, blocking=False)
+    resources = {"batch": batch, "artifacts": store}
+    old = batch_lifecycle(flow_name, PARTS, EMBEDDINGS,
+                          lambda context: embedding_requests(context.partition_key, 3))
+    new = batch_lifecycle(flow_name, PARTS, EMBEDDINGS,
+                          lambda context: embedding_requests(context.partition_key, 5))
+    occupy(server, tmp_path)
+    assert materialize(old.assets[:2], partition_key="b", instance=instance,
+                       resources=resources).success
+    run = materialize(new.assets[:2], partition_key="b", instance=instance, resources=resources)
+    cancelled = run.asset_materializations_for_node(f"{flow_name}_batch")[0].metadata[
+        "superseded_cancelled"].value
+    assert len(cancelled) == 1
+    ours = _wait_terminal(server, flow_name, 2)
+    status = {b["id"]: b["status"] for b in ours}
+    assert status[cancelled[0]] == "cancelled"
+    tick = _tick(new, instance, resources, None)
+    [request] = tick.run_requests  # only the current submission is collected
+    current = [b for b in ours if b["id"] != cancelled[0]][0]
+    assert request.run_key.endswith(current["metadata"]["bw_key"][:16] + ":1")
+    done = materialize(new.assets, partition_key="b", instance=instance, resources=resources,
+                       selection=request.asset_selection)
+    assert done.asset_materializations_for_node(f"{flow_name}_results")[0].metadata[
+        "succeeded"].value == 5
