@@ -288,6 +288,7 @@ def batch_lifecycle(
                 request_counts=[s["lines"] for s in pointer["shards"]],
                 max_in_flight=profile.max_batches_in_flight,
                 poll_interval=batch_res.poll_interval_seconds,
+                capacity_timeout=batch_res.wait_timeout,
             )
         for sb, shard in zip(manifest.batches, pointer["shards"], strict=True):
             sb.input_path = shard["artifact"]
@@ -519,6 +520,7 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                 request_counts=[s.lines for s in shards.shards],
                 max_in_flight=profile.max_batches_in_flight,
                 poll_interval=batch_res.poll_interval_seconds,
+                capacity_timeout=batch_res.wait_timeout,
             )
             for sb, shard_key in zip(retry.batches, shard_keys, strict=True):
                 sb.input_path = shard_key
