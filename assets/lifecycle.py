@@ -48,7 +48,6 @@ from urllib.parse import quote
 import orjson
 from dagster import (
     AssetCheckExecutionContext,
-    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
@@ -372,8 +371,6 @@ def batch_lifecycle(
                       "error_breakdown": MetadataValue.json(summary["error_breakdown"])})
 
     checks = [accounted_check, error_rate_check]
-    check_keys = [AssetCheckKey(results_asset.key, CHECK_ACCOUNTED),
-                  AssetCheckKey(results_asset.key, CHECK_ERROR_RATE)]
 
     # ---- <name>_batch_sensor ---------------------------------------------------------------
     @sensor(
@@ -400,7 +397,7 @@ def batch_lifecycle(
         runs = [
             RunRequest(run_key=f"{results_name}:{p}:{marker}",
                        partition_key=p if partitions_def else None,
-                       asset_selection=[results_asset.key], asset_check_keys=check_keys,
+                       asset_selection=[results_asset.key],  # its checks come along
                        tags={"batch_workflows/submission": marker})
             for p, marker in tick.ready
         ]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import time
 
-from dagster import AssetKey, StaticPartitionsDefinition, build_sensor_context, materialize
+from dagster import (
+    AssetKey,
+    Definitions,
+    StaticPartitionsDefinition,
+    build_sensor_context,
+    materialize,
+)
 from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
 from assets.lifecycle import batch_lifecycle, results_key
@@ -64,6 +70,16 @@ def test_sensor_observes_progress_and_requests_results_once(server, store, flow_
 
     third = tick(second.cursor)  # nothing changed: no run requested twice, no observation
     assert third.run_requests == [] and third.asset_events == []
+
+    # As the daemon resolves them: the results asset's job, with its checks.
+    defs = Definitions(assets=flow.assets, asset_checks=flow.checks, sensors=flow.sensors,
+                       resources=resources)
+    context = build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs,
+                                   resources=resources)
+    data = defs.resolve_sensor_def(f"{flow_name}_batch_sensor").evaluate_tick(context)
+    assert {r.partition_key for r in data.run_requests} == {"a", "b"}
+    assert {c.name for c in data.run_requests[0].asset_check_keys} == {
+        "all_requests_accounted", "error_rate"}
 
     for part, request in requested.items():
         run = materialize(flow.assets, partition_key=part, instance=instance, resources=resources,
