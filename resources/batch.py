@@ -44,6 +44,8 @@ from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile
 
 PROVIDERS = ("local", "nebius", "openai", "custom")
 DEFAULT_ENGINE_DATA_DIR = ".data/engine"
+# Engines started by this process: kept referenced so that they are never reaped as garbage.
+_STARTED_ENGINES: list[subprocess.Popen] = []
 
 
 class BatchResource(ConfigurableResource):
@@ -233,6 +235,7 @@ class BatchResource(ConfigurableResource):
                 process = subprocess.Popen(  # detached: batches outlive the Dagster run
                     command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=env, start_new_session=True)
+            _STARTED_ENGINES.append(process)
             (data_dir / "engine.pid").write_text(str(process.pid))
             deadline = time.monotonic() + self.engine_start_timeout_seconds
             while time.monotonic() < deadline:
