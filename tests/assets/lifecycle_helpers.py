@@ -48,6 +48,13 @@ def occupy(server: ServerHandle, tmp_path, batches: int = 4, requests: int = 300
             fh.write(json.dumps(line) + "\n")
     ids = []
     with BatchClient(server.base_url, api_key=server.api_key) as client:
+        # Load the model first: otherwise the blockers' first chunk holds the slots for as long
+        # as the load takes, far past their window.
+        warm = path.with_name("warm.jsonl")
+        warm.write_text(json.dumps({"custom_id": "w", "method": "POST", "url": "/v1/embeddings",
+                                    "body": {"model": MODEL, "input": "warm up"}}) + "\n")
+        client.wait_batch(client.create_batch(client.upload_file(warm)["id"], "/v1/embeddings")["id"],
+                          poll_interval=0.1, timeout=300)
         file_id = client.upload_file(path)["id"]
         for _ in range(batches):
             ids.append(client.create_batch(file_id, "/v1/embeddings", window)["id"])
