@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -163,8 +164,6 @@ def embeddings_index(
         results = fetch_results(artifacts, NAME, pkey, Path(tmp) / "results.parquet")
         table = read_chunk_table(artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet"))
         planned = set(pc.unique(table.column("custom_id")).to_pylist())
-        import pyarrow.parquet as pq
-
         got = set(pq.read_table(results, columns=["custom_id"]).column(0).to_pylist())
         if planned != got:
             raise ConfigurationError(

@@ -15,7 +15,6 @@ rather than under-counting, except for long rare words.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -166,10 +165,3 @@ def chunk_documents(
     for doc in docs:
         yield from chunk_document(doc, tok, chunk_size, overlap)
 
-
-def chunking_fingerprint(
-    tokenizer: TokenCounter, chunk_size: int, overlap: int
-) -> str:
-    """Short hash of the chunking settings, for idempotency keys and metadata."""
-    raw = f"{tokenizer.name}|{chunk_size}|{overlap}".encode()
-    return hashlib.sha256(raw).hexdigest()[:12]

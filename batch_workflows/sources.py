@@ -28,7 +28,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,7 +376,3 @@ def documents_for_key(
         source=key,
     )
 
-
-def count(docs: Iterable[Document]) -> int:
-    """Number of documents (consumes the iterator)."""
-    return sum(1 for _ in docs)
