@@ -285,8 +285,11 @@ def main() -> int:
     timings.update(total_seconds=total, engine_seconds=engine + timings["engine_start_seconds"],
                    other_seconds=total - engine - timings["engine_start_seconds"],
                    batches_created=created, points=points_after, tokens=tokens)
+    # Kept apart: a run that embedded (first) and one that re-attached (second).
+    record = json.loads(TIMINGS_PATH.read_text()) if TIMINGS_PATH.exists() else {}
+    record["first_run" if created else "rerun"] = timings
     TIMINGS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS_PATH.write_text(json.dumps(timings, indent=2))
+    TIMINGS_PATH.write_text(json.dumps(record, indent=2))
     say(f"\n== done in {total:.0f}s: engine {timings['engine_seconds']:.0f}s "
         f"(start {timings['engine_start_seconds']:.0f}s + submit/wait/download "
         f"{engine:.0f}s), everything else {timings['other_seconds']:.0f}s")
