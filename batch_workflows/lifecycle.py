@@ -808,3 +808,64 @@ def finished_at(batches: Iterable[Mapping[str, Any]]) -> float | None:
         if isinstance(b.get(f), int | float)
     ]
     return max(times) if times else None
+
+
+# -- the whole lifecycle, blocking (scripts, notebooks, other orchestrators) -------------------
+
+@dataclass
+class Outcome:
+    """What `run_to_completion` produced."""
+
+    results_path: str
+    summary: Summary
+    attempts: list[SubmissionManifest]
+
+
+def run_to_completion(
+    client: BatchAPI,
+    shard_paths: Sequence[str | os.PathLike[str]],
+    key: str,
+    work_dir: str | os.PathLike[str],
+    *,
+    asset: str,
+    partition: str | None,
+    endpoint: str,
+    profile: Any,
+    model: str | None = None,
+    max_attempts: int = 3,
+    poll_interval: float = 5.0,
+    timeout: float | None = None,
+    completion_window: str = "24h",
+    price_table: Any | None = None,
+    on_progress: Callable[[dict[str, dict]], None] | None = None,
+) -> Outcome:
+    """Submit, wait, collect and resubmit the unfinished requests, up to `max_attempts`.
+
+    Every step re-attaches to what the provider already has (same key, attempt, shard), so
+    calling it again after a crash continues where it stopped without paying twice. The final
+    Parquet (one row per custom_id) is ``<work_dir>/results.parquet``.
+    """
+    work = Path(work_dir)
+    files = [str(p) for p in shard_paths]
+    attempts: list[SubmissionManifest] = []
+    parquets: list[str] = []
+    for n in range(1, max_attempts + 1):
+        sub = submit(client, files, key, asset=asset, partition=partition, endpoint=endpoint,
+                     model=model, attempt=n, completion_window=completion_window,
+                     max_in_flight=profile.max_batches_in_flight, poll_interval=poll_interval)
+        attempts.append(sub)
+        batches = wait(client, sub.batch_ids, poll_interval=poll_interval, timeout=timeout,
+                       on_progress=on_progress)
+        result = collect(client, sub, batches, files, work / f"attempt-{n}")
+        parquets.append(result.path)
+        cancelled = any(b.get("status") == "cancelled" for b in batches.values())
+        if not result.unfinished or n == max_attempts or cancelled:
+            break
+        retry = write_retry_shards(files, unfinished_ids(result.path),
+                                   work / f"attempt-{n + 1}" / "requests", profile,
+                                   endpoint=endpoint)
+        files = [s.path for s in retry.shards]
+        logger.info("attempt %d: resubmitting %d unfinished request(s)", n, result.unfinished)
+    final = work / "results.parquet"
+    merge_attempts(parquets, final)
+    return Outcome(str(final), summarize(final, parquets, price_table), attempts)

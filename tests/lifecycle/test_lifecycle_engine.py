@@ -133,3 +133,38 @@ def test_wait_for_capacity_honours_the_in_flight_cap(server, tmp_path, asset_nam
         with pytest.raises(ConfigurationError, match="never fit"):
             lc.wait_for_capacity(client, 5, 4)
         lc.cancel(client, sub.batch_ids)
+
+
+def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_name):
+    import json
+
+    from batch_workflows.shards import iter_requests
+
+    path = tmp_path / "mixed.jsonl"
+    with open(path, "w") as fh:
+        for i in range(5):
+            body = {"model": "all-MiniLM-L6-v2", "input": f"text {i}"}
+            if i == 3:
+                body["dimensions"] = 5  # unsupported: a 400 for this request only
+            fh.write(json.dumps({"custom_id": f"m{i}", "method": "POST",
+                                 "url": "/v1/embeddings", "body": body}) + "\n")
+    key = lc.submission_key(asset_name, None, EMBEDDINGS, "mixed", "all-MiniLM-L6-v2")
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        outcome = lc.run_to_completion(
+            client, [path], key, tmp_path / "work", asset=asset_name, partition=None,
+            endpoint=EMBEDDINGS, profile=get_profile("local"), max_attempts=3,
+            poll_interval=0.1, timeout=120)
+        assert [a.attempt for a in outcome.attempts] == [1, 2, 3]
+        retried = [r["custom_id"] for r in iter_requests(outcome.attempts[1].batches[0].input_path)]
+        assert retried == ["m3"]
+        assert outcome.summary.counts == {"succeeded": 4, "failed": 1}
+        assert outcome.summary.error_breakdown == {"unsupported_parameter": 1}
+        rows = pq.read_table(outcome.results_path).to_pylist()
+        assert sorted(r["custom_id"] for r in rows) == [f"m{i}" for i in range(5)]
+        # Again, as after a crash: every attempt re-attaches, nothing new is created.
+        again = lc.run_to_completion(
+            client, [path], key, tmp_path / "work2", asset=asset_name, partition=None,
+            endpoint=EMBEDDINGS, profile=get_profile("local"), max_attempts=3,
+            poll_interval=0.1, timeout=120)
+        assert all(a.reattached for a in again.attempts)
+        assert len(list(lc.iter_lifecycle_batches(client, asset=asset_name))) == 3
