@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -209,12 +210,26 @@ class BatchResource(ConfigurableResource):
         except httpx.HTTPError:
             return False
 
+    def _listening(self) -> bool:
+        """Whether anything accepts connections at base_url (an engine, a proxy, ...)."""
+        parts = urlsplit(self.resolved_base_url)
+        try:
+            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                          timeout=2.0):
+                return True
+        except OSError:
+            return False
+
     def ensure_local_engine(self) -> None:
-        """Start ``batch-workflows serve`` in the background unless something answers already."""
-        if self.engine_is_up():
-            return
+        """Start ``batch-workflows serve`` in the background when nothing listens at base_url.
+
+        Something that listens but answers badly (a proxy, an engine still starting) is left
+        alone: the client's retries deal with it.
+        """
         parts = urlsplit(self.resolved_base_url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        if self._listening():
+            return
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigurationError(
                 f"nothing answers at {self.resolved_base_url} and it is not a loopback address; "
@@ -222,7 +237,8 @@ class BatchResource(ConfigurableResource):
         data_dir = Path(self.engine_data_dir).expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         with _file_lock(data_dir / "engine.lock"):
-            if self.engine_is_up():  # someone else started it while we waited for the lock
+            if self._listening():  # someone else started it while we waited for the lock
+                self._wait_for_health(None, data_dir)
                 return
             command = [sys.executable, "-m", "batch_workflows.cli", "serve", "--host", host,
                        "--port", str(port), "--data-dir", str(data_dir)]
@@ -237,18 +253,21 @@ class BatchResource(ConfigurableResource):
                     env=env, start_new_session=True)
             _STARTED_ENGINES.append(process)
             (data_dir / "engine.pid").write_text(str(process.pid))
-            deadline = time.monotonic() + self.engine_start_timeout_seconds
-            while time.monotonic() < deadline:
-                if self.engine_is_up():
-                    return
-                if process.poll() is not None:
-                    raise ConfigurationError(
-                        f"the embedded batch engine exited with code {process.returncode}; "
-                        f"see {data_dir / 'engine.log'}")
-                time.sleep(0.25)
-            raise ConfigurationError(
-                f"the embedded batch engine did not answer at {self._health_url()} within "
-                f"{self.engine_start_timeout_seconds:g}s; see {data_dir / 'engine.log'}")
+            self._wait_for_health(process, data_dir)
+
+    def _wait_for_health(self, process: subprocess.Popen | None, data_dir: Path) -> None:
+        deadline = time.monotonic() + self.engine_start_timeout_seconds
+        while time.monotonic() < deadline:
+            if self.engine_is_up():
+                return
+            if process is not None and process.poll() is not None:
+                raise ConfigurationError(
+                    f"the embedded batch engine exited with code {process.returncode}; "
+                    f"see {data_dir / 'engine.log'}")
+            time.sleep(0.25)
+        raise ConfigurationError(
+            f"the embedded batch engine did not answer at {self._health_url()} within "
+            f"{self.engine_start_timeout_seconds:g}s; see {data_dir / 'engine.log'}")
 
 
 def pool_name(provider: str) -> str:

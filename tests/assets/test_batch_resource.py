@@ -83,8 +83,23 @@ def test_local_provider_starts_the_embedded_engine_when_nothing_listens(tmp_path
                 time.sleep(0.1)
 
 
-def test_no_engine_is_started_for_a_remote_address():
+def test_no_engine_is_started_for_a_remote_address(tmp_path):
     resource = BatchResource(provider="local", base_url="http://10.255.255.1:1/v1",
-                             engine_data_dir="/nonexistent/never")
-    with pytest.raises(ConfigurationError, match="loopback"):
-        resource.ensure_local_engine()
+                             engine_data_dir=str(tmp_path / "engine"))
+    try:
+        resource.ensure_local_engine()  # something answers there (e.g. a sandbox's proxy)
+    except ConfigurationError as exc:  # nothing answers: a clear error, no engine
+        assert "loopback" in str(exc)
+    assert not (tmp_path / "engine" / "engine.pid").exists()
+
+
+def test_a_listening_but_failing_address_is_left_alone(server, tmp_path):
+    from support.proxy import FaultProxy
+
+    with FaultProxy(server.base_url) as proxy:
+        proxy.add("500", path=r"/health", times=None)  # answers, badly: not "nothing listening"
+        resource = BatchResource(provider="local", base_url=proxy.base_url,
+                                 engine_data_dir=str(tmp_path / "engine"))
+        with resource.get_client() as client:
+            assert isinstance(list(client.list_batches(limit=1)), list)
+    assert not (tmp_path / "engine" / "engine.pid").exists()
