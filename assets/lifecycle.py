@@ -169,7 +169,7 @@ def batch_lifecycle(
     max_error_rate: float = 0.05,
     batch_metadata: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
-    sensor_interval_seconds: int = 30,
+    sensor_interval_seconds: int = 15,
     sensor_default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ) -> BatchLifecycle:
     """Define the requests/batch/results assets, the tracking sensor and the checks of a flow.
