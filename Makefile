@@ -35,8 +35,10 @@ bench: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/batch-workflows serve
 
+# The demo records its runs in .data/dagster; the UI shows them from the same instance.
 dev: $(STAMP)
-	$(BIN)/dagster dev -w workspace.yaml
+	home="$${DAGSTER_HOME:-$(CURDIR)/.data/dagster}"; mkdir -p "$$home" && \
+	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache bench/results.json

@@ -7,7 +7,7 @@
 2. registers the partitions (the shipped pydoc corpus shards + files already in the inbox);
 3. materializes every partition of the embeddings flow (requests → batch → results → index,
    with their checks) on a persistent Dagster instance under .data/dagster (DAGSTER_HOME), so
-   the runs show up later in `DAGSTER_HOME=$PWD/.data/dagster make dev`;
+   the runs show up later in `make dev`;
 4. prints where the outputs are, what the batch would cost at a provider's batch price, and the
    answers to two example searches.
 
@@ -243,7 +243,7 @@ def main() -> int:
                 reattached += int(bool(md["reattached"].value))
         if not result.success:
             ok = False
-            say(f"   run {result.run_id} FAILED: see `DAGSTER_HOME={home} make dev`")
+            say(f"   run {result.run_id} FAILED: see `make dev`")
     timings["flow_seconds"] = time.perf_counter() - t0 - timings["engine_start_seconds"]
     timings["steps"] = step_totals
     engine = step_totals.get("embeddings_batch", 0.0) + step_totals.get("embeddings_results", 0.0)
@@ -261,7 +261,7 @@ def main() -> int:
     say("\n== outputs")
     say(f"artifacts (shards, raw batch output, results Parquet, chunk tables): {artifacts.uri(flow.NAME)}")
     say(f"vectors: {qdrant.describe()}: {points_after} points")
-    say(f"dagster runs: recorded under {home}; browse them with `DAGSTER_HOME={home} make dev`")
+    say(f"dagster runs: recorded under {home}; browse them with `make dev`")
     if created == 0 and reattached:
         say(f"second run: 0 batches submitted — re-attached to the existing batches of all "
             f"{reattached} partition(s); nothing paid twice. Points {points_before} → "
