@@ -31,6 +31,10 @@ log = logging.getLogger("batch_workflows.server")
 BOM = b"\xef\xbb\xbf"
 EXPIRE_CHUNK = 1000
 DEFAULT_CHUNK = 64
+# A chunk also stops at this many bytes of request lines: requests that carry many inputs (an
+# embeddings request of 128 chunks) would otherwise make one backend call hold minutes of work,
+# gigabytes of results, and delay cancel, expiry and the crash-safe commit behind it.
+CHUNK_BYTES = 4 << 20
 IDLE_WAIT = 0.25
 MAX_FAULTS = 6  # consecutive failed steps (backing off 2, 4, ... 30 s) before a batch fails
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
@@ -45,12 +49,14 @@ class Chunk:
     eof: bool = False
 
 
-def read_chunk(path: Path, offset: int, limit: int) -> Chunk:
-    """Up to `limit` requests from byte `offset`; blank lines are skipped."""
+def read_chunk(path: Path, offset: int, limit: int, max_bytes: int = CHUNK_BYTES) -> Chunk:
+    """Up to `limit` requests (and about `max_bytes`, at least one) from byte `offset`.
+
+    Blank lines are skipped."""
     chunk = Chunk(end_offset=offset)
     with open(path, "rb") as handle:
         handle.seek(offset)
-        while len(chunk.items) < limit:
+        while len(chunk.items) < limit and chunk.end_offset - offset < max_bytes:
             raw = handle.readline()
             if not raw:
                 chunk.eof = True
