@@ -90,5 +90,24 @@ def model_not_found(model: Any, served: list[str]) -> BackendResult:
     )
 
 
+def check_common(body: Any, known_params: set[str], served: list[str]) -> str | BackendResult:
+    """The checks every endpoint shares: an object, known parameters, a served model.
+
+    Returns the model id, or the 400/404 result to answer with."""
+    if not isinstance(body, dict):
+        return invalid_request("The request body must be a JSON object.")
+    unknown = sorted(set(body) - known_params)
+    if unknown:
+        return invalid_request(
+            f"Unrecognized request argument supplied: {', '.join(unknown)}", param=unknown[0]
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return invalid_request("You must provide a model parameter.", param="model")
+    if model not in served:
+        return model_not_found(model, served)
+    return model
+
+
 def server_error(message: str) -> BackendResult:
     return error_result(500, message, type="server_error", code="internal_error")

@@ -23,9 +23,9 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    check_common,
     error_result,
     invalid_request,
-    model_not_found,
     server_error,
 )
 from batch_workflows.profiles import CHAT
@@ -157,18 +157,9 @@ class ChatBackend:
             return [r for r in results if r is not None]
 
     def _parse(self, index: int, body: Any) -> _Job | BackendResult:
-        if not isinstance(body, dict):
-            return invalid_request("The request body must be a JSON object.")
-        unknown = sorted(set(body) - _KNOWN_PARAMS)
-        if unknown:
-            return invalid_request(
-                f"Unrecognized request argument supplied: {', '.join(unknown)}", param=unknown[0]
-            )
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return invalid_request("You must provide a model parameter.", param="model")
-        if model not in self.model_ids:
-            return model_not_found(model, self.model_ids)
+        model = check_common(body, _KNOWN_PARAMS, self.model_ids)
+        if isinstance(model, BackendResult):
+            return model
         if body.get("n") not in (None, 1):
             return invalid_request(
                 "Only n=1 is supported by this server.", param="n", code="unsupported_value"

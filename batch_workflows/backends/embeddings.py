@@ -16,8 +16,8 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    check_common,
     invalid_request,
-    model_not_found,
     server_error,
 )
 from batch_workflows.profiles import EMBEDDINGS
@@ -106,18 +106,9 @@ class EmbeddingBackend:
 
     def _parse(self, body: Any) -> tuple[list[str], str, str] | BackendResult:
         """(texts, encoding_format, model) or a 400/404 result."""
-        if not isinstance(body, dict):
-            return invalid_request("The request body must be a JSON object.")
-        unknown = sorted(set(body) - _KNOWN_PARAMS)
-        if unknown:
-            return invalid_request(
-                f"Unrecognized request argument supplied: {', '.join(unknown)}", param=unknown[0]
-            )
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return invalid_request("You must provide a model parameter.", param="model")
-        if model not in self.model_ids:
-            return model_not_found(model, self.model_ids)
+        model = check_common(body, _KNOWN_PARAMS, self.model_ids)
+        if isinstance(model, BackendResult):
+            return model
         fmt = body.get("encoding_format", "float")
         if fmt is None:
             fmt = "float"
