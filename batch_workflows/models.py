@@ -19,3 +19,10 @@ class BatchRequest(BaseModel):
     def to_line(self) -> bytes:
         """The JSONL line, newline included."""
         return orjson.dumps(self.model_dump()) + b"\n"
+
+
+# Batch object facts shared by the client, the lifecycle and the local server (DESIGN.md §3).
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
