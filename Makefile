@@ -13,10 +13,14 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch first, pinned: an unpinned resolve through sentence-transformers pulls CUDA wheels.
+# Where PyPI's torch==2.13.0 is a CUDA build, take the CPU one:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
