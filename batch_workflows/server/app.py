@@ -19,6 +19,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.models import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+)
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 from batch_workflows.server.objects import (
     JSON,
@@ -37,7 +42,6 @@ log = logging.getLogger("batch_workflows.server")
 
 UPLOAD_PURPOSES = ("batch",)
 BATCH_ENDPOINTS = (CHAT, EMBEDDINGS)
-MAX_METADATA_PAIRS, MAX_KEY_CHARS, MAX_VALUE_CHARS = 16, 64, 512
 KNOWN_CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata"}
 
 
@@ -101,13 +105,13 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
         raise ApiError(400, f"metadata can have at most {MAX_METADATA_PAIRS} pairs", "metadata",
                        "metadata_too_many_pairs")
     for key, value in metadata.items():
-        if len(key) > MAX_KEY_CHARS:
-            raise ApiError(400, f"metadata keys can be at most {MAX_KEY_CHARS} characters",
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            raise ApiError(400, f"metadata keys can be at most {MAX_METADATA_KEY_CHARS} characters",
                            "metadata", "metadata_key_too_long")
         if not isinstance(value, str):
             raise ApiError(400, f"metadata value for {key!r} must be a string", "metadata")
-        if len(value) > MAX_VALUE_CHARS:
-            raise ApiError(400, f"metadata values can be at most {MAX_VALUE_CHARS} characters",
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            raise ApiError(400, f"metadata values can be at most {MAX_METADATA_VALUE_CHARS} characters",
                            "metadata", "metadata_value_too_long")
     return metadata
 

@@ -22,12 +22,13 @@ from typing import IO, Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.models import TERMINAL_STATUSES
 
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")
 
+# Every status but models.TERMINAL_STATUSES (an IN list, so the status index is used).
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
-TERMINAL = ("failed", "completed", "expired", "cancelled")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -67,8 +68,7 @@ CREATE TABLE IF NOT EXISTS batches (
     out_bytes INTEGER NOT NULL DEFAULT 0,
     err_bytes INTEGER NOT NULL DEFAULT 0,
     input_offset INTEGER NOT NULL DEFAULT 0,
-    next_index INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0
+    next_index INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS batches_status ON batches(status);
 """
@@ -253,10 +253,6 @@ class Store:
         with self.transaction() as db:
             return db.execute(sql, params).rowcount > 0
 
-    def add_attempts(self, batch_id: str, count: int) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE batches SET attempts=attempts+? WHERE id=?", (count, batch_id))
-
     def commit_chunk(
         self,
         batch_id: str,
@@ -292,6 +288,8 @@ class Store:
         self, batch_id: str, status: str, outputs: list[tuple[str, int, str]], **fields: Any
     ) -> None:
         """Register the output/error files (id, bytes, filename) and set the final status."""
+        if status not in TERMINAL_STATUSES:  # also keeps `status` out of the SQL unless known
+            raise ValueError(f"not a terminal status: {status!r}")
         with self.transaction() as db:
             for file_id, size, filename in outputs:
                 db.execute(

@@ -277,7 +277,6 @@ class Worker:
             else:
                 runnable.append(i)
         if runnable:
-            self.store.add_attempts(batch["id"], len(runnable))
             log.info("batch %s: running requests %d-%d", batch["id"], first,
                      first + len(chunk.items) - 1)
             bodies = [chunk.items[i][1] for i in runnable]
