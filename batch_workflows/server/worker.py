@@ -221,7 +221,8 @@ class Worker:
     def _input_path(self, batch: dict[str, Any]) -> Path:
         return self.store.file_path(batch["input_file_id"])
 
-    def _validate(self, batch: dict[str, Any]) -> None:
+    def _check(self, batch: dict[str, Any]) -> InputCheck:
+        """Validate the input file; a validating batch whose input is bad is failed here."""
         info = self.store.get_file(batch["input_file_id"])
         filename = info["filename"] if info else batch["input_file_id"]
         served = frozenset(e for e in ENDPOINTS if self.backends.configured(e))
@@ -242,6 +243,11 @@ class Worker:
                 batch["id"], only_if=("validating",), status="failed", failed_at=now(),
                 errors=orjson.dumps(check.errors).decode(),
             )
+        return check
+
+    def _validate(self, batch: dict[str, Any]) -> None:
+        check = self._check(batch)
+        if check.errors:
             return
         self.store.update_batch(
             batch["id"], only_if=("validating",), status="in_progress", in_progress_at=now(),
@@ -323,10 +329,18 @@ class Worker:
         )
 
     def _expire(self, batch: dict[str, Any]) -> None:
-        """Unfinished requests go to the error file as batch_expired; finished ones stay."""
+        """Unfinished requests go to the error file as batch_expired; finished ones stay.
+
+        A batch still queued (validating) is validated first: a bad input fails as it would
+        have, a good one gets a batch_expired line for every request from the first."""
         if batch["status"] == "validating":
-            self._finalize(batch, "expired")
-            return
+            check = self._check(batch)
+            if check.errors:
+                return
+            if not self.store.update_batch(batch["id"], only_if=("validating",),
+                                           total=check.requests, model=check.model):
+                return  # cancelled meanwhile: the next step settles it
+            batch = self.store.get_batch(batch["id"])  # type: ignore[assignment]
         log.info("batch %s: completion window passed, expiring", batch["id"])
         error = {"code": "batch_expired", "message": EXPIRED_MESSAGE}
         while True:

@@ -36,3 +36,32 @@ def test_window_passes_mid_batch(tmp_path: Path) -> None:
                    for line in expired)
         ids = [line["custom_id"] for line in finished + expired]
         assert sorted(ids) == sorted(f"req-{i}" for i in range(TOTAL))
+
+
+def test_window_passes_while_queued(tmp_path: Path) -> None:
+    # One slot, held by a long batch (one request per fsync'd chunk); the second batch asks
+    # for a 2 s window and expires while still waiting for the slot.
+    with start_server(tmp_path, max_concurrent_batches=1, chunk_size=1, workers=2) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")
+        ids = []
+        for name, n, window in (("long", 3000, "24h"), ("queued", 25, "2s")):
+            file_id = client.files.create(
+                file=write_requests(tmp_path / f"{name}.jsonl", n, prefix=name).open("rb"),
+                purpose="batch",
+            ).id
+            ids.append(client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                             completion_window=window).id)  # type: ignore[arg-type]
+        done = wait_for(client, ids[1], timeout=60)
+        running = client.batches.retrieve(ids[0])
+        client.batches.cancel(ids[0])
+        assert running.status == "in_progress"  # the slot was still held: it expired queued
+        assert done.status == "expired" and done.in_progress_at is None
+        assert done.output_file_id is None
+        expired = read_lines(client, done.error_file_id)
+        assert sorted(line["custom_id"] for line in expired) == sorted(
+            f"queued-{i}" for i in range(25))
+        assert all(line["response"] is None and line["error"]["code"] == "batch_expired"
+                   for line in expired)
+        counts = done.request_counts
+        assert (counts.total, counts.completed, counts.failed) == (25, 0, 25)
