@@ -305,7 +305,7 @@ def estimate_cost(
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise InvalidInputError([Problem(os.fspath(path), no, "body.model", "missing")])
-            prompt, completion = _estimate_tokens(body, default_max_tokens)
+            prompt, completion = estimate_tokens(body, default_max_tokens)
             u = usage.setdefault(model, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
             u["requests"] += 1
             u["prompt_tokens"] += prompt
@@ -338,8 +338,13 @@ def _bodies(path: str) -> Iterator[tuple[int, dict]]:
             yield no, body
 
 
-def _estimate_tokens(body: dict, default_max_tokens: int) -> tuple[int, int]:
-    """(input, output) tokens of one request body, approximately."""
+def estimate_tokens(
+    body: Mapping[str, Any], default_max_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+) -> tuple[int, int]:
+    """(input, output) tokens of one request body, approximately (see estimate_cost).
+
+    The one estimate: the pre-submission cost and the upstream backend's tokens-per-minute
+    pacing both use it."""
     if "messages" in body:
         chars = tokens = 0
         for message in body.get("messages") or ():
@@ -372,7 +377,12 @@ def _text_size(value: Any) -> tuple[int, int]:
     return 0, 0
 
 
-def _output_tokens(body: dict, default_max_tokens: int) -> int:
+def _output_tokens(body: Mapping[str, Any], default_max_tokens: int) -> int:
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
     choices = body.get("n") or 1
-    return int(limit) * int(choices)
+    # Unvalidated bodies reach here (cost of any file, real-time calls): odd values fall back.
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        limit = default_max_tokens
+    if not isinstance(choices, int) or isinstance(choices, bool):
+        choices = 1
+    return limit * choices

@@ -11,7 +11,9 @@ This is the queue-and-retry logic users otherwise write themselves (DESIGN.md §
 * a request that still fails becomes a result with the upstream status and error body (502 for
   connection errors, 504 for timeouts), so the server writes it as an error line.
 
-Token estimate for the TPM limit: characters / 4 of the text fields, plus max_tokens for chat.
+Token estimate for the TPM limit: batch_workflows.pricing.estimate_tokens (characters / 4 of
+the text, plus max_tokens × n for chat). Retry-After parsing and the backoff curve are the
+client's (batch_workflows.client), so both sides of the server retry alike.
 The API key is sent only in the Authorization header; it is never logged and is scrubbed from
 any upstream text we pass on.
 """
@@ -19,7 +21,6 @@ any upstream text we pass on.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import threading
@@ -30,12 +31,13 @@ from typing import Any
 import httpx
 
 from batch_workflows.backends.base import BackendResult, error_body
-from batch_workflows.profiles import CHAT
+from batch_workflows.client import Backoff, parse_retry_after
+from batch_workflows.pricing import estimate_tokens
+from batch_workflows.redaction import excerpt, redact
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429})
-_MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After is capped so a run cannot hang for hours
 _EXCERPT = 500
 
 
@@ -47,49 +49,11 @@ def join_url(base_url: str, endpoint: str) -> str:
     return base + endpoint
 
 
-def estimate_tokens(body: Any, endpoint: str) -> int:
-    """Rough token count of a request (chars / 4), the way providers meter TPM before running."""
+def request_tokens(body: Any) -> int:
+    """Tokens a request counts against the TPM limit: prompt estimate plus the output cap."""
     if not isinstance(body, dict):
         return 1
-    chars = 0
-    if endpoint == CHAT:
-        for msg in body.get("messages") or []:
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, str):
-                chars += len(content)
-            elif isinstance(content, list):
-                chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
-        out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-        return max(1, chars // 4) + (out if isinstance(out, int) else 0)
-    raw = body.get("input", "")
-    items = raw if isinstance(raw, list) else [raw]
-    for item in items:
-        chars += (
-            len(item) if isinstance(item, str) else (len(item) * 4 if isinstance(item, list) else 4)
-        )
-    return max(1, chars // 4)
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(1, sum(estimate_tokens(body, default_max_tokens=0)))
 
 
 class RateLimiter:
@@ -148,7 +112,8 @@ class UpstreamBackend:
         self.concurrency = max(1, int(concurrency))
         self.max_retries = max(0, int(max_retries))
         self.timeout = timeout
-        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        # A longer Retry-After is capped (Backoff.max_retry_after) so a run cannot hang for hours.
+        self.backoff = Backoff(initial=backoff_base, maximum=backoff_max)
         # About 30 s of work per call: the pipeline drains once per call, so calls must be long.
         if max_batch is None:
             max_batch = max(self.concurrency * 8, (rpm or 0) // 2)
@@ -233,13 +198,8 @@ class UpstreamBackend:
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(bodies)))))
         return [r for r in results if r is not None]
 
-    def _backoff(self, retry: int) -> float:
-        """Full-jitter exponential backoff for the retry-th retry (0-based)."""
-        cap = min(self.backoff_max, self.backoff_base * (2**retry))
-        return random.uniform(cap / 2, cap)
-
     async def _send(self, client: httpx.AsyncClient, body: dict) -> BackendResult:
-        tokens = estimate_tokens(body, self.endpoint)
+        tokens = request_tokens(body)
         last: BackendResult | None = None
         for attempt in range(self.max_retries + 1):
             await self.limiter.acquire(tokens)
@@ -275,11 +235,9 @@ class UpstreamBackend:
             if attempt == self.max_retries:
                 break
             self.stats["retries"] += 1
-            if wait is not None:
-                # Honour the server's wait, plus a little jitter so retries do not arrive together.
-                delay = min(wait, _MAX_RETRY_AFTER) + random.uniform(0, 0.1 + 0.1 * wait)
-            else:
-                delay = self._backoff(attempt)
+            delay = self.backoff.delay(attempt, wait)
+            if wait is not None:  # a little jitter so retries told to wait do not arrive together
+                delay += random.uniform(0, 0.1 + 0.1 * delay)
             await asyncio.sleep(delay)
         self.stats["failed"] += 1
         assert last is not None
@@ -288,8 +246,7 @@ class UpstreamBackend:
     # -- error results -------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        key = self.__api_key
-        return text.replace(key, "***") if key else text
+        return redact(text, self.__api_key)
 
     def _error(self, status: int, code: str, message: str) -> BackendResult:
         body = error_body(self._scrub(message), code=code, status_code=status)
@@ -297,7 +254,7 @@ class UpstreamBackend:
 
     def _transport_error(self, status: int, code: str, exc: Exception) -> BackendResult:
         what = "timed out" if status == 504 else "could not be reached"
-        detail = self._scrub(str(exc))[:200]
+        detail = excerpt(str(exc), self.__api_key, 200)
         return self._error(
             status, code, f"Upstream {what} after retries ({type(exc).__name__}: {detail})."
         )
@@ -322,6 +279,6 @@ class UpstreamBackend:
                 status_code=status,
             )
             return BackendResult(status, body)
-        excerpt = self._scrub(resp.text[:_EXCERPT]) if resp.content else ""
-        message = f"Upstream returned HTTP {status}" + (f": {excerpt}" if excerpt else ".")
+        text = excerpt(resp.text, self.__api_key, _EXCERPT) if resp.content else ""
+        message = f"Upstream returned HTTP {status}" + (f": {text}" if text else ".")
         return BackendResult(status, error_body(message, code="upstream_error", status_code=status))

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from support.upstream_server import RateLimitedEndpoint
 
 from batch_workflows.backends.base import Backend
-from batch_workflows.backends.upstream import (
-    RateLimiter,
-    UpstreamBackend,
-    estimate_tokens,
-    join_url,
-    parse_retry_after,
-)
+from batch_workflows.backends.upstream import RateLimiter, UpstreamBackend, join_url, request_tokens
+from batch_workflows.client import parse_retry_after
 
 CHAT = "/v1/chat/completions"
 EMB = "/v1/embeddings"
@@ -47,8 +44,9 @@ def test_helpers():
     assert join_url("http://h:1/v1", CHAT) == "http://h:1/v1/chat/completions"
     assert join_url("http://h:1/v1/", EMB) == "http://h:1/v1/embeddings"
     assert join_url("http://h:1/api", EMB) == "http://h:1/api/v1/embeddings"
-    assert estimate_tokens(_chat("x" * 400), CHAT) == 105
-    assert estimate_tokens({"input": ["abcd" * 10, "abcd"]}, EMB) == 11
+    assert request_tokens(_chat("x" * 400)) == 105  # chars / 4 + max_tokens
+    assert request_tokens({"input": ["abcd" * 10, "abcd"]}) == 11
+    assert request_tokens({"input": [[1, 2, 3], "abcd"]}) == 4  # token ids count one each
     assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
     assert parse_retry_after(httpx.Headers({"retry-after-ms": "250", "Retry-After": "1"})) == 0.25
     assert parse_retry_after(httpx.Headers({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
@@ -183,3 +181,37 @@ def test_concurrent_run_calls_share_one_limiter(backend_factory):
             t.join()
     assert len(out) == 30 and all(r.status_code == 200 for r in out)
     assert up.count(429) <= 3
+
+
+class _EchoAuthHandler(BaseHTTPRequestHandler):
+    """Answers 400 with a plain-text body that echoes the Authorization header after padding,
+    so the key straddles the excerpt's 500-character cut."""
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        data = ("x" * 480 + " " + str(self.headers.get("Authorization"))).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_key_echoed_across_the_excerpt_cut_is_redacted(backend_factory):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EchoAuthHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        backend = backend_factory(f"http://127.0.0.1:{httpd.server_address[1]}/v1", CHAT,
+                                  api_key=KEY)
+        (res,) = backend.run([_chat("hi")])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    message = res.body["error"]["message"]
+    assert res.status_code == 400 and "Bearer ***" in message
+    # Cutting before redacting would have kept "sk-test-secr", a prefix no longer matching.
+    assert KEY[:4] not in message and KEY not in json.dumps(res.body)
