@@ -50,6 +50,7 @@ from batch_workflows.embedding_index import (
     ChunkTableWriter,
     EmbeddingsSettings,
     build_requests,
+    embedded_texts,
     index_results,
     read_chunk_table,
     sample_rows,
@@ -236,7 +237,7 @@ def points_match_chunks(
     asset=embeddings_index,
     name=CHECK_SELF,
     partitions_def=embeddings_partitions,
-    description="A sample of chunks, their own text as the query, find themselves first.",
+    description="A sample of chunks, their own embedded text as the query, find themselves first.",
 )
 def chunks_retrieve_themselves(
     context: AssetCheckExecutionContext,
@@ -252,11 +253,12 @@ def chunks_retrieve_themselves(
     rows = sample_rows(table.num_rows, settings().check_sample)
     ids = table.column("point_id").take(rows).to_pylist()
     texts = table.column("text").take(rows).to_pylist()
+    queries = embedded_texts(table, rows)  # the chunk under its title, as it was embedded
     # The provider's real-time endpoint: the same model, through the other path a query takes.
     if batch.provider == "local" and batch.start_local_engine:
         batch.ensure_local_engine()
     embedder = QueryEmbedder(_model(artifacts, pkey), batch.resolved_base_url, batch.api_key)
-    vectors = embedder.embed(texts)
+    vectors = embedder.embed(queries)
     misses = []
     with qdrant.open() as index:
         for pid, text, vec in zip(ids, texts, vectors, strict=True):

@@ -41,11 +41,30 @@ class Chunk:
     start: int  # character offsets into the document text
     end: int
     tokens: int
+    title: str = ""  # the document's title, the chunk's contextual header
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded: the text under its document's title (see `embedding_text`)."""
+        return embedding_text(self.text, self.title)
 
     @property
     def chunk_id(self) -> str:
         """Stable id: `document_id#chunk_index` (also the batch request's input key)."""
         return f"{self.document_id}#{self.chunk_index}"
+
+
+MAX_TITLE_CHARS = 120  # a header must leave the chunk its room in the model's window
+
+
+def embedding_text(text: str, title: str | None) -> str:
+    """`title + "\n" + text`: a contextual chunk header, so that a chunk from the middle of a
+    document still says what it is about. Nothing is added without a title, or when the chunk
+    already starts with it (a document's first chunk)."""
+    title = (title or "").strip()[:MAX_TITLE_CHARS]
+    if not title or text.startswith(title):
+        return text
+    return f"{title}\n{text}"
 
 
 class TokenCounter(Protocol):
@@ -142,7 +161,9 @@ def chunk_document(
                 end = cut
         lo, hi = spans[start][0], spans[end - 1][1]
         chunks.append(
-            Chunk(doc.id, len(chunks), doc.text[lo:hi], doc.source, lo, hi, end - start)
+            Chunk(
+                doc.id, len(chunks), doc.text[lo:hi], doc.source, lo, hi, end - start, doc.title
+            )
         )
         if end >= n:
             break

@@ -4,8 +4,9 @@ and result Parquet + chunk table → points in Qdrant. The Dagster assets wrap t
 One request carries many chunks (`input` is a list). Its custom_id is
 ``<document_id>#<first chunk index>+<number of inputs>``; the chunk table (Parquet, one row per
 chunk: custom_id, input_index, point_id, document_id, chunk_index, source, partition, text,
-tokens) says which chunk is the i-th input of which request. Results + chunk table are all it
-takes to rebuild the collection.
+tokens, title) says which chunk is the i-th input of which request. An input is the chunk's text
+under its document's title (`chunking.embedding_text`, a contextual chunk header); the point's
+payload keeps the raw chunk. Results + chunk table are all it takes to rebuild the collection.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_workflows.chunking import Chunk
+from batch_workflows.chunking import Chunk, embedding_text
 from batch_workflows.errors import BatchError, ConfigurationError
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.vectors import VectorIndex, point_id
@@ -41,6 +42,7 @@ CHUNK_SCHEMA = pa.schema(
         ("partition", pa.string()),
         ("text", pa.string()),
         ("tokens", pa.int32()),
+        ("title", pa.string()),  # the contextual header the chunk was embedded under
     ]
 )
 
@@ -96,6 +98,7 @@ class ChunkTableWriter:
             r["partition"].append(self.partition)
             r["text"].append(c.text)
             r["tokens"].append(c.tokens)
+            r["title"].append(c.title)
             self.chunks += 1
             self.tokens += c.tokens
             if c.document_id != self._last_doc:
@@ -129,7 +132,7 @@ def build_requests(
             "custom_id": cid,
             "method": "POST",
             "url": EMBEDDINGS,
-            "body": {"model": model, "input": [c.text for c in group]},
+            "body": {"model": model, "input": [c.embedding_text for c in group]},
         }
 
 
@@ -157,7 +160,20 @@ class IndexReport:
 
 
 def read_chunk_table(path: str | Path) -> pa.Table:
-    return pq.read_table(str(path), schema=CHUNK_SCHEMA)
+    """A chunk table; one written before titles existed reads with empty titles."""
+    table = pq.read_table(str(path))
+    if "title" not in table.column_names:
+        table = table.append_column("title", pa.array([""] * table.num_rows, pa.string()))
+    return table.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA)
+
+
+def embedded_texts(table: pa.Table, rows: Iterable[int] | None = None) -> list[str]:
+    """The exact inputs the chunks at `rows` (all by default) were embedded from."""
+    if rows is not None:
+        table = table.take(list(rows))
+    texts = table.column("text").to_pylist()
+    titles = table.column("title").to_pylist()
+    return [embedding_text(t, h) for t, h in zip(texts, titles, strict=True)]
 
 
 def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:

@@ -40,6 +40,7 @@ from batch_workflows.errors import ConfigurationError, InvalidInputError, Proble
 PYDOC_SOURCE = "pydoc_data"
 PYDOC_PREFIX = "pydoc-"
 DEFAULT_PYDOC_SHARDS = 2
+TITLE_FIELD = "title"  # optional column/field of user files: the documents' titles
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 TEXT_SUFFIXES = (".txt", ".md")
 SUPPORTED_SUFFIXES = (*JSONL_SUFFIXES, ".parquet", ".csv", *TEXT_SUFFIXES)
@@ -52,6 +53,7 @@ class Document:
     id: str
     text: str
     source: str
+    title: str = ""  # prepended to every chunk when embedded (contextual chunk header)
 
 
 # --- the shipped corpus -------------------------------------------------------------------
@@ -62,6 +64,14 @@ def pydoc_topics() -> dict[str, str]:
     from pydoc_data.topics import topics
 
     return dict(topics)
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line, stripped: a pydoc topic's heading (`The "try" statement`)."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def pydoc_shard_keys(shards: int = DEFAULT_PYDOC_SHARDS) -> list[str]:
@@ -93,7 +103,7 @@ def pydoc_documents(shard: int = 1, shards: int = 1) -> Iterator[Document]:
         middle = done + len(topics[key]) / 2
         done += len(topics[key])
         if min(int(middle * shards / total), shards - 1) == shard - 1:
-            yield Document(key, topics[key], PYDOC_SOURCE)
+            yield Document(key, topics[key], PYDOC_SOURCE, first_line(topics[key]))
 
 
 # --- user files ---------------------------------------------------------------------------
@@ -209,7 +219,9 @@ class _Collector:
         else:
             self.truncated = True
 
-    def row(self, line: int, doc_id: Any, text: Any, id_field: str, text_field: str) -> Document | None:
+    def row(
+        self, line: int, doc_id: Any, text: Any, id_field: str, text_field: str, title: Any = None
+    ) -> Document | None:
         if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
             self.problem(line, id_field, "missing document id")
             return None
@@ -230,11 +242,18 @@ class _Collector:
             self.problem(line, id_field, f"duplicate document id {key!r}")
             return None
         self.seen.add(key)
-        return Document(key, text, self.source)
+        # An optional title becomes the chunks' contextual header; a non-string one is ignored.
+        return Document(key, text, self.source, title.strip() if isinstance(title, str) else "")
 
     def finish(self) -> None:
         if self.problems:
             raise InvalidInputError(self.problems, self.truncated)
+
+
+def _markdown_title(text: str) -> str | None:
+    """A Markdown file's title: its first line when that is a `# heading`."""
+    line = first_line(text)
+    return line.lstrip("#").strip() if line.startswith("# ") else None
 
 
 def _read_jsonl(uri: str, c: _Collector, id_field: str, text_field: str, s3: Any) -> Iterator[Document]:
@@ -249,7 +268,8 @@ def _read_jsonl(uri: str, c: _Collector, id_field: str, text_field: str, s3: Any
         if not isinstance(obj, dict):
             c.problem(n, None, "line is not a JSON object")
             continue
-        doc = c.row(n, obj.get(id_field), obj.get(text_field), id_field, text_field)
+        doc = c.row(n, obj.get(id_field), obj.get(text_field), id_field, text_field,
+                    obj.get(TITLE_FIELD))
         if doc:
             yield doc
 
@@ -264,7 +284,8 @@ def _read_csv(uri: str, c: _Collector, id_field: str, text_field: str, s3: Any) 
     if c.problems:
         return
     for row in reader:
-        doc = c.row(reader.line_num, row.get(id_field), row.get(text_field), id_field, text_field)
+        doc = c.row(reader.line_num, row.get(id_field), row.get(text_field), id_field, text_field,
+                    row.get(TITLE_FIELD))
         if doc:
             yield doc
 
@@ -290,12 +311,16 @@ def _read_parquet(uri: str, c: _Collector, id_field: str, text_field: str, s3: A
         if c.problems:
             return
         row = 0
-        for batch in pf.iter_batches(batch_size=1024, columns=[id_field, text_field]):
+        columns = [id_field, text_field]
+        if TITLE_FIELD in names and TITLE_FIELD not in columns:
+            columns.append(TITLE_FIELD)
+        for batch in pf.iter_batches(batch_size=1024, columns=columns):
             ids = batch.column(0).to_pylist()
             texts = batch.column(1).to_pylist()
-            for doc_id, text in zip(ids, texts, strict=True):
+            titles = batch.column(2).to_pylist() if len(columns) == 3 else [None] * len(ids)
+            for doc_id, text, title in zip(ids, texts, titles, strict=True):
                 row += 1
-                doc = c.row(row, doc_id, text, id_field, text_field)
+                doc = c.row(row, doc_id, text, id_field, text_field, title)
                 if doc:
                     yield doc
     finally:
@@ -316,7 +341,8 @@ def _read_text(uri: str, c: _Collector, text_unit: str, s3: Any) -> Iterator[Doc
     buf = io.StringIO()
     for i, raw in enumerate(_open_lines(uri, s3)):
         buf.write(_decode(raw, i == 0))
-    doc = c.row(1, stem, buf.getvalue(), "id", "text")
+    text = buf.getvalue()
+    doc = c.row(1, stem, text, "id", "text", _markdown_title(text) if uri.endswith(".md") else None)
     if doc:
         yield doc
 

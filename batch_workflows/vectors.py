@@ -230,7 +230,29 @@ class VectorIndex:
         hits = self.client.query_points(
             self.collection, query=list(vector), limit=limit, with_payload=True
         ).points
-        return [{"score": float(h.score), "id": str(h.id), **(h.payload or {})} for h in hits]
+        return [_hit(h) for h in hits]
+
+    def search_documents(self, vector: Sequence[float], limit: int = 5) -> list[dict[str, Any]]:
+        """The best chunk of each of the `limit` nearest documents (distinct document ids),
+        best first: the same dicts as `search`. A long document no longer fills the top hits
+        with its own chunks, so the hits name `limit` candidate documents."""
+        if hasattr(vector, "tolist"):
+            vector = vector.tolist()
+        groups = self.client.query_points_groups(
+            self.collection,
+            group_by="document_id",
+            query=list(vector),
+            limit=limit,
+            group_size=1,
+            with_payload=True,
+        ).groups
+        hits = [_hit(g.hits[0]) for g in groups if g.hits]
+        # Best first; equal scores (twin chunks) ordered by id so that output is deterministic.
+        return sorted(hits, key=lambda h: (-h["score"], h["id"]))
+
+
+def _hit(point: Any) -> dict[str, Any]:
+    return {"score": float(point.score), "id": str(point.id), **(point.payload or {})}
 
 
 def _unit(vectors: Any) -> Any:

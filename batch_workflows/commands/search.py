@@ -4,6 +4,9 @@ Reads the same settings as the code location: QDRANT_URL / QDRANT_API_KEY / QDRA
 QDRANT_COLLECTION. The query is embedded with the model recorded in the collection's points
 (payload `model`), in-process when the local engine serves that model from disk, otherwise
 through BATCH_BASE_URL's real-time /v1/embeddings (see batch_workflows.query).
+
+Hits are documents: the best chunk of each of the N nearest documents, so N hits name N distinct
+documents; `--chunks` lists the N nearest chunks instead (several may come from one document).
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search",
         help="semantic search over the embeddings collection",
-        description="Embed QUERY with the collection's model and print the nearest chunks.",
+        description="Embed QUERY with the collection's model and print the nearest documents "
+        "(the best chunk of each).",
     )
     p.add_argument("query", help="the text to search for")
     p.add_argument("--limit", type=int, default=5, help="number of hits (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per hit")
+    p.add_argument(
+        "--chunks",
+        action="store_true",
+        help="list the nearest chunks, several per document if so (default: one hit per document)",
+    )
     p.add_argument(
         "--collection", default=None, help="collection (default $QDRANT_COLLECTION or 'documents')"
     )
@@ -49,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     settings = QdrantSettings.from_env()
     if args.collection:
         settings = replace(settings, collection=args.collection)
-    hits = search(args.query, args.limit, settings, base_url=args.base_url)
+    hits = search(
+        args.query, args.limit, settings, base_url=args.base_url, per_document=not args.chunks
+    )
     if hits is None:
         print(f"no points in {settings.describe()}: run `make demo` or materialize "
               "the embeddings flow first", file=sys.stderr)
@@ -78,8 +89,10 @@ def search(
     settings: object,
     base_url: str | None = None,
     api_key: str | None = None,
+    per_document: bool = True,
 ) -> list[dict] | None:
-    """Top `limit` hits for `query` (None when the collection is empty or missing).
+    """Top `limit` hits for `query` (None when the collection is empty or missing): the best
+    chunk of each of the nearest documents, or with `per_document=False` the nearest chunks.
 
     The query is embedded with the model recorded in the collection: in-process when the local
     engine serves it from disk, else through `base_url` (default $BATCH_BASE_URL)."""
@@ -99,6 +112,8 @@ def search(
             vector = embedder.embed([query])[0]
         finally:
             embedder.close()
+        if per_document:
+            return index.search_documents(vector, limit)
         return index.search(vector, limit)
 
 

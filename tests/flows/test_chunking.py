@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from batch_workflows.chunking import (
+    MAX_TITLE_CHARS,
     HFTokenizer,
     RegexTokenizer,
     chunk_document,
     chunk_documents,
     default_model_path,
+    embedding_text,
     load_tokenizer,
 )
 from batch_workflows.errors import ConfigurationError
@@ -74,3 +76,19 @@ def test_regex_fallback_and_bad_settings():
     with pytest.raises(ConfigurationError, match="tokenizer.json"):
         load_tokenizer("/nonexistent/model")
     assert default_model_path() is not None
+
+
+def test_contextual_header_is_the_title_unless_the_chunk_starts_with_it(tok, corpus):
+    assert embedding_text("body", "Title") == "Title\nbody"
+    assert embedding_text("Title and body", "Title") == "Title and body"  # first chunk
+    assert embedding_text("body", "") == embedding_text("body", None) == "body"
+    assert embedding_text("body", "x" * 500) == "x" * MAX_TITLE_CHARS + "\nbody"
+    doc = next(d for d in corpus if d.id == "try")
+    chunks = chunk_document(doc, tok)
+    assert len(chunks) > 2 and all(c.title == 'The "try" statement' for c in chunks)
+    assert chunks[0].embedding_text == chunks[0].text  # the topic starts with its heading
+    assert chunks[1].embedding_text == f'The "try" statement\n{chunks[1].text}'
+    # The header leaves the chunk inside the model's 256-piece window.
+    pieces = max(len(tok.spans(c.embedding_text)[0])
+                 for d in corpus for c in chunk_document(d, tok))
+    assert pieces <= 254

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 import assets.embeddings as flow
-from batch_workflows.sources import pydoc_shard_keys, pydoc_topics
+from batch_workflows.sources import first_line, pydoc_shard_keys, pydoc_topics
 from batch_workflows.vectors import QdrantSettings, VectorIndex, open_client, point_id
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
@@ -30,7 +30,8 @@ def _write_slice(inbox: Path, topics: list[str]) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     with open(inbox / FILE, "w") as fh:
         for t in topics:
-            fh.write(json.dumps({"id": t, "text": text[t]}) + "\n")
+            # With the topic's heading as title: chunks are embedded under it.
+            fh.write(json.dumps({"id": t, "text": text[t], "title": first_line(text[t])}) + "\n")
 
 
 def _metadata(result, asset: str) -> dict:
@@ -123,11 +124,22 @@ def test_search_cli_finds_the_right_topic_with_json_keys(env, first):
     assert all(set(h) == {"score", "document_id", "chunk_index", "text"} for h in hits)
     assert hits[0]["document_id"] == "try"
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
-    text = subprocess.run(
-        [str(cli), "search", "anonymous functions", "--limit", "1",
-         "--base-url", env["server"].base_url],  # the engine's real-time route: same vectors
+    assert len({h["document_id"] for h in hits}) == 3  # one hit per document
+    chunks = subprocess.run(
+        [str(cli), "search", "how do I catch and handle exceptions", "--limit", "6", "--json",
+         "--chunks"],
         capture_output=True, text=True, env=run_env, timeout=300, check=True,
     ).stdout
+    raw = [json.loads(line) for line in chunks.splitlines()]
+    assert len(raw) == 6 and raw[0] == hits[0]  # the same best chunk
+    assert len({h["document_id"] for h in raw}) < 6  # try's chunks crowd the list
+    proc = subprocess.run(
+        [str(cli), "search", "anonymous functions", "--limit", "1",
+         "--base-url", env["server"].base_url],  # the engine's real-time route: same vectors
+        capture_output=True, text=True, env=run_env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
     assert text.lstrip().startswith("1.") and "lambda #" in text
 
 

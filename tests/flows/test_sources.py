@@ -108,3 +108,28 @@ def test_s3_prefix_listing_and_streamed_reading(tmp_path):
         for name in ("a.jsonl", "b.csv", "c.parquet", "notes.md"):
             remote = [(d.id, d.text) for d in documents_for_key(name, "s3://docs/inbox", s3_client=client)]
             assert remote == _read(str(local / name))
+
+
+def test_titles_pydoc_headings_optional_title_fields_and_markdown_headings(tmp_path):
+    titles = {d.id: d.title for d in pydoc_documents()}
+    assert titles["try"] == 'The "try" statement' and titles["lambda"] == "Lambdas"
+    assert all(titles.values())
+    (tmp_path / "t.jsonl").write_bytes(
+        orjson.dumps({"id": "a", "text": "body", "title": " Intro "}) + b"\n"
+        + orjson.dumps({"id": "b", "text": "body", "title": 7}) + b"\n"  # not a string: none
+        + orjson.dumps({"id": "c", "text": "body"}) + b"\n"
+    )
+    (tmp_path / "t.csv").write_text("id,text,title\nx,body,CSV title\n")
+    pq.write_table(pa.table({"id": ["p"], "text": ["body"], "title": ["PQ title"]}),
+                   tmp_path / "t.parquet")
+    (tmp_path / "guide.md").write_text("\n# Install guide\n\nbody\n")
+    (tmp_path / "plain.md").write_text("no heading here\n")
+
+    def got(name: str) -> list[tuple[str, str]]:
+        return [(d.id, d.title) for d in read_documents(str(tmp_path / name))]
+
+    assert got("t.jsonl") == [("a", "Intro"), ("b", ""), ("c", "")]
+    assert got("t.csv") == [("x", "CSV title")]
+    assert got("t.parquet") == [("p", "PQ title")]
+    assert got("guide.md") == [("guide", "Install guide")]
+    assert got("plain.md") == [("plain", "")]

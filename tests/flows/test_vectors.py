@@ -6,10 +6,18 @@ import hashlib
 
 import numpy as np
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from batch_workflows.chunking import RegexTokenizer, chunk_documents
-from batch_workflows.embedding_index import ChunkTableWriter, build_requests, index_results
+from batch_workflows.embedding_index import (
+    CHUNK_SCHEMA,
+    ChunkTableWriter,
+    build_requests,
+    embedded_texts,
+    index_results,
+    read_chunk_table,
+)
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.results import join_results
 from batch_workflows.sources import Document
@@ -134,3 +142,46 @@ def test_from_env_reads_the_same_variables_as_search(monkeypatch, tmp_path):
     res = QdrantResource.from_env()
     assert (res.path, res.collection) == (str(tmp_path / "q"), "c1")
     assert "secret-key-value" not in res.describe()
+
+
+def test_titled_chunks_are_embedded_under_their_title_and_stored_raw(tmp_path, qdrant):
+    docs = [Document("t", "one two three four five six seven eight nine ten", "s", "Numbers")]
+    table, results = _fake_batch(tmp_path, docs, "p1")
+    requests = [orjson.loads(line) for line in (tmp_path / "p1-req.jsonl").read_bytes().splitlines()]
+    inputs = [text for r in requests for text in r["body"]["input"]]
+    stored = read_chunk_table(table.path)
+    raw = stored.column("text").to_pylist()
+    assert len(raw) > 1 and set(stored.column("title").to_pylist()) == {"Numbers"}
+    assert inputs == [f"Numbers\n{t}" for t in raw]  # no chunk starts with the title
+    assert embedded_texts(stored) == inputs and embedded_texts(stored, [1]) == inputs[1:2]
+    with qdrant.open() as index:
+        index_results(index, table.path, results, "p1", "fake-model")
+        hit = index.search(_vector(inputs[1]), limit=1)[0]
+    assert hit["text"] == raw[1] and hit["score"] > 0.999  # payload: the raw chunk
+
+
+def test_chunk_table_written_before_titles_reads_with_empty_titles(tmp_path):
+    table, _ = _fake_batch(tmp_path, DOCS, "p1")
+    old = pq.read_table(table.path).drop_columns(["title"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    back = read_chunk_table(tmp_path / "old.parquet")
+    assert back.schema == CHUNK_SCHEMA and set(back.column("title").to_pylist()) == {""}
+    assert embedded_texts(back) == old.column("text").to_pylist()
+
+
+def test_document_search_gives_the_best_chunk_of_distinct_documents(tmp_path, qdrant):
+    table, results = _fake_batch(tmp_path, DOCS, "p1")
+    with qdrant.open() as index:
+        index_results(index, table.path, results, "p1", "fake-model")
+        query = _vector(read_chunk_table(table.path).column("text")[1].as_py())  # a#1 exactly
+        chunks = index.search(query, limit=100)
+        docs = index.search_documents(query, limit=3)
+        assert index.search_documents(query, limit=1) == docs[:1]
+    assert len(chunks) == table.chunks > 3
+    best = {}
+    for hit in chunks:  # best first: the first chunk seen of a document is its best
+        best.setdefault(hit["document_id"], hit)
+    assert [h["document_id"] for h in docs] == list(best)[:3]
+    assert [h["id"] for h in docs] == [h["id"] for h in best.values()][:3]
+    assert docs[0]["id"] == point_id("a", 1) and docs[0]["score"] > 0.999
+    assert docs[0]["score"] >= docs[1]["score"] >= docs[2]["score"]
