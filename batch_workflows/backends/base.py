@@ -33,19 +33,6 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-# OpenAI's error `type` for each status we produce.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
 def error_body(
     message: str,
     *,
@@ -54,10 +41,12 @@ def error_body(
     code: str | None = None,
     status_code: int = 400,
 ) -> dict:
-    """OpenAI's error envelope: {"error": {"message", "type", "param", "code"}}."""
-    err_type = type or _ERROR_TYPES.get(
-        status_code, "server_error" if status_code >= 500 else "api_error"
-    )
+    """OpenAI's error envelope: {"error": {"message", "type", "param", "code"}}.
+
+    The one builder for the server and the backends. Like OpenAI, every 4xx we make is an
+    "invalid_request_error" (a wrong key too: 401 with code "invalid_api_key"); 5xx "server_error".
+    """
+    err_type = type or ("server_error" if status_code >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 

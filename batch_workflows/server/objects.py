@@ -11,14 +11,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    500: "server_error",
-}
+from batch_workflows.backends.base import BackendResult, error_body
 
 _TIMESTAMPS = (
     "in_progress_at",
@@ -38,16 +31,16 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-def error_body(message: str, code: str | None = None, param: str | None = None,
-               type_: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 def api_error(status: int, message: str, code: str | None = None,
               param: str | None = None) -> JSON:
     """An error response in OpenAI's envelope."""
-    type_ = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return JSON(error_body(message, code, param, type_), status_code=status)
+    return JSON(error_body(message, code=code, param=param, status_code=status),
+                status_code=status)
+
+
+def result_response(result: BackendResult) -> JSON:
+    """A backend's result (response object or error envelope) as the HTTP answer."""
+    return JSON(result.body, status_code=int(result.status_code))
 
 
 def file_object(row: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from batch_workflows.backends.base import BackendResult, error_result, model_not_found
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.server.checks import InputCheck, check_input
 from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
@@ -268,18 +269,14 @@ class Worker:
             unavailable = f"The backend for {endpoint} is unavailable: {exc}"
         chunk = read_chunk(self._input_path(batch), batch["input_offset"], size)
         first = batch["next_index"]
-        results: list[tuple[int, Any]] = [(0, None)] * len(chunk.items)
+        results: list[BackendResult | None] = [None] * len(chunk.items)
         runnable = []
         for i, (_, body) in enumerate(chunk.items):
             model = body.get("model")
             if backend is None:
-                results[i] = (500, {"error": {"message": unavailable, "type": "server_error",
-                                              "param": None, "code": "backend_unavailable"}})
+                results[i] = error_result(500, unavailable, code="backend_unavailable")
             elif not self.backends.serves(backend, model):
-                results[i] = (404, {"error": {
-                    "message": f"The model `{model}` does not exist on this server.",
-                    "type": "invalid_request_error", "param": "model",
-                    "code": "model_not_found"}})
+                results[i] = model_not_found(model, backend.model_ids)
             else:
                 runnable.append(i)
         if runnable:
@@ -290,17 +287,17 @@ class Worker:
                 outcome = self.backends.run(endpoint, bodies)
                 if len(outcome) != len(bodies):
                     raise RuntimeError(f"backend returned {len(outcome)} results for {len(bodies)}")
-                pairs = [(int(r.status_code), r.body) for r in outcome]
             except Exception as exc:  # a backend fault fails these requests, not the server
                 log.exception("batch %s: backend failed", batch["id"])
-                pairs = [(500, {"error": {"message": f"backend error: {exc}",
-                                          "type": "server_error", "param": None,
-                                          "code": "server_error"}})] * len(bodies)
-            for i, pair in zip(runnable, pairs, strict=True):
-                results[i] = pair
+                outcome = [error_result(500, f"backend error: {exc}", code="server_error")
+                           ] * len(bodies)
+            for i, result in zip(runnable, outcome, strict=True):
+                results[i] = result
         out, err = bytearray(), bytearray()
         completed = failed = tokens_in = tokens_out = 0
-        for (custom_id, _), (status, body) in zip(chunk.items, results, strict=True):
+        for (custom_id, _), result in zip(chunk.items, results, strict=True):
+            assert result is not None
+            status, body = int(result.status_code), result.body
             if status == 200:
                 out += result_line(custom_id, status, body)
                 completed += 1
