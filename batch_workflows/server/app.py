@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from batch_workflows.backends.base import model_not_found
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.models import (
     MAX_METADATA_KEY_CHARS,
@@ -31,6 +33,7 @@ from batch_workflows.server.objects import (
     batch_object,
     file_object,
     list_object,
+    result_response,
 )
 from batch_workflows.server.registry import BackendRegistry
 from batch_workflows.server.settings import ServerSettings, parse_duration
@@ -122,8 +125,17 @@ def create_app(settings: ServerSettings) -> ASGIApp:
     store = Store(settings.data_dir)
     backends = BackendRegistry(settings)
     worker = Worker(settings, store, backends)
+    # Every store call (SQLite) and file-system change of a handler runs in the threadpool via
+    # run_in_threadpool: a worker's fsync'd commit can hold the database for a while, and the
+    # event loop must keep answering meanwhile (/health, real-time calls, other clients).
 
     # -- files ----------------------------------------------------------------------------
+    def _register_upload(file_id: str, path: Path, size: int, filename: str,
+                         purpose: str) -> dict[str, Any]:
+        # Body first, then the row: a crash in between leaves an orphan body, swept at start.
+        os.replace(path, store.file_path(file_id))
+        return store.add_file(file_id, size, filename, purpose)
+
     async def upload_file(request: Request) -> Response:
         try:
             upload = await receive_upload(request, store.tmp_dir, settings.max_upload_bytes)
@@ -131,11 +143,11 @@ def create_app(settings: ServerSettings) -> ASGIApp:
             raise ApiError(exc.status, exc.message, exc.param, exc.code) from None
         purpose = upload.fields.get("purpose")
         if purpose not in UPLOAD_PURPOSES:
-            upload.path.unlink(missing_ok=True)
+            await run_in_threadpool(upload.path.unlink, missing_ok=True)
             raise ApiError(400, f"purpose must be one of {list(UPLOAD_PURPOSES)}", "purpose")
         file_id = new_file_id()
-        os.replace(upload.path, store.file_path(file_id))
-        row = store.add_file(file_id, upload.size, upload.filename, purpose)
+        row = await run_in_threadpool(_register_upload, file_id, upload.path, upload.size,
+                                      upload.filename, purpose)
         log.info("file %s uploaded (%d bytes)", file_id, upload.size)
         return JSON(file_object(row))
 
@@ -144,33 +156,40 @@ def create_app(settings: ServerSettings) -> ASGIApp:
         order = request.query_params.get("order", "desc")
         if order not in ("asc", "desc"):
             raise ApiError(400, "order must be asc or desc", "order")
-        rows = store.list_files(limit + 1, request.query_params.get("after"),
-                                request.query_params.get("purpose"), order)
+        rows = await run_in_threadpool(store.list_files, limit + 1,
+                                       request.query_params.get("after"),
+                                       request.query_params.get("purpose"), order)
         data = [file_object(r) for r in rows[:limit]]
         return JSON(list_object(data, len(rows) > limit))
 
-    def _file(request: Request) -> dict[str, Any]:
+    async def _file(request: Request) -> dict[str, Any]:
         file_id = request.path_params["file_id"]
-        row = store.get_file(file_id)
+        row = await run_in_threadpool(store.get_file, file_id)
         if row is None:
             raise ApiError(404, f"No such File object: {file_id}", "id")
         return row
 
     async def retrieve_file(request: Request) -> Response:
-        return JSON(file_object(_file(request)))
+        return JSON(file_object(await _file(request)))
 
     async def file_content(request: Request) -> Response:
-        row = _file(request)
+        row = await _file(request)
         # FileResponse streams from disk in chunks and honours Range (resumable downloads).
         return BigChunkFileResponse(store.file_path(row["id"]),
                                     media_type="application/octet-stream")
 
+    def _delete_file(file_id: str) -> bool:
+        if store.file_in_use(file_id):
+            return False
+        # Row first, then the body: a crash in between leaves an orphan body, swept at start.
+        store.delete_file(file_id)
+        store.file_path(file_id).unlink(missing_ok=True)
+        return True
+
     async def delete_file(request: Request) -> Response:
-        row = _file(request)
-        if store.file_in_use(row["id"]):
+        row = await _file(request)
+        if not await run_in_threadpool(_delete_file, row["id"]):
             raise ApiError(409, "The file is the input of a batch that is still running.", "id")
-        store.delete_file(row["id"])
-        store.file_path(row["id"]).unlink(missing_ok=True)
         return JSON({"id": row["id"], "object": "file", "deleted": True})
 
     # -- batches --------------------------------------------------------------------------
@@ -192,43 +211,48 @@ def create_app(settings: ServerSettings) -> ASGIApp:
             raise ApiError(400, "completion_window must be a duration such as 24h",
                            "completion_window") from None
         metadata = check_metadata(body.get("metadata"))
-        info = store.get_file(input_file_id)
+        info = await run_in_threadpool(store.get_file, input_file_id)
         if info is None:
             raise ApiError(404, f"No such File object: {input_file_id}", "input_file_id")
         if info["purpose"] != "batch":
             raise ApiError(400, "the input file must have purpose 'batch'", "input_file_id")
         # Provider extras (e.g. Nebius override_settings) are kept, not interpreted.
         extra = {k: v for k, v in body.items() if k not in KNOWN_CREATE_FIELDS}
-        row = store.add_batch(endpoint, input_file_id, str(window),
-                              min(window_seconds, settings.completion_window_seconds),
-                              metadata, extra)
+        row = await run_in_threadpool(
+            store.add_batch, endpoint, input_file_id, str(window),
+            min(window_seconds, settings.completion_window_seconds), metadata, extra,
+        )
         log.info("batch %s created for %s", row["id"], input_file_id)
         worker.wake()
         return JSON(batch_object(row))
 
-    def _batch(request: Request) -> dict[str, Any]:
+    async def _batch(request: Request) -> dict[str, Any]:
         batch_id = request.path_params["batch_id"]
-        row = store.get_batch(batch_id)
+        row = await run_in_threadpool(store.get_batch, batch_id)
         if row is None:
             raise ApiError(404, f"No such Batch object: {batch_id}", "batch_id")
         return row
 
     async def retrieve_batch(request: Request) -> Response:
-        return JSON(batch_object(_batch(request)))
+        return JSON(batch_object(await _batch(request)))
 
     async def list_batches(request: Request) -> Response:
         limit = _limit(request, 20, 100)
-        rows = store.list_batches(limit + 1, request.query_params.get("after"))
+        rows = await run_in_threadpool(store.list_batches, limit + 1,
+                                       request.query_params.get("after"))
         data = [batch_object(r) for r in rows[:limit]]
         return JSON(list_object(data, len(rows) > limit))
 
-    async def cancel_batch(request: Request) -> Response:
-        row = _batch(request)
+    def _cancel(row: dict[str, Any]) -> dict[str, Any]:
         if row["status"] in ("validating", "in_progress"):
             store.update_batch(row["id"], only_if=("validating", "in_progress"),
                                status="cancelling", cancelling_at=now())
             worker.wake()
             row = store.get_batch(row["id"]) or row
+        return row
+
+    async def cancel_batch(request: Request) -> Response:
+        row = await run_in_threadpool(_cancel, await _batch(request))
         if row["status"] not in ("cancelling", "cancelled"):
             raise ApiError(409, f"Cannot cancel a batch with status {row['status']}.", None,
                            "batch_not_cancellable")
@@ -248,10 +272,9 @@ def create_app(settings: ServerSettings) -> ASGIApp:
             if not isinstance(model, str) or not model:
                 raise ApiError(400, "model is required", "model")
             if not backends.serves(backend, model):
-                raise ApiError(404, f"The model `{model}` does not exist on this server.",
-                               "model", "model_not_found")
+                return result_response(model_not_found(model, backend.model_ids))
             (result,) = await run_in_threadpool(backends.run, endpoint, [body])
-            return JSON(result.body, status_code=int(result.status_code))
+            return result_response(result)
 
         return handler
 
@@ -263,9 +286,9 @@ def create_app(settings: ServerSettings) -> ASGIApp:
 
     async def retrieve_model(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        if not any(m == model_id for m, _ in backends.model_ids()):
-            raise ApiError(404, f"The model `{model_id}` does not exist on this server.",
-                           "model", "model_not_found")
+        served = [m for m, _ in backends.model_ids()]
+        if model_id not in served:
+            return result_response(model_not_found(model_id, served))
         return JSON({"id": model_id, "object": "model", "created": 0,
                      "owned_by": "batch-workflows"})
 
