@@ -193,6 +193,40 @@ class Store:
         )
         return row is not None
 
+    def sweep_orphans(self) -> tuple[list[str], list[str]]:
+        """At start, before any worker: drop what a crash between a disk step and its database
+        step left behind. Returns (bodies removed, file rows removed).
+
+        * a body under files/ (or a partial file) that no row and no active batch claims:
+          an upload that moved its body in but never wrote the row, or a delete that removed
+          the row but not yet the body;
+        * a file row whose body is gone from disk: answered as "no such file" from now on
+          rather than failing on every read. An active batch's output files are kept: a
+          finalizing batch moves them in before registering them, and redoes that after a
+          crash.
+        """
+        claimed = set()
+        for row in self.active_batches():
+            claimed.update((row["out_name"], row["err_name"]))
+        bodies = []
+        for path in self.files_dir.iterdir():
+            name = path.name
+            if FILE_ID.match(name) and name not in claimed and self.get_file(name) is None:
+                path.unlink(missing_ok=True)
+                bodies.append(name)
+        for path in self.partial_dir.iterdir():
+            name = path.name.removesuffix(".jsonl")
+            if FILE_ID.match(name) and name not in claimed:
+                path.unlink(missing_ok=True)
+                bodies.append(name)
+        missing = [
+            row["id"] for row in self._conn().execute("SELECT id FROM files")
+            if not (self.files_dir / row["id"]).exists()
+        ]
+        for file_id in missing:
+            self.delete_file(file_id)
+        return bodies, missing
+
     # -- batches --------------------------------------------------------------------------
     def add_batch(
         self,

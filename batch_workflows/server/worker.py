@@ -138,9 +138,14 @@ class Worker:
         self._wake.set()
 
     def recover(self) -> None:
-        """Drop result lines written after the last commit (a crash between write and commit)."""
+        """Drop result lines written after the last commit (a crash between write and commit),
+        unfinished uploads, and bodies or rows a crash left without their other half."""
         for tmp in self.store.tmp_dir.iterdir():
             tmp.unlink(missing_ok=True)
+        bodies, rows = self.store.sweep_orphans()
+        if bodies or rows:
+            log.warning("removed %d file bodies without a record and %d records without a body",
+                        len(bodies), len(rows))
         for batch in self.store.active_batches():
             _truncate(self.store.partial_path(batch["out_name"]), batch["out_bytes"])
             _truncate(self.store.partial_path(batch["err_name"]), batch["err_bytes"])

@@ -83,3 +83,29 @@ def test_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
         srv.kill()  # the lock dies with the process: a restart takes the dir over at once
         srv.restart()
         assert httpx.get(f"{srv.root_url}/health").status_code == 200
+
+
+def test_restart_sweeps_bodies_and_records_left_half_done(tmp_path: Path) -> None:
+    with start_server(tmp_path) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        kept, lost = (
+            client.files.create(file=write_requests(tmp_path / f"{n}.jsonl", 2).open("rb"),
+                                purpose="batch").id
+            for n in ("kept", "lost")
+        )
+        srv.kill()
+        files = srv.data_dir / "files"
+        # As a crash between the disk step and the database step leaves them: a body whose
+        # upload never got its row, and a row whose body a delete already removed.
+        orphan = files / "file-0123456789abcdef01234567"
+        orphan.write_bytes(b'{"custom_id": "x"}\n')
+        (files / lost).unlink()
+        srv.restart()
+        assert not orphan.exists() and (files / kept).exists()
+        assert client.files.retrieve(kept).id == kept
+        with pytest.raises(openai.NotFoundError):
+            client.files.retrieve(lost)
+        listed = {f.id for f in client.files.list()}
+        assert kept in listed and lost not in listed
+        assert "removed 1 file bodies without a record and 1 records without a body" in (
+            srv.log_text())
