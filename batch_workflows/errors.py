@@ -16,6 +16,7 @@ Messages never carry an API key: callers pass only status codes and body excerpt
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -25,12 +26,17 @@ class BatchError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one request line."""
+    """One thing wrong with one request line.
+
+    `code`: a stable machine-readable name of the rule broken (e.g. "duplicate_custom_id"),
+    for callers that map problems to API error codes; not part of str() or equality.
+    """
 
     source: str
     line: int
     field: str | None
     reason: str
+    code: str | None = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}"

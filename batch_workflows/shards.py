@@ -189,7 +189,9 @@ def write_shards(
     writer = _ShardWriter(out, prefix)
     # Every line, even a bad one, is written (bad ones as `null`) until the end, so that line N
     # of the shards is request N: that is what lets the validator re-read suspected duplicates.
-    validator = RequestValidator(profile, endpoint, reread=writer.reread)
+    # The per-file limits are this function's job (it cuts shards to them), so the validator
+    # leaves them out: the whole stream may well be bigger than one file may be.
+    validator = RequestValidator(profile, endpoint, reread=writer.reread, file_limits=False)
     # The validator's own fast check and duplicate index, called directly: this is the hot
     # loop, so per request it only appends to lists and adds up counters.
     fast = validator._fast
@@ -210,7 +212,9 @@ def write_shards(
             try:
                 line = dumps(obj)
             except TypeError as exc:
-                validator._problem(line_no, None, f"cannot be written as JSON: {exc}")
+                validator._problem(
+                    line_no, None, f"cannot be written as JSON: {exc}", "invalid_json"
+                )
                 line, cid = b"null", None
             else:
                 cid = fast(obj) if len(line) <= max_line else None
@@ -231,6 +235,7 @@ def write_shards(
                     line_no,
                     None,
                     f"line is {n:,} bytes, more than the {max_bytes:,} allowed per file",
+                    "line_too_long",
                 )
                 line, n = b"null", 5
             if shard_bytes + n > max_bytes or shard_lines >= max_requests:
@@ -311,8 +316,10 @@ def iter_requests(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                     obj = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
                     raise InvalidInputError(
-                        [Problem(source, line_no, None, f"not valid JSON: {exc}")]
+                        [Problem(source, line_no, None, f"not valid JSON: {exc}", "invalid_json")]
                     ) from None
                 if type(obj) is not dict:
-                    raise InvalidInputError([Problem(source, line_no, None, "not a JSON object")])
+                    raise InvalidInputError(
+                        [Problem(source, line_no, None, "not a JSON object", "not_object")]
+                    )
                 yield obj

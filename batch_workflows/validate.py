@@ -12,7 +12,9 @@ lookups and type tests (`_fast`). Anything unusual falls through to the slow, ex
 
 from __future__ import annotations
 
+import heapq
 import os
+import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +33,8 @@ CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "fun
 _CHUNK = 1 << 16  # bytes read per call when streaming a file
 DUPLICATE_BUFFER = 1 << 18  # custom_id hashes held in memory before a run is spilled to disk
 _JSONDecodeError = orjson.JSONDecodeError
+_NO_LIMIT = sys.maxsize
+_SPLIT_HINT = "split it with `batch-workflows shard --provider {name} --max-{what} {limit}`"
 
 
 @dataclass
@@ -99,7 +103,8 @@ def iter_line_batches(f: IO[bytes], hard_limit: int) -> Iterator[list[bytes]]:
 
     Reads in small chunks (the lines of one chunk stay in CPU cache while they are checked).
     A line longer than `hard_limit` is never held whole: it comes out as an `_Overlong`
-    carrying only its length, so a file with no newlines cannot exhaust memory.
+    carrying only its length, so a file with no newlines cannot exhaust memory. An `_Overlong`
+    is only ever the first line of a list (`check_stream` relies on that).
     """
     parts: list[bytes] = []  # pieces of the line that the last chunk left unfinished
     partial = 0
@@ -303,6 +308,10 @@ class RequestValidator:
     the file being checked: suspected duplicates are then confirmed by re-reading it. `reread`
     does the same for other sources: it must give the checked lines again, in order. Without
     either, a second independent hash stands in for the confirmation.
+
+    The profile's per-file limits (max_requests_per_file, max_bytes_per_file; bytes counted as
+    each line plus its newline) make the line where one is crossed a problem; `file_limits=False`
+    turns them off for a stream that is cut into files elsewhere (the shard writer).
     """
 
     def __init__(
@@ -314,6 +323,7 @@ class RequestValidator:
         *,
         path: str | os.PathLike[str] | None = None,
         reread: Callable[[], Iterable[bytes]] | None = None,
+        file_limits: bool = True,
     ):
         if endpoint is not None and endpoint not in profile.endpoints:
             known = ", ".join(sorted(profile.endpoints))
@@ -328,7 +338,8 @@ class RequestValidator:
         self.endpoint = endpoint
         self.lines = 0
         self.requests = 0
-        self.problems: list[Problem] = []
+        # the kept problems as a max-heap on (line, order): (-line, -order, problem)
+        self._heap: list[tuple[int, int, Problem]] = []
         self.truncated = False
         if path is not None and reread is None:
             reread = _file_lines(os.fspath(path), profile.max_line_bytes + 2)
@@ -337,15 +348,59 @@ class RequestValidator:
         self._seen = 0  # problems found, including those past the cap
         self._blank = 0
         self._finished: ValidationReport | None = None
+        # per-file limits; each is set to _NO_LIMIT once reported, so it is reported once
+        self._requests_limit = profile.max_requests_per_file if file_limits else _NO_LIMIT
+        self._bytes_limit = profile.max_bytes_per_file if file_limits else _NO_LIMIT
+        self._counted_requests = 0  # non-blank lines counted against the limits so far
+        self._counted_bytes = 0
 
     # -- problems ---------------------------------------------------------------------------
 
-    def _problem(self, line_no: int, fld: str | None, reason: str) -> None:
+    @property
+    def problems(self) -> list[Problem]:
+        """The problems kept so far, by line (ties in the order found)."""
+        return [item[2] for item in sorted(self._heap, reverse=True)]
+
+    def _problem(self, line_no: int, fld: str | None, reason: str, code: str | None) -> None:
+        """Record a problem; past the cap keep those with the smallest line numbers."""
         self._seen += 1
-        if len(self.problems) < self.max_problems:
-            self.problems.append(Problem(self.source, line_no, fld, reason))
-        else:
-            self.truncated = True
+        key = (-line_no, -self._seen)
+        if len(self._heap) < self.max_problems:
+            heapq.heappush(self._heap, (*key, Problem(self.source, line_no, fld, reason, code)))
+            return
+        self.truncated = True
+        # duplicates are only settled in finish(): an early one must still displace later lines
+        if self._heap and key > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, (*key, Problem(self.source, line_no, fld, reason, code)))
+
+    def _tally(self, line_no: int, nbytes: int, blank: bool) -> None:
+        """Count one line (`nbytes` with its newline) against the per-file limits."""
+        self._counted_bytes += nbytes
+        name = self.profile.name
+        if not blank:
+            self._counted_requests += 1
+            if self._counted_requests > self._requests_limit:
+                limit = self._requests_limit
+                self._requests_limit = _NO_LIMIT
+                self._problem(
+                    line_no,
+                    None,
+                    f"request number {limit + 1:,} is over the limit of {limit:,} requests per "
+                    f"file of provider {_quote(name)}; "
+                    + _SPLIT_HINT.format(name=name, what="requests", limit=limit),
+                    "too_many_requests",
+                )
+        if self._counted_bytes > self._bytes_limit:
+            limit = self._bytes_limit
+            self._bytes_limit = _NO_LIMIT
+            self._problem(
+                line_no,
+                None,
+                f"the file passes the limit of {limit:,} bytes per file of provider "
+                f"{_quote(name)} at this line; "
+                + _SPLIT_HINT.format(name=name, what="bytes", limit=limit),
+                "file_too_large",
+            )
 
     # -- the fast path ----------------------------------------------------------------------
 
@@ -442,11 +497,12 @@ class RequestValidator:
                 None,
                 f"line is {size:,} bytes, over the provider limit of "
                 f"{self.profile.max_line_bytes:,} bytes",
+                "line_too_long",
             )
             return None
         if not raw.strip():
             self._blank += 1
-            self._problem(line_no, None, "blank line")
+            self._problem(line_no, None, "blank line", "blank_line")
             return None
         try:
             obj = orjson.loads(raw)
@@ -454,9 +510,11 @@ class RequestValidator:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as uexc:
-                self._problem(line_no, None, f"not valid UTF-8 (byte {uexc.start + 1})")
+                self._problem(
+                    line_no, None, f"not valid UTF-8 (byte {uexc.start + 1})", "invalid_utf8"
+                )
                 return None
-            self._problem(line_no, None, f"not valid JSON: {exc}")
+            self._problem(line_no, None, f"not valid JSON: {exc}", "invalid_json")
             return None
         return obj if self._check_full(obj, line_no, size) else None
 
@@ -470,34 +528,37 @@ class RequestValidator:
                 None,
                 f"line is {size:,} bytes, over the provider limit of "
                 f"{self.profile.max_line_bytes:,} bytes",
+                "line_too_long",
             )
         if not isinstance(obj, dict):
-            self._problem(line_no, None, f"not a JSON object (got {_type_name(obj)})")
+            self._problem(
+                line_no, None, f"not a JSON object (got {_type_name(obj)})", "not_object"
+            )
             return False
         p = self._problem
 
         cid = obj.get("custom_id")
         if "custom_id" not in obj or cid is None:
-            p(line_no, "custom_id", "missing")
+            p(line_no, "custom_id", "missing", "missing_custom_id")
         elif type(cid) is not str:
-            p(line_no, "custom_id", f"must be a string (got {_type_name(cid)})")
+            p(line_no, "custom_id", f"must be a string (got {_type_name(cid)})", "invalid_custom_id")
         elif not cid:
-            p(line_no, "custom_id", "must not be empty")
+            p(line_no, "custom_id", "must not be empty", "invalid_custom_id")
         else:
             self._dups.add(cid, line_no)
 
         method = obj.get("method")
         if method is None:
-            p(line_no, "method", 'missing (must be "POST")')
+            p(line_no, "method", 'missing (must be "POST")', "invalid_method")
         elif method != "POST":
-            p(line_no, "method", f'must be "POST" (got {_quote(method)})')
+            p(line_no, "method", f'must be "POST" (got {_quote(method)})', "invalid_method")
 
         url = obj.get("url")
         line_endpoint: str | None = None
         if url is None:
-            p(line_no, "url", "missing")
+            p(line_no, "url", "missing", "missing_url")
         elif type(url) is not str:
-            p(line_no, "url", f"must be a string (got {_type_name(url)})")
+            p(line_no, "url", f"must be a string (got {_type_name(url)})", "invalid_url")
         elif url not in self.profile.endpoints:
             known = ", ".join(sorted(self.profile.endpoints))
             p(
@@ -505,6 +566,8 @@ class RequestValidator:
                 "url",
                 f"{_quote(url)} is not an endpoint of provider {_quote(self.profile.name)} "
                 f"(expected one of: {known})",
+                # with the file's endpoint fixed, any other url is a mismatch with it
+                "invalid_url" if self.endpoint is None else "mismatched_endpoint",
             )
         elif self.endpoint is None:
             self.endpoint = line_endpoint = url
@@ -515,19 +578,25 @@ class RequestValidator:
                     line_no,
                     "url",
                     f"{_quote(url)} differs from the file's endpoint {_quote(self.endpoint)}",
+                    "mismatched_endpoint",
                 )
 
         body = obj.get("body")
         if body is None:
-            p(line_no, "body", "missing")
+            p(line_no, "body", "missing", "missing_body")
         elif not isinstance(body, dict):
-            p(line_no, "body", f"must be an object (got {_type_name(body)})")
+            p(line_no, "body", f"must be an object (got {_type_name(body)})", "invalid_body")
         else:
             model = body.get("model")
             if model is None:
-                p(line_no, "body.model", "missing")
+                p(line_no, "body.model", "missing", "missing_model")
             elif type(model) is not str or not model:
-                p(line_no, "body.model", f"must be a non-empty string (got {_quote(model)})")
+                p(
+                    line_no,
+                    "body.model",
+                    f"must be a non-empty string (got {_quote(model)})",
+                    "invalid_model",
+                )
             elif self.model is None:
                 self.model = model
             elif model != self.model and self.profile.one_model_per_file:
@@ -536,6 +605,7 @@ class RequestValidator:
                     "body.model",
                     f"{_quote(model)} differs from the file's model {_quote(self.model)} "
                     f"(provider {_quote(self.profile.name)} takes one model per file)",
+                    "mismatched_model",
                 )
             if line_endpoint == CHAT:
                 self._check_chat(body, line_no)
@@ -544,10 +614,12 @@ class RequestValidator:
         return self._seen == seen
 
     def _check_chat(self, body: dict, line_no: int) -> None:
-        p = self._problem
+        def p(line_no: int, fld: str, reason: str, code: str = "invalid_messages") -> None:
+            self._problem(line_no, fld, reason, code)
+
         messages = body.get("messages")
         if messages is None:
-            p(line_no, "body.messages", "missing")
+            p(line_no, "body.messages", "missing", "missing_messages")
             return
         if type(messages) is not list:
             p(line_no, "body.messages", f"must be a list of messages (got {_type_name(messages)})")
@@ -597,11 +669,13 @@ class RequestValidator:
                 )
 
     def _check_embeddings(self, body: dict, line_no: int) -> None:
-        p = self._problem
+        def p(line_no: int, fld: str, reason: str, code: str = "invalid_input") -> None:
+            self._problem(line_no, fld, reason, code)
+
         inp = body.get("input")
         shape = "must be a non-empty string, a list of non-empty strings, or token arrays"
         if inp is None:
-            p(line_no, "body.input", "missing")
+            p(line_no, "body.input", "missing", "missing_input")
         elif type(inp) is str:
             if not inp:
                 p(line_no, "body.input", "must not be empty")
@@ -635,7 +709,8 @@ class RequestValidator:
             raw = raw[3:]
         if raw.endswith(b"\n"):
             raw = raw[:-1]
-        if len(raw) <= self.profile.max_line_bytes:
+        size = raw.size if type(raw) is _Overlong else len(raw)
+        if size <= self.profile.max_line_bytes:
             try:
                 obj = orjson.loads(raw)
             except _JSONDecodeError:
@@ -644,14 +719,19 @@ class RequestValidator:
                 cid = self._fast(obj)
                 if cid is not None:
                     self._dups.add(cid, line_no)
+                    self._tally(line_no, size + 1, False)
                     return obj
-        return self._check_raw(raw, line_no)
+        blank = self._blank
+        valid = self._check_raw(raw, line_no)
+        self._tally(line_no, size + 1, self._blank != blank)
+        return valid
 
     def check_object(self, obj: object, line_no: int, size: int | None = None) -> bool:
         """Check one already-parsed request (`size`: its serialised length, for the line limit)."""
         self.lines = max(self.lines, line_no)
         if isinstance(obj, BatchRequest):
             obj = obj.model_dump()
+        self._tally(line_no, 0 if size is None else size + 1, False)
         if size is None or size <= self.profile.max_line_bytes:
             cid = self._fast(obj)
             if cid is not None:
@@ -663,7 +743,8 @@ class RequestValidator:
         """Check every line of a binary stream (the hot loop behind `validate_file`).
 
         Per line: one orjson parse and the fast check. The ids of good lines are gathered per
-        read chunk and hashed in one C-level pass (`add_many`).
+        read chunk and hashed in one C-level pass (`add_many`); the per-file limits are counted
+        per chunk too, and only a chunk that crosses one is walked line by line.
         """
         loads = orjson.loads
         fast = self._fast
@@ -673,6 +754,7 @@ class RequestValidator:
         line_no = self.lines
         for batch in iter_line_batches(f, maxlen + 2):
             first = line_no + 1
+            blank = self._blank
             cids: list[str | None] = []
             keep = cids.append
             short = max(map(len, batch)) <= maxlen
@@ -697,6 +779,22 @@ class RequestValidator:
                         dups.add(cid, first + i)
             else:
                 dups.add_many(cids, first)  # type: ignore[arg-type]
+            size = sum(map(len, batch)) + len(batch)
+            head = batch[0]
+            if type(head) is _Overlong:
+                size += head.size
+            if (
+                self._counted_bytes + size > self._bytes_limit
+                or line_no - self._blank > self._requests_limit
+            ):
+                self._counted_requests = first - 1 - blank
+                for i, raw in enumerate(batch):
+                    over = type(raw) is _Overlong
+                    n = raw.size if over else len(raw)
+                    self._tally(first + i, n + 1, not over and not raw.strip())
+            else:
+                self._counted_bytes += size
+                self._counted_requests = line_no - self._blank
         self.lines = line_no
 
     # -- the end ----------------------------------------------------------------------------
@@ -710,8 +808,12 @@ class RequestValidator:
         finally:
             self._dups.close()
         if self.lines - self._blank == 0:
-            self._problem(max(self.lines, 1), None, "no requests: the file holds no request line")
-        self.problems.sort(key=lambda q: q.line)
+            self._problem(
+                max(self.lines, 1),
+                None,
+                "no requests: the file holds no request line",
+                "empty_file",
+            )
         self.requests = self.lines - self._blank
         self._finished = ValidationReport(
             source=self.source,
@@ -719,7 +821,7 @@ class RequestValidator:
             requests=self.requests,
             endpoint=self.endpoint,
             model=self.model,
-            problems=self.problems,
+            problems=self.problems,  # sorted by line
             truncated=self.truncated,
         )
         return self._finished
@@ -735,7 +837,10 @@ class RequestValidator:
             first = lines[0]
             for line_no in lines[1:]:
                 self._problem(
-                    line_no, "custom_id", f"duplicate {what} (first used on line {first})"
+                    line_no,
+                    "custom_id",
+                    f"duplicate {what} (first used on line {first})",
+                    "duplicate_custom_id",
                 )
 
     def _confirm(self, groups: Iterable[list[int]]) -> list[tuple[str | None, list[int]]]:
@@ -777,10 +882,17 @@ def validate_file(
     profile: ProviderProfile,
     endpoint: str | None = None,
     max_problems: int = 100,
+    *,
+    file_limits: bool = True,
 ) -> ValidationReport:
-    """Validate a JSONL batch input file, streaming. OSError if it cannot be read."""
+    """Validate a JSONL batch input file, streaming. OSError if it cannot be read.
+
+    `file_limits=False` skips the per-file request and byte limits (for input to be sharded).
+    """
     source = os.fspath(path)
-    validator = RequestValidator(profile, endpoint, source, max_problems, path=source)
+    validator = RequestValidator(
+        profile, endpoint, source, max_problems, path=source, file_limits=file_limits
+    )
     with open(source, "rb") as f:
         validator.check_stream(f)
     return validator.finish()
@@ -802,7 +914,10 @@ def validate_requests(
             size = len(dumps(obj))
         except TypeError as exc:
             validator.lines = line_no
-            validator._problem(line_no, None, f"cannot be written as JSON: {exc}")
+            validator._problem(
+                line_no, None, f"cannot be written as JSON: {exc}", "invalid_json"
+            )
+            validator._tally(line_no, 0, False)
             continue
         validator.check_object(obj, line_no, size)
     return validator.finish()

@@ -21,23 +21,8 @@ class InputCheck:
 
 
 def problem_code(problem: Problem) -> str:
-    """A machine-readable code for a validator problem, in the style of OpenAI's batch errors."""
-    reason = problem.reason.lower()
-    if "duplicate" in reason:
-        return "duplicate_custom_id"
-    if problem.field == "url" or "endpoint" in reason:
-        return "mismatched_endpoint"
-    if "json" in reason:
-        return "invalid_json_line"
-    if problem.field in ("model", "body.model") and "one model" in reason:
-        return "mismatched_model"
-    if problem.field == "method":
-        return "invalid_method"
-    if reason == "missing" or reason.startswith("missing"):
-        return "missing_required_parameter"
-    if "too many" in reason or "too large" in reason or "exceeds" in reason:
-        return "too_large"
-    return "invalid_request"
+    """The machine-readable code the validator gave the problem (`invalid_request` if none)."""
+    return problem.code or "invalid_request"
 
 
 def check_input(
