@@ -844,20 +844,26 @@ class RequestValidator:
                 )
 
     def _confirm(self, groups: Iterable[list[int]]) -> list[tuple[str | None, list[int]]]:
-        """Re-read the file to keep only lines whose custom_ids are really equal."""
-        wanted: set[int] = set()
-        hashed: list[list[int]] = []
+        """Re-read the file to keep only lines whose custom_ids are really equal.
+
+        At most `budget` line numbers are held. Past it the groups whose first repeat comes
+        latest are dropped, so that the problems kept are still the earliest ones.
+        """
         budget = max(10_000, 10 * self.max_problems)  # bounds memory on absurd inputs
-        for lines in groups:
-            room = budget - len(wanted)
-            if len(lines) > room:
-                lines = lines[:room]
+        per_group = max(2, self.max_problems + 1)  # no group shows more problems than the cap
+        kept: list[tuple[int, int, list[int]]] = []  # max-heap on the first repeat's line
+        held = 0
+        for seq, lines in enumerate(groups):
+            if len(lines) > per_group:
+                lines = lines[:per_group]
                 self.truncated = True
-            hashed.append(lines)
-            wanted.update(lines)
-            if len(wanted) >= budget:
+            heapq.heappush(kept, (-lines[1], seq, lines))
+            held += len(lines)
+            while held > budget:
+                held -= len(heapq.heappop(kept)[2])
                 self.truncated = True
-                break
+        hashed = [lines for _, _, lines in kept]
+        wanted = {line for lines in hashed for line in lines}
         if not wanted:
             return []
         ids: dict[int, str] = {}

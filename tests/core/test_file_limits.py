@@ -147,6 +147,21 @@ def test_an_early_duplicate_survives_a_full_cap(tmp_path: Path) -> None:
     assert [p.line for p in report.problems] == list(range(2, 102))
 
 
+@pytest.mark.parametrize("reread", [True, False])
+def test_earliest_duplicates_are_kept_past_the_confirmation_budget(
+    tmp_path: Path, reread: bool
+) -> None:
+    """20,000 ids each used twice: more suspects than the 10,000 lines re-read at most."""
+    lines = [chat(i % 20_000) for i in range(40_000)]
+    if reread:
+        report = validate_file(write(tmp_path / "in.jsonl", lines), NEBIUS, max_problems=5)
+    else:
+        report = validate_requests(lines, NEBIUS, max_problems=5)
+    assert [p.line for p in report.problems] == [20_001, 20_002, 20_003, 20_004, 20_005]
+    assert report.problems[0].reason.endswith("(first used on line 1)")
+    assert report.truncated
+
+
 def test_the_cap_keeps_the_smallest_lines_in_order_for_objects_too() -> None:
     reqs = [chat(i) for i in range(30)]
     for i in range(10, 30):
