@@ -39,23 +39,28 @@ from batch_workflows.errors import (
     ProviderError,
     RateLimitError,
 )
+from batch_workflows.models import MAX_METADATA_PAIRS, TERMINAL_STATUSES
 
 __all__ = [
     "IDEMPOTENCY_METADATA_KEY",
+    "NOT_REATTACHABLE_STATUSES",
     "TERMINAL_STATUSES",
     "Backoff",
     "BatchClient",
     "RetryEvent",
+    "is_reattachable",
 ]
 
 logger = logging.getLogger("batch_workflows.client")
 
 # Metadata key that carries the idempotency key of a submission.
 IDEMPOTENCY_METADATA_KEY = "idempotency_key"
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-# Batches in these statuses are never re-attached to by create_batch.
-_NOT_REUSABLE = frozenset({"failed", "cancelling", "cancelled"})
-_MAX_METADATA_PAIRS = 16
+# The one re-attach rule (used by create_batch and by the lifecycle's find_submission): a batch
+# carrying the same idempotency key is the submission, whatever became of it, unless it was
+# cancelled. A failed or expired batch already ran (and its unfinished requests are handled by
+# the lifecycle's next attempt); creating another for the same key would pay twice. Only a
+# deliberate cancel frees the key for a new batch.
+NOT_REATTACHABLE_STATUSES = frozenset({"cancelling", "cancelled"})
 _EXCERPT = 300
 
 # Failures after which the request may or may not have reached the server.
@@ -104,6 +109,11 @@ class _Retryable(Exception):
         self.retry_after = retry_after
         self.excerpt = excerpt
         self.ambiguous = ambiguous
+
+
+def is_reattachable(batch: Mapping[str, Any]) -> bool:
+    """Whether an existing batch with the same idempotency key stands for the submission."""
+    return batch.get("status") not in NOT_REATTACHABLE_STATUSES
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -311,27 +321,31 @@ class BatchClient:
         idempotency_key: str | None = None,
         *,
         created_after: int | None = None,
+        look_first: bool = True,
     ) -> dict:
         """Create a batch and return it.
 
-        With `idempotency_key`, an existing batch whose metadata carries the key (and that is
-        not failed or cancelled) is returned instead of creating a new one, and after an
-        ambiguous failure (connection reset, timeout, 5xx) the key is looked up again before
-        retrying. Without one, a random key is still recorded so that a retry after an
-        ambiguous failure can tell whether the first attempt went through. `extra_body` is
+        With `idempotency_key`, an existing batch whose metadata carries the key (and that was
+        not cancelled, see `is_reattachable`) is returned instead of creating a new one, and
+        after an ambiguous failure (connection reset, timeout, 5xx) the key is looked up again
+        before retrying. A caller that has just looked for the key itself passes
+        ``look_first=False``: the list is then scanned only after an ambiguous failure. Without
+        a key, a random one is still recorded so that a retry after an ambiguous failure can
+        tell whether the first attempt went through. `extra_body` is
         merged into the request body for provider extras (e.g. Nebius ``override_settings``).
         `created_after` (unix seconds) bounds the lookups to recent batches on providers with a
         long history; the default scans the whole list, so that nothing is paid twice.
         """
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        if idempotency_key is not None:
+        if idempotency_key is not None and look_first:
             existing = self._find_reusable(idempotency_key, created_after)
             if existing is not None:
                 logger.info("re-attached to batch %s for idempotency key %s",
                             existing.get("id"), idempotency_key)
                 return existing
+        if idempotency_key is not None:
             meta[IDEMPOTENCY_METADATA_KEY] = idempotency_key
-        elif len(meta) < _MAX_METADATA_PAIRS and IDEMPOTENCY_METADATA_KEY not in meta:
+        elif len(meta) < MAX_METADATA_PAIRS and IDEMPOTENCY_METADATA_KEY not in meta:
             meta[IDEMPOTENCY_METADATA_KEY] = f"auto-{uuid.uuid4().hex}"
         key = meta.get(IDEMPOTENCY_METADATA_KEY)
         body: dict[str, Any] = dict(extra_body or {})
@@ -425,7 +439,7 @@ class BatchClient:
     # -- internals -------------------------------------------------------------------------
     def _find_reusable(self, key: str, created_after: int | None = None) -> dict | None:
         for batch in self.find_batches(IDEMPOTENCY_METADATA_KEY, key, created_after=created_after):
-            if batch.get("status") not in _NOT_REUSABLE:
+            if is_reattachable(batch):
                 return batch
         return None
 
