@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from batch_workflows.errors import ConfigurationError
@@ -77,3 +79,29 @@ def get_profile(name: str) -> ProviderProfile:
     except KeyError:
         known = ", ".join(sorted(PROFILES))
         raise ConfigurationError(f"unknown provider profile {name!r}; known: {known}") from None
+
+
+def resolve_base_url(
+    provider: str | None = None,
+    base_url: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = os.environ,
+) -> str:
+    """The API root to talk to: `base_url`, else BATCH_BASE_URL, else the provider's profile.
+
+    The provider is `provider`, else BATCH_PROVIDER, else ``local``. Pass ``environ=None`` to
+    ignore the environment (a resource that already read it). The one rule shared by the CLI
+    commands (cancel, search) and the batch resource.
+    """
+    env = environ if environ is not None else {}
+    url = base_url or env.get("BATCH_BASE_URL")
+    if url:
+        return url.rstrip("/")
+    name = (provider or env.get("BATCH_PROVIDER") or "local").strip().lower() or "local"
+    if name not in PROFILES:
+        raise ConfigurationError(
+            f"provider {name!r} has no built-in base URL: set BATCH_BASE_URL (or pass --base-url)")
+    profile_url = get_profile(name).base_url
+    if not profile_url:
+        raise ConfigurationError(f"provider {name!r} has no base URL: set BATCH_BASE_URL")
+    return profile_url.rstrip("/")

@@ -32,26 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_base_url(base_url: str | None, provider: str | None) -> str:
-    """--base-url, else BATCH_BASE_URL, else the provider profile's URL."""
-    from batch_workflows.errors import ConfigurationError
-    from batch_workflows.profiles import get_profile
-
-    url = base_url or os.environ.get("BATCH_BASE_URL")
-    if url:
-        return url
-    name = provider or os.environ.get("BATCH_PROVIDER") or "local"
-    profile_url = get_profile(name).base_url
-    if not profile_url:
-        raise ConfigurationError(f"provider {name!r} has no base URL: pass --base-url")
-    return profile_url
-
-
 def run(args: argparse.Namespace) -> int:
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
+    from batch_workflows.profiles import resolve_base_url
 
-    base_url = resolve_base_url(args.base_url, args.provider)
+    base_url = resolve_base_url(args.provider, args.base_url)
     partition = None if args.all_partitions else args.partition
     with BatchClient(base_url, api_key=os.environ.get("BATCH_API_KEY")) as client:
         live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
