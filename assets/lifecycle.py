@@ -5,20 +5,38 @@
 * ``<name>_requests`` — calls ``build_requests(context, **inputs)`` for the partition, validates
   and writes the shards and their manifest to the artifact store;
 * ``<name>_batch`` — uploads and creates one batch per shard, recording the submission manifest.
-  Unchanged content re-attaches to the existing batches (found through the provider's list) and
-  submits nothing; changed content cancels the partition's older batches. Runs in the Dagster
-  concurrency pool of the provider (``batch_submit_<provider>``) and waits for room under the
-  provider's in-flight limit; refuses (BudgetExceededError) above ``max_cost_usd``;
+  Unchanged content re-attaches to the existing batches (found through one scan of the
+  provider's list; only the shards still to upload are fetched from the store) and submits
+  nothing; changed content cancels the partition's older batches. The budget is checked first:
+  above ``max_cost_usd`` it raises BudgetExceededError having submitted nothing and cancelled
+  nothing. Waits for room under the provider's in-flight limit;
 * ``<name>_results`` — collects: downloads output/error files, joins on ``custom_id``,
-  resubmits failed/expired/missing requests up to ``max_attempts``, writes the results Parquet
-  and reports counts, error breakdown, tokens, cost at the batch rate and time to complete.
-  In blocking mode (default for the local engine) it waits inside the run, and terminating the
-  run cancels the batches. Otherwise it materializes nothing until the batches are terminal:
-  the sensor requests it then;
+  resubmits failed/expired/missing requests up to ``max_attempts`` (each resubmission checked
+  against the budget too), writes the results Parquet and reports counts, error breakdown,
+  tokens, cost at the batch rate and time to complete. In blocking mode (default for the local
+  engine) it waits inside the run, and terminating the run cancels the batches. Otherwise it
+  materializes nothing until the batches are terminal: the sensor requests it then;
 * ``<name>_batch_sensor`` — one paginated list call per tick over the provider's batches;
   reports progress as AssetObservations of ``<name>_batch`` and requests the ``<name>_results``
   run of a partition once all its batches are terminal (``run_key`` = submission and attempt);
-* checks ``all_requests_accounted`` and ``error_rate`` on ``<name>_results``.
+* checks ``all_requests_accounted`` (one row per submitted ``custom_id``, no result line for an
+  id never submitted, no duplicate lines) and ``error_rate`` on ``<name>_results``.
+
+**Concurrency.** Both ``<name>_batch`` and ``<name>_results`` create batches (the latter when
+it resubmits), so both run in the provider's Dagster concurrency pool (``batch_submit_<provider>``,
+from BATCH_PROVIDER, as the batch resource; see ``resources.batch.default_pool``). The repo's
+``dagster.yaml`` (copied into DAGSTER_HOME by ``make dev`` and the demo when it has none) gives
+every pool ``default_limit: 1``: submissions to one provider are serialised, so the
+check-then-act of ``wait_for_capacity`` (count in-flight, then create) cannot be interleaved
+with another submission, and two runs of one partition cannot both miss each other's batches
+and create the same key twice. The price: in blocking mode a results step holds the slot while
+it waits, so partitions are collected one after another; that mode is meant for the local
+engine and CI. In the default non-blocking mode a results step runs only once its batches are
+terminal and holds the slot for the download, join and resubmission only.
+
+Long partition keys: batch metadata values are limited to 512 characters, so a longer key is
+written as ``sha256:<hex>``; the batch asset records the full key under
+``<name>/_partition_keys/<hex>`` and the sensor reads it back from there.
 
 Downstream assets depend on ``<name>_results`` (``deps=[lifecycle.results]``) and read the rows
 with ``load_results(artifacts, name, partition_key)`` or fetch the file with
@@ -35,6 +53,7 @@ Artifact layout under the store (``<p>`` = the quoted partition key, ``_all`` un
 """
 
 
+import hashlib
 import json
 import tempfile
 import time
@@ -73,12 +92,16 @@ from dagster import (
 from dagster._core.errors import DagsterExecutionInterruptedError
 
 from batch_workflows import lifecycle as lc
-from batch_workflows.errors import ConfigurationError
+from batch_workflows.errors import BudgetExceededError, ConfigurationError
 from batch_workflows.models import BatchRequest
+from batch_workflows.results import SUCCEEDED, ResultSet
 from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource, pool_name
+from resources.batch import BatchResource, default_pool
 
 UNPARTITIONED = "_all"
+# A quoted partition key longer than this (a file name limit) becomes a prefix plus a digest.
+MAX_SEGMENT = 255
+SAMPLE_ROWS = 20
 CHECK_ACCOUNTED = "all_requests_accounted"
 CHECK_ERROR_RATE = "error_rate"
 
@@ -94,7 +117,42 @@ def partition_dir(name: str, partition_key: str | None) -> str:
     segment = quote(partition_key, safe="-_=+,@")
     if segment in (".", ".."):  # not a valid path segment
         segment = segment.replace(".", "%2E")
+    if len(segment) > MAX_SEGMENT:  # file systems cap a name at 255 bytes
+        digest = hashlib.sha256(partition_key.encode()).hexdigest()[:32]
+        segment = f"{segment[:MAX_SEGMENT - 34]}~{digest}"
     return f"{name}/{segment}"
+
+
+def _partition_index_key(name: str, tag: str) -> str | None:
+    """Where the full key of a hashed partition tag (``sha256:<hex>``) is recorded."""
+    if not tag.startswith("sha256:"):
+        return None
+    return f"{name}/_partition_keys/{tag.removeprefix('sha256:')}"
+
+
+def remember_partition(store: ArtifactStore, name: str, partition_key: str | None) -> None:
+    """Record a partition key too long for batch metadata, so the sensor can recover it."""
+    tag = lc.partition_tag(partition_key)
+    if partition_key and tag != partition_key:
+        store.write_bytes(_partition_index_key(name, tag), partition_key.encode())
+
+
+def partition_from_tag(store: ArtifactStore, name: str, tag: str,
+                       known_keys: Callable[[], Iterable[str]] | None = None) -> str | None:
+    """The partition key behind a batch's partition tag (None when it cannot be recovered).
+
+    A short key is its own tag. A hashed one is looked up where the batch asset recorded it,
+    else among `known_keys()` (the partitions definition's keys), hashing each.
+    """
+    index = _partition_index_key(name, tag)
+    if index is None:
+        return tag
+    if store.exists(index):
+        return store.read_bytes(index).decode()
+    for key in known_keys() if known_keys is not None else ():
+        if lc.partition_tag(key) == tag:
+            return key
+    return None
 
 
 def results_key(name: str, partition_key: str | None) -> str:
@@ -177,12 +235,13 @@ def batch_lifecycle(
     `build_requests(context, **inputs)` returns the request lines (dicts or BatchRequest) of
     ``context.partition_key``; `inputs` are the values of `ins`. `params` (e.g. generation
     settings not visible in the lines) enter the idempotency key. `pool` defaults to
-    ``batch_submit_<BATCH_PROVIDER>``; `max_error_rate` is the error-rate check's threshold.
+    ``batch_submit_<BATCH_PROVIDER>`` (``resources.batch.default_pool``, the pool of the
+    provider ``BatchResource.from_env`` talks to); `max_error_rate` is the error-rate check's
+    threshold.
     """
-    import os
-
+    pool_given = pool is not None
     if pool is None:
-        pool = pool_name(os.environ.get("BATCH_PROVIDER", "local").strip().lower() or "local")
+        pool = default_pool()
     params = dict(params or {})
     group = group_name or name
     requests_name, batch_name, results_name = f"{name}_requests", f"{name}_batch", f"{name}_results"
@@ -194,6 +253,13 @@ def batch_lifecycle(
 
     def _pkey(context: Any) -> str | None:
         return context.partition_key if partitions_def is not None else None
+
+    def _check_pool(context: Any, batch_res: BatchResource) -> None:
+        if not pool_given and batch_res.pool != pool:
+            context.log.warning(
+                f"this step runs in pool {pool!r} (BATCH_PROVIDER) but the batch resource talks "
+                f"to provider {batch_res.provider!r}: pass pool={batch_res.pool!r} to "
+                "batch_lifecycle so that all submissions to one provider share one pool")
 
     # ---- <name>_requests -------------------------------------------------------------------
     @asset(
@@ -263,21 +329,24 @@ def batch_lifecycle(
     )
     def batch_asset(context: AssetExecutionContext) -> MaterializeResult:
         batch_res, store = _resources(context)
+        _check_pool(context, batch_res)
         pkey = _pkey(context)
         folder = partition_dir(name, pkey)
         pointer = json.loads(store.read_bytes(f"{folder}/requests.json"))
         key = pointer["key"]
+        remember_partition(store, name, pkey)
         with batch_res.get_client() as client, tempfile.TemporaryDirectory(prefix="bw-sub-") as tmp:
+            existing = lc.find_submission(client, key, 1)  # the one scan of the provider's list
+            # Fetch only the shards still to upload; submit() never reads the others.
+            paths = [s["artifact"] if i in existing
+                     else str(store.get_file(s["artifact"], Path(tmp) / f"shard-{i:05d}.jsonl"))
+                     for i, s in enumerate(pointer["shards"])]
+            missing = [p for i, p in enumerate(paths) if i not in existing]
+            # Budget before anything changes at the provider: a refusal cancels nothing either.
+            estimate = batch_res.check_budget(missing) if missing else None
             superseded = lc.cancel_partition(client, name, pkey, keep_key=key)
             for b in superseded:
                 context.log.info(f"cancelled superseded batch {b.get('id')}")
-            existing = lc.find_submission(client, key, 1)
-            paths = [store.get_file(s["artifact"], Path(tmp) / Path(s["artifact"]).name)
-                     for s in pointer["shards"]]
-            estimate = None
-            if len(existing) < len(paths):  # something will be paid for: check the budget first
-                missing = [str(p) for i, p in enumerate(paths) if i not in existing]
-                estimate = batch_res.check_budget(missing)
             profile = batch_res.get_profile()
             manifest = lc.submit(
                 client, paths, key, asset=name, partition=pkey, endpoint=pointer["endpoint"],
@@ -288,6 +357,7 @@ def batch_lifecycle(
                 max_in_flight=profile.max_batches_in_flight,
                 poll_interval=batch_res.poll_interval_seconds,
                 capacity_timeout=batch_res.wait_timeout,
+                existing=existing,
             )
         for sb, shard in zip(manifest.batches, pointer["shards"], strict=True):
             sb.input_path = shard["artifact"]
@@ -320,12 +390,14 @@ def batch_lifecycle(
         deps=[batch_asset],
         required_resource_keys=resource_keys,
         group_name=group,
+        pool=pool,  # it resubmits: same pool as the batch asset (see the module doc)
         output_required=False,  # nothing is materialized while batches are still running
         kinds={"parquet"},
         description=f"Results of {name}: one row per custom_id (Parquet in the artifact store).",
     )
     def results_asset(context: AssetExecutionContext):
         batch_res, store = _resources(context)
+        _check_pool(context, batch_res)
         pkey = _pkey(context)
         outcome = _collect_partition(context, batch_res, store, name, pkey)
         if outcome is None:
@@ -342,15 +414,18 @@ def batch_lifecycle(
         name=CHECK_ACCOUNTED,
         partitions_def=partitions_def,
         required_resource_keys={artifacts_resource_key},
-        description="Every submitted custom_id has exactly one row in the results.",
+        description="Every submitted custom_id has exactly one row in the results, and no "
+                    "result line came back for an id never submitted or twice for one id.",
     )
     def accounted_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         store = getattr(context.resources, artifacts_resource_key)
         summary = _read_summary(store, name, _check_pkey(context, partitions_def))
-        ok = summary["rows"] == summary["submitted"] == summary["unique_ids"]
+        figures = {k: int(summary.get(k) or 0)
+                   for k in ("submitted", "rows", "unexpected", "duplicates")}
+        ok = (figures["rows"] == figures["submitted"]
+              and figures["unexpected"] == 0 and figures["duplicates"] == 0)
         return AssetCheckResult(passed=ok, metadata={
-            "submitted": summary["submitted"], "rows": summary["rows"],
-            "unique_ids": summary["unique_ids"]})
+            **figures, "unexpected_sample": MetadataValue.json(summary.get("unexpected_sample", []))})
 
     @asset_check(
         asset=results_asset,
@@ -377,29 +452,46 @@ def batch_lifecycle(
         name=f"{name}_batch_sensor",
         minimum_interval_seconds=sensor_interval_seconds,
         asset_selection=[results_asset.key],
-        required_resource_keys={batch_resource_key},
+        required_resource_keys={batch_resource_key, artifacts_resource_key},
         default_status=sensor_default_status,
         description=f"Tracks the in-flight batches of {name}; requests {results_name} when done.",
     )
     def batch_sensor(context: SensorEvaluationContext, **_direct: Any):
         # direct invocation (build_sensor_context) also passes the resources as keywords
         batch_res: BatchResource = getattr(context.resources, batch_resource_key)
+        store: ArtifactStore = getattr(context.resources, artifacts_resource_key)
         if batch_res.is_blocking:
             return SkipReason("blocking mode: runs wait for their own batches")
         with batch_res.get_client() as client:
             tick = track_batches(client, name, context.cursor,
-                                 horizon_seconds=lc.window_seconds(batch_res.completion_window))
+                                 horizon_seconds=lc.parse_duration(batch_res.completion_window))
+        keys: dict[str, str | None] = {}
+
+        def partition(tag: str | None) -> str | None:
+            """The real partition key of a metadata tag (hashed when the key is long)."""
+            if partitions_def is None or tag is None:
+                return None
+            if tag not in keys:
+                keys[tag] = partition_from_tag(
+                    store, name, tag,
+                    lambda: partitions_def.get_partition_keys(
+                        dynamic_partitions_store=context.instance))
+                if keys[tag] is None:
+                    context.log.warning(f"{name}: no partition key found for tag {tag[:80]!r}")
+            return keys[tag]
+
         events = [
-            AssetObservation(asset_key=batch_asset.key, partition=p if partitions_def else None,
-                             metadata=m)
+            AssetObservation(asset_key=batch_asset.key, partition=partition(p), metadata=m)
             for p, m in tick.observations
+            if partitions_def is None or partition(p) is not None
         ]
         runs = [
-            RunRequest(run_key=f"{results_name}:{p}:{marker}",
-                       partition_key=p if partitions_def else None,
+            RunRequest(run_key=f"{results_name}:{partition(p)}:{marker}",
+                       partition_key=partition(p),
                        asset_selection=[results_asset.key],  # its checks come along
                        tags={"batch_workflows/submission": marker})
             for p, marker in tick.ready
+            if partitions_def is None or partition(p) is not None
         ]
         if not runs and not events:
             return SensorResult(skip_reason=SkipReason(tick.describe()), cursor=tick.cursor)
@@ -432,6 +524,12 @@ def _load_attempts(store: ArtifactStore, folder: str, key: str) -> list[lc.Submi
     return attempts
 
 
+def _join_figures(store: ArtifactStore, adir: str) -> dict[str, Any]:
+    """The join's unexpected/duplicate counts of a collected attempt (not in its rows)."""
+    key = f"{adir}/join.json"
+    return json.loads(store.read_bytes(key)) if store.exists(key) else {}
+
+
 def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                        store: ArtifactStore, name: str, pkey: str | None) -> dict | None:
     """Collect a partition; None when its batches are still running (non-blocking mode)."""
@@ -447,6 +545,8 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
         work = Path(tmp)
         attempt_results: list[str] = []
         last_batches: dict[str, dict] = {}
+        unexpected = duplicates = 0
+        unexpected_sample: list[str] = []
         i = 0
         while True:
             sub = attempts[i]
@@ -472,24 +572,33 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                     batches = _wait_cancelling_on_interrupt(context, client, batch_res, sub)
                 last_batches = batches
             request_files = [
-                store.get_file(b.input_path, local / "requests" / Path(b.input_path).name)
+                store.get_file(b.input_path, local / "requests" / f"shard-{b.shard:05d}.jsonl")
                 for b in sub.batches]
             if collected:
                 store.get_file(parquet_key, local_parquet)
+                figures = _join_figures(store, adir)
             else:
                 result = lc.collect(client, sub, batches, request_files, local)
                 for raw in result.output_files + result.error_files:
                     store.put_file(raw, f"{adir}/raw/{Path(raw).name}")
+                figures = {"unexpected": result.unexpected, "duplicates": result.duplicates,
+                           "unexpected_sample": result.unexpected_sample}
+                store.write_bytes(f"{adir}/join.json", orjson.dumps(figures))
                 store.put_file(result.path, parquet_key)
                 context.log.info(f"attempt {n}: {result.counts}")
-                if result.unexpected:
-                    context.log.warning(f"attempt {n}: {result.unexpected} result line(s) with "
-                                        "a custom_id that was never submitted")
+                if result.unexpected or result.duplicates:
+                    context.log.warning(
+                        f"attempt {n}: {result.unexpected} result line(s) with a custom_id that "
+                        f"was never submitted, {result.duplicates} duplicate line(s)")
+            unexpected += int(figures.get("unexpected") or 0)
+            duplicates += int(figures.get("duplicates") or 0)
+            unexpected_sample += figures.get("unexpected_sample", [])[:SAMPLE_ROWS]
             attempt_results.append(str(local_parquet))
             if not latest:  # its resubmission exists already: go on with it
                 i += 1
                 continue
-            unfinished = lc.unfinished_ids(local_parquet)
+            done = ResultSet.from_parquet(local_parquet)
+            unfinished = done.total - done.counts.get(SUCCEEDED, 0)
             cancelled = [b["id"] for b in batches.values() if b.get("status") == "cancelled"]
             if not unfinished or n >= batch_res.max_attempts:
                 break
@@ -497,60 +606,94 @@ def _collect_partition(context: AssetExecutionContext, batch_res: BatchResource,
                 context.log.warning(f"attempt {n}: batches were cancelled ({cancelled[:5]}); "
                                     "their unfinished requests are not resubmitted")
                 break
-            # Resubmit exactly the unfinished requests as attempt n+1.
-            context.log.info(f"attempt {n}: resubmitting {len(unfinished)} unfinished request(s)")
-            retry_dir = work / f"attempt-{n + 1}" / "requests"
-            shards = lc.write_retry_shards(request_files, unfinished, retry_dir, profile,
-                                           endpoint=pointer["endpoint"],
-                                           max_requests_per_file=batch_res.max_requests_per_file,
-                                           max_bytes_per_file=batch_res.max_bytes_per_file)
-            next_dir = _attempt_dir(folder, key, n + 1)
-            shard_keys = []
-            for shard in shards.shards:
-                shard_key = f"{next_dir}/requests/{Path(shard.path).name}"
-                store.put_file(shard.path, shard_key)
-                shard_keys.append(shard_key)
-            retry = lc.submit(
-                client, [s.path for s in shards.shards], key, asset=name, partition=pkey,
-                endpoint=pointer["endpoint"], model=pointer.get("model"), attempt=n + 1,
-                completion_window=batch_res.completion_window,
-                request_counts=[s.lines for s in shards.shards],
-                max_in_flight=profile.max_batches_in_flight,
-                poll_interval=batch_res.poll_interval_seconds,
-                capacity_timeout=batch_res.wait_timeout,
-            )
-            for sb, shard_key in zip(retry.batches, shard_keys, strict=True):
-                sb.input_path = shard_key
-            store.write_bytes(f"{next_dir}/submission.json", retry.to_json())
-            attempts.append(retry)
+            attempts.append(_resubmit(context, client, batch_res, store, profile, pointer, name,
+                                      pkey, sub, request_files, local_parquet, work, unfinished))
             i += 1
 
         final_local = work / "results.parquet"
         lc.merge_attempts(attempt_results, final_local)
-        summary = lc.summarize(final_local, attempt_results, _price_table(context, batch_res))
-        return _publish(store, name, pkey, pointer, attempts, last_batches, summary, final_local)
+        summary = lc.summarize(final_local, attempt_results, _price_table(context, batch_res),
+                               unexpected=unexpected, duplicates=duplicates)
+        return _publish(store, name, pkey, pointer, attempts, last_batches, summary, final_local,
+                        unexpected_sample[:SAMPLE_ROWS])
+
+
+def _resubmit(context: AssetExecutionContext, client: Any, batch_res: BatchResource,
+              store: ArtifactStore, profile: Any, pointer: Mapping[str, Any], name: str,
+              pkey: str | None, sub: lc.SubmissionManifest, request_files: Sequence[Path],
+              results_path: Path, work: Path, unfinished: int) -> lc.SubmissionManifest:
+    """Submit exactly the unfinished requests of attempt `sub` as the next attempt.
+
+    The budget is checked before anything is stored or submitted (BudgetExceededError then).
+    """
+    n, key = sub.attempt, pointer["key"]
+    folder = partition_dir(name, pkey)
+    context.log.info(f"attempt {n}: resubmitting {unfinished} unfinished request(s)")
+    shards = lc.write_retry_shards(request_files, results_path, work / f"attempt-{n + 1}" / "requests",
+                                   profile, endpoint=pointer["endpoint"],
+                                   max_requests_per_file=batch_res.max_requests_per_file,
+                                   max_bytes_per_file=batch_res.max_bytes_per_file)
+    paths = [s.path for s in shards.shards]
+    try:
+        batch_res.check_budget(paths)
+    except BudgetExceededError as exc:
+        raise BudgetExceededError(
+            f"resubmission of {unfinished} unfinished request(s) as attempt {n + 1}: {exc}"
+        ) from None
+    next_dir = _attempt_dir(folder, key, n + 1)
+    shard_keys = []
+    for shard in shards.shards:
+        shard_key = f"{next_dir}/requests/{Path(shard.path).name}"
+        store.put_file(shard.path, shard_key)
+        shard_keys.append(shard_key)
+    retry = lc.submit(
+        client, paths, key, asset=name, partition=pkey,
+        endpoint=pointer["endpoint"], model=pointer.get("model"), attempt=n + 1,
+        completion_window=batch_res.completion_window,
+        request_counts=[s.lines for s in shards.shards],
+        max_in_flight=profile.max_batches_in_flight,
+        poll_interval=batch_res.poll_interval_seconds,
+        capacity_timeout=batch_res.wait_timeout,
+        created_after=sub.created_at - lc.CLOCK_SLACK,  # resubmissions come after `sub`
+    )
+    for sb, shard_key in zip(retry.batches, shard_keys, strict=True):
+        sb.input_path = shard_key
+    store.write_bytes(f"{next_dir}/submission.json", retry.to_json())
+    return retry
+
+
+def _unfinished_sample(path: Path, limit: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
+    """The first `limit` rows that did not succeed (reads row groups until it has them)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    columns = ["custom_id", "status", "error_code", "error_message"]
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=8192):
+        keep = batch.filter(pc.not_equal(batch.column("status"), SUCCEEDED))
+        rows.extend(keep.slice(0, limit - len(rows)).to_pylist())
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def _publish(store: ArtifactStore, name: str, pkey: str | None, pointer: Mapping[str, Any],
              attempts: list[lc.SubmissionManifest], last_batches: Mapping[str, dict],
-             summary: lc.Summary, final_local: Path) -> dict[str, Any]:
+             summary: lc.Summary, final_local: Path,
+             unexpected_sample: Sequence[str] = ()) -> dict[str, Any]:
     """Store the final Parquet and summary; return the results asset's metadata."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     folder = partition_dir(name, pkey)
     uri = store.put_file(final_local, results_key(name, pkey))
-    ids = pq.read_table(final_local, columns=["custom_id"]).column("custom_id")
-    unique_ids = pc.count_distinct(ids).as_py()
-    sample = pq.read_table(final_local, columns=["custom_id", "status", "error_code", "error_message"],
-                           filters=[("status", "!=", "succeeded")]).slice(0, 20).to_pylist()
+    sample = _unfinished_sample(final_local) if summary.unfinished else []
     finished = lc.finished_at(last_batches.values())
     elapsed = round(finished - attempts[0].created_at, 3) if finished else None
     record = {
         "submission_key": pointer["key"],
         "submitted": int(pointer["total_requests"]),
         "rows": summary.total,
-        "unique_ids": unique_ids,
+        "unexpected": summary.unexpected,
+        "duplicates": summary.duplicates,
+        "unexpected_sample": list(unexpected_sample),
         "counts": summary.counts,
         "error_breakdown": summary.error_breakdown,
         "unfinished": summary.unfinished,
@@ -574,6 +717,8 @@ def _publish(store: ArtifactStore, name: str, pkey: str | None, pointer: Mapping
         "prompt_tokens": summary.prompt_tokens,
         "completion_tokens": summary.completion_tokens,
         "total_tokens": summary.total_tokens,
+        "unexpected": summary.unexpected,
+        "duplicates": summary.duplicates,
     }
     for status in ("succeeded", "failed", "errored", "missing"):
         metadata[status] = summary.counts.get(status, 0)

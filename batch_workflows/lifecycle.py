@@ -21,7 +21,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -30,15 +33,22 @@ from typing import Any, Protocol
 
 import orjson
 
+from batch_workflows.client import is_reattachable
 from batch_workflows.errors import BatchTimeoutError, ConfigurationError
+from batch_workflows.models import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+    TERMINAL_STATUSES,
+)
+from batch_workflows.server.settings import parse_duration
 
 logger = logging.getLogger("batch_workflows.lifecycle")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-# A batch in one of these never runs again: a re-submission of its shard is allowed.
-DEAD_STATUSES = frozenset({"cancelling", "cancelled"})
+# Seconds subtracted from our clock when bounding list scans by creation time (clock skew).
+CLOCK_SLACK = 300
 
-# Metadata written on every batch (provider limits: ≤16 pairs, keys ≤64, values ≤512 chars).
+# Metadata written on every batch (provider limits in batch_workflows.models).
 META_KEY = "bw_key"  # the submission key (same for every attempt of one submission)
 META_ASSET = "bw_asset"
 META_PARTITION = "bw_partition"
@@ -46,9 +56,6 @@ META_ATTEMPT = "bw_attempt"
 META_SHARD = "bw_shard"
 META_SHARDS = "bw_shards"
 RESERVED_METADATA = (META_KEY, META_ASSET, META_PARTITION, META_ATTEMPT, META_SHARD, META_SHARDS)
-MAX_METADATA_PAIRS = 16
-MAX_METADATA_KEY = 64
-MAX_METADATA_VALUE = 512
 # The client adds one pair of its own (its idempotency key).
 _CLIENT_PAIRS = 1
 MAX_USER_METADATA_PAIRS = MAX_METADATA_PAIRS - len(RESERVED_METADATA) - _CLIENT_PAIRS
@@ -66,6 +73,9 @@ class BatchAPI(Protocol):
         metadata: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        *,
+        created_after: int | None = None,
+        look_first: bool = True,
     ) -> dict: ...
     def retrieve_batch(self, batch_id: str) -> dict: ...
     def cancel_batch(self, batch_id: str) -> dict: ...
@@ -103,7 +113,7 @@ def submission_key(
 
 def _meta_value(value: str) -> str:
     """Values above the provider's limit are replaced by a stable digest, never cut silently."""
-    if len(value) <= MAX_METADATA_VALUE:
+    if len(value) <= MAX_METADATA_VALUE_CHARS:
         return value
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
@@ -133,10 +143,10 @@ def batch_metadata(
             f"of {MAX_METADATA_PAIRS}; got {len(extra)}"
         )
     for k, v in extra.items():
-        if not isinstance(k, str) or not k or len(k) > MAX_METADATA_KEY:
-            raise ConfigurationError(f"metadata key {k!r}: must be 1..{MAX_METADATA_KEY} chars")
-        if len(str(v)) > MAX_METADATA_VALUE:
-            raise ConfigurationError(f"metadata value of {k!r}: over {MAX_METADATA_VALUE} chars")
+        if not isinstance(k, str) or not k or len(k) > MAX_METADATA_KEY_CHARS:
+            raise ConfigurationError(f"metadata key {k!r}: must be 1..{MAX_METADATA_KEY_CHARS} chars")
+        if len(str(v)) > MAX_METADATA_VALUE_CHARS:
+            raise ConfigurationError(f"metadata value of {k!r}: over {MAX_METADATA_VALUE_CHARS} chars")
     meta = {
         META_KEY: key,
         META_ASSET: _meta_value(asset),
@@ -236,18 +246,6 @@ class SubmissionManifest:
 # -- listing -----------------------------------------------------------------------------------
 
 
-def window_seconds(window: str) -> int:
-    """``"24h"`` → 86400; accepts s/m/h/d suffixes."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = window.strip().lower()
-    try:
-        if text[-1:] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(float(text))
-    except ValueError:
-        raise ConfigurationError(f"completion window {window!r}: expected e.g. '24h'") from None
-
-
 def iter_lifecycle_batches(
     client: BatchAPI,
     *,
@@ -280,12 +278,18 @@ def iter_lifecycle_batches(
         yield batch
 
 
-def find_submission(client: BatchAPI, key: str, attempt: int) -> dict[int, dict]:
-    """The live batches of one attempt of a submission, by shard index (provider's list)."""
+def find_submission(
+    client: BatchAPI, key: str, attempt: int, *, created_after: float | None = None
+) -> dict[int, dict]:
+    """The batches of one attempt of a submission, by shard index (one scan of the list).
+
+    Every batch counts but a cancelled one (the client's `is_reattachable`, the one re-attach
+    rule). `created_after` stops the scan early when the caller knows a lower bound.
+    """
     found: dict[int, dict] = {}
-    for batch in iter_lifecycle_batches(client, key=key):
+    for batch in iter_lifecycle_batches(client, key=key, created_after=created_after):
         meta = batch.get("metadata") or {}
-        if meta.get(META_ATTEMPT) != str(attempt) or batch.get("status") in DEAD_STATUSES:
+        if meta.get(META_ATTEMPT) != str(attempt) or not is_reattachable(batch):
             continue
         try:
             shard = int(meta.get(META_SHARD, ""))
@@ -300,7 +304,7 @@ def count_in_flight(client: BatchAPI, completion_window: str = "24h") -> int:
 
     A batch older than its completion window is terminal by definition, so the scan stops there.
     """
-    horizon = time.time() - window_seconds(completion_window) - 3600
+    horizon = time.time() - parse_duration(completion_window) - 3600
     count = 0
     for batch in client.list_batches(limit=100):
         created = batch.get("created_at")
@@ -376,19 +380,27 @@ def submit(
     poll_interval: float = 5.0,
     capacity_timeout: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    existing: Mapping[int, dict] | None = None,
+    created_after: float | None = None,
 ) -> SubmissionManifest:
     """Upload each shard and create one batch per shard, unless it already exists.
 
     Existing batches are found through the provider's list by their metadata (submission key,
-    attempt, shard index), so a re-run after a crash or a re-materialization re-attaches instead
-    of paying twice. Cancelled batches are not re-attached to: their shards are submitted again.
+    attempt, shard index) in one scan (bounded by `created_after` when given), so a re-run after
+    a crash or a re-materialization re-attaches instead of paying twice. Cancelled batches are
+    not re-attached to: their shards are submitted again. A caller that looked already passes
+    `existing` (``find_submission``'s answer); the paths of those shards are then never read.
+    The client scans the list again only after an ambiguous create failure, and then only back
+    to when this call started.
     """
     if not shard_paths:
         raise ConfigurationError("nothing to submit: no shards")
     if request_counts is not None and len(request_counts) != len(shard_paths):
         raise ConfigurationError("request_counts must have one entry per shard")
     shards = len(shard_paths)
-    existing = find_submission(client, key, attempt)
+    started = int(time.time()) - CLOCK_SLACK
+    if existing is None:
+        existing = find_submission(client, key, attempt, created_after=created_after)
     missing = [i for i in range(shards) if i not in existing]
     if missing and max_in_flight:
         wait_for_capacity(
@@ -424,6 +436,8 @@ def submit(
             metadata=batch_metadata(key, asset, partition, attempt, i, shards, metadata),
             extra_body=extra_body,
             idempotency_key=shard_idempotency_key(key, attempt, i),
+            created_after=started,
+            look_first=False,  # looked above; the client looks again after an ambiguous failure
         )
         # The client re-attaches on its own idempotency key after an ambiguous failure.
         reattached = batch.get("input_file_id") not in (None, uploaded["id"])
@@ -445,8 +459,11 @@ def submit(
             asset,
             attempt,
         )
+    # When the submission started: the oldest batch re-attached to, else now.
+    times = [b.get("created_at") for b in existing.values()]
+    started_at = min([t for t in times if isinstance(t, int | float)] + [time.time()])
     return SubmissionManifest(
-        key, asset, partition, endpoint, model, attempt, completion_window, batches
+        key, asset, partition, endpoint, model, attempt, completion_window, batches, started_at
     )
 
 
@@ -575,21 +592,27 @@ class AttemptResult:
     output_files: list[str]
     error_files: list[str]
     unexpected: int = 0
+    duplicates: int = 0
+    unexpected_sample: list[str] = field(default_factory=list)
 
 
 def download_outputs(
     client: BatchAPI, batches: Iterable[Mapping[str, Any]], dest_dir: str | os.PathLike[str]
 ) -> tuple[list[str], list[str]]:
-    """Download each batch's output and error file (when it has one) into `dest_dir`."""
+    """Download each batch's output and error file (when it has one) into `dest_dir`.
+
+    Files are named by the batch's position (``shard-00000-output.jsonl``), never by a string
+    the provider chose.
+    """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     outputs, errors = [], []
-    for batch in batches:
+    for n, batch in enumerate(batches):
         for kind, bucket in (("output", outputs), ("error", errors)):
             file_id = batch.get(f"{kind}_file_id")
             if not file_id:
                 continue
-            path = dest / f"{batch['id']}-{kind}.jsonl"
+            path = dest / f"shard-{n:05d}-{kind}.jsonl"
             if not path.exists():
                 client.download_file(file_id, path)
             bucket.append(str(path))
@@ -627,45 +650,111 @@ def collect(
         unfinished,
         outputs,
         errors,
-        getattr(result, "unexpected", 0),
+        result.unexpected,
+        result.duplicates,
+        list(result.unexpected_sample),
     )
 
 
-def unfinished_ids(results_path: str | os.PathLike[str]) -> set[str]:
-    """custom_ids of a results Parquet that did not succeed (failed, errored, missing)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+# Request bytes per partition of the retry selection: one partition's ids fit in memory.
+RETRY_PARTITION_BYTES = 32 * 1024 * 1024
 
-    from batch_workflows.results import SUCCEEDED
 
-    ids: set[str] = set()
-    pf = pq.ParquetFile(results_path)
-    for batch in pf.iter_batches(columns=["custom_id", "status"], batch_size=65536):
-        mask = pc.not_equal(batch.column("status"), SUCCEEDED)
-        ids.update(batch.column("custom_id").filter(mask).to_pylist())
-    return ids
+def _results_rows(results_path: str | os.PathLike[str]) -> Any:
+    """A ResultSet over a results Parquet, for streaming its rows (its figures are not read)."""
+    from batch_workflows.results import ResultSet
+
+    return ResultSet(os.fspath(results_path), {}, {}, 0, 0, 0, 0, {})
+
+
+def _bucket(custom_id: str, n: int) -> int:
+    return zlib.crc32(custom_id.encode("utf-8", "surrogatepass")) % n
+
+
+def iter_unfinished_requests(
+    request_files: Sequence[str | os.PathLike[str]],
+    results_path: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str] | None = None,
+    *,
+    partition_bytes: int = RETRY_PARTITION_BYTES,
+) -> Iterator[dict]:
+    """The request lines whose custom_id did not succeed in `results_path`, streamed.
+
+    Memory stays flat: unless the request files are smaller than `partition_bytes`, the
+    unfinished ids (``ResultSet.iter_unfinished_ids``) and the request lines are first spread
+    over temporary files by a hash of custom_id, then each partition is matched on its own,
+    holding only that partition's ids. Output order: by partition, file order inside one.
+    """
+    from batch_workflows.results import _max_partitions
+    from batch_workflows.shards import iter_requests
+
+    files = [os.fspath(p) for p in request_files]
+    unfinished = _results_rows(results_path).iter_unfinished_ids()
+    size = sum(os.path.getsize(p) for p in files)
+    n = max(1, min(_max_partitions(), -(-size // max(1, partition_bytes))))
+    if n == 1:  # small enough: the ids of these requests fit in memory as they are
+        wanted = set(unfinished)
+        if wanted:
+            for path in files:
+                for request in iter_requests(path):
+                    if request.get("custom_id") in wanted:
+                        yield request
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".retry-", dir=work_dir))
+    try:
+        id_parts = [open(tmp / f"ids-{i}.jsonl", "wb") for i in range(n)]
+        req_parts = [open(tmp / f"req-{i}.jsonl", "wb") for i in range(n)]
+        try:
+            any_id = False
+            for cid in unfinished:
+                any_id = True
+                id_parts[_bucket(cid, n)].write(orjson.dumps(cid) + b"\n")
+            if any_id:
+                for path in files:
+                    for request in iter_requests(path):
+                        cid = str(request.get("custom_id", ""))
+                        req_parts[_bucket(cid, n)].write(orjson.dumps(request) + b"\n")
+        finally:
+            for fh in id_parts + req_parts:
+                fh.close()
+        for i in range(n):
+            with open(tmp / f"ids-{i}.jsonl", "rb") as fh:
+                wanted = {orjson.loads(line) for line in fh}
+            if not wanted:
+                continue
+            with open(tmp / f"req-{i}.jsonl", "rb") as fh:
+                for line in fh:
+                    request = orjson.loads(line)
+                    if request.get("custom_id") in wanted:
+                        yield request
+            del wanted
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_retry_shards(
     request_files: Sequence[str | os.PathLike[str]],
-    ids: set[str],
+    results_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     profile: Any,
     endpoint: str | None = None,
+    *,
+    partition_bytes: int = RETRY_PARTITION_BYTES,
     **limits: Any,
 ) -> Any:
-    """Write shards holding exactly the requests whose custom_id is in `ids` (a ShardManifest)."""
-    from batch_workflows.shards import iter_requests, write_shards
+    """Write shards holding exactly the requests that did not succeed in `results_path`.
 
-    def selected() -> Iterator[dict]:
-        for path in request_files:
-            for request in iter_requests(path):
-                if request.get("custom_id") in ids:
-                    yield request
+    Returns the ShardManifest; call it only when something is unfinished (write_shards refuses
+    an empty input). Memory stays flat (`iter_unfinished_requests`).
+    """
+    from batch_workflows.shards import write_shards
 
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     return write_shards(
-        selected(),
-        str(out_dir),
+        iter_unfinished_requests(request_files, results_path, out.parent,
+                                 partition_bytes=partition_bytes),
+        str(out),
         profile,
         endpoint=endpoint,
         prefix="retry",
@@ -678,7 +767,11 @@ def write_retry_shards(
 
 @dataclass
 class Summary:
-    """The final figures of a collected submission (what the results asset reports)."""
+    """The final figures of a collected submission (what the results asset reports).
+
+    Counts and error breakdown are those of the final rows, tokens and cost those of every
+    attempt (all billed); the same figures as ``batch-workflows join`` / ``cost`` give.
+    """
 
     total: int
     counts: dict[str, int]
@@ -689,6 +782,8 @@ class Summary:
     cost_usd: Decimal | None
     attempts: int
     tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)
+    unexpected: int = 0  # result lines whose custom_id was never submitted (all attempts)
+    duplicates: int = 0  # extra result lines for one custom_id (all attempts)
 
     @property
     def unfinished(self) -> int:
@@ -737,65 +832,43 @@ def summarize(
     final_path: str | os.PathLike[str],
     attempt_paths: Sequence[str | os.PathLike[str]],
     price_table: Any | None = None,
+    *,
+    unexpected: int = 0,
+    duplicates: int = 0,
 ) -> Summary:
-    """Counts and errors from the final Parquet; tokens and cost over every attempt (all billed)."""
-    import pyarrow.parquet as pq
+    """Figures of a submission: `results.ResultSet.from_parquet` and `pricing.cost_of_results`.
 
-    counts: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    total = 0
-    for batch in pq.ParquetFile(final_path).iter_batches(
-        columns=["status", "status_code", "error_code"], batch_size=65536
-    ):
-        rows = batch.to_pydict()
-        for status, code, err in zip(
-            rows["status"], rows["status_code"], rows["error_code"], strict=True
-        ):
-            total += 1
-            counts[status] = counts.get(status, 0) + 1
-            if status != "succeeded":
-                label = err or (f"http_{code}" if code else status)
-                errors[label] = errors.get(label, 0) + 1
+    `unexpected` and `duplicates` are the join's counts over all attempts (not in the rows).
+    """
+    from batch_workflows.pricing import cost_of_results
+    from batch_workflows.results import ResultSet
+
+    final = ResultSet.from_parquet(final_path)
+    billed = [ResultSet.from_parquet(p) for p in attempt_paths]
     by_model: dict[str, dict[str, int]] = {}
-    for path in attempt_paths:
-        for batch in pq.ParquetFile(path).iter_batches(
-            columns=["model", "prompt_tokens", "completion_tokens", "total_tokens"],
-            batch_size=65536,
-        ):
-            rows = batch.to_pydict()
-            for model, p, c, t in zip(
-                rows["model"],
-                rows["prompt_tokens"],
-                rows["completion_tokens"],
-                rows["total_tokens"],
-                strict=True,
-            ):
-                if not (p or c or t):
-                    continue
-                m = by_model.setdefault(model or "", {"prompt": 0, "completion": 0, "total": 0})
-                m["prompt"] += int(p or 0)
-                m["completion"] += int(c or 0)
-                m["total"] += int(t or (p or 0) + (c or 0))
+    for rs in billed:
+        for model, usage in rs.models.items():
+            into = by_model.setdefault(model, {})
+            for k, v in usage.items():
+                into[k] = into.get(k, 0) + int(v)
     cost: Decimal | None = None
     if price_table is not None:
-        cost = Decimal("0")
-        for model, t in by_model.items():
-            try:
-                cost += Decimal(price_table.cost(model, t["prompt"], t["completion"], batch=True))
-            except (KeyError, LookupError, ValueError, ConfigurationError):
-                logger.warning("no price for model %r: cost left out", model)
-                cost = None
-                break
+        try:
+            cost = cost_of_results(billed, price_table).usd
+        except (LookupError, ValueError, ConfigurationError) as exc:
+            logger.warning("cost left out: %s", exc)
     return Summary(
-        total=total,
-        counts=counts,
-        error_breakdown=errors,
-        prompt_tokens=sum(m["prompt"] for m in by_model.values()),
-        completion_tokens=sum(m["completion"] for m in by_model.values()),
-        total_tokens=sum(m["total"] for m in by_model.values()),
+        total=final.total,
+        counts={k: v for k, v in final.counts.items() if v},
+        error_breakdown=final.error_breakdown,
+        prompt_tokens=sum(u.get("prompt_tokens", 0) for u in by_model.values()),
+        completion_tokens=sum(u.get("completion_tokens", 0) for u in by_model.values()),
+        total_tokens=sum(u.get("total_tokens", 0) for u in by_model.values()),
         cost_usd=cost,
         attempts=len(attempt_paths),
         tokens_by_model=by_model,
+        unexpected=unexpected,
+        duplicates=duplicates,
     )
 
 
@@ -849,23 +922,30 @@ def run_to_completion(
     files = [str(p) for p in shard_paths]
     attempts: list[SubmissionManifest] = []
     parquets: list[str] = []
+    unexpected = duplicates = 0
     for n in range(1, max_attempts + 1):
+        # A resubmission is created after the attempt before it: bound its list scan.
+        after = attempts[-1].created_at - CLOCK_SLACK if attempts else None
         sub = submit(client, files, key, asset=asset, partition=partition, endpoint=endpoint,
                      model=model, attempt=n, completion_window=completion_window,
-                     max_in_flight=profile.max_batches_in_flight, poll_interval=poll_interval)
+                     max_in_flight=profile.max_batches_in_flight, poll_interval=poll_interval,
+                     created_after=after)
         attempts.append(sub)
         batches = wait(client, sub.batch_ids, poll_interval=poll_interval, timeout=timeout,
                        on_progress=on_progress)
         result = collect(client, sub, batches, files, work / f"attempt-{n}")
         parquets.append(result.path)
+        unexpected += result.unexpected
+        duplicates += result.duplicates
         cancelled = any(b.get("status") == "cancelled" for b in batches.values())
         if not result.unfinished or n == max_attempts or cancelled:
             break
-        retry = write_retry_shards(files, unfinished_ids(result.path),
-                                   work / f"attempt-{n + 1}" / "requests", profile,
-                                   endpoint=endpoint)
+        retry = write_retry_shards(files, result.path, work / f"attempt-{n + 1}" / "requests",
+                                   profile, endpoint=endpoint)
         files = [s.path for s in retry.shards]
         logger.info("attempt %d: resubmitting %d unfinished request(s)", n, result.unfinished)
     final = work / "results.parquet"
     merge_attempts(parquets, final)
-    return Outcome(str(final), summarize(final, parquets, price_table), attempts)
+    summary = summarize(final, parquets, price_table, unexpected=unexpected,
+                        duplicates=duplicates)
+    return Outcome(str(final), summary, attempts)

@@ -41,7 +41,7 @@ from pydantic import Field
 
 from batch_workflows.client import BatchClient
 from batch_workflows.errors import BudgetExceededError, ConfigurationError
-from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile
+from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile, resolve_base_url
 
 PROVIDERS = ("local", "nebius", "openai", "custom")
 DEFAULT_ENGINE_DATA_DIR = ".data/engine"
@@ -90,7 +90,7 @@ class BatchResource(ConfigurableResource):
     def from_env(cls, **overrides: Any) -> BatchResource:
         """Settings from ``BATCH_*`` variables (see the module doc); `overrides` win."""
         env = os.environ
-        provider = env.get("BATCH_PROVIDER", "local").strip().lower() or "local"
+        provider = provider_from_env()
         settings: dict[str, Any] = {"provider": provider}
         if env.get("BATCH_BASE_URL"):
             settings["base_url"] = env["BATCH_BASE_URL"]
@@ -136,10 +136,10 @@ class BatchResource(ConfigurableResource):
 
     @property
     def resolved_base_url(self) -> str:
-        url = self.base_url or self.get_profile().base_url
-        if not url:
-            raise ConfigurationError(f"provider {self.provider!r} has no base_url")
-        return url.rstrip("/")
+        """`base_url`, else the profile's (``profiles.resolve_base_url``, the CLI's rule too)."""
+        if self.provider == "custom" and not self.base_url:
+            raise ConfigurationError("provider 'custom' needs base_url")
+        return resolve_base_url(self.provider, self.base_url, environ=None)
 
     @property
     def resolved_api_key(self) -> str | None:
@@ -155,20 +155,20 @@ class BatchResource(ConfigurableResource):
         return self.provider == "local" if self.blocking is None else self.blocking
 
     @property
-    def in_flight_limit(self) -> int:
-        return self.get_profile().max_batches_in_flight
-
-    @property
     def wait_timeout(self) -> float:
-        from batch_workflows.lifecycle import window_seconds
+        from batch_workflows.lifecycle import parse_duration
 
         if self.wait_timeout_seconds is not None:
             return self.wait_timeout_seconds
-        return window_seconds(self.completion_window) + 3600.0
+        return parse_duration(self.completion_window) + 3600.0
 
     @property
     def pool(self) -> str:
-        """The Dagster concurrency pool of this provider's submissions."""
+        """The Dagster concurrency pool this resource's submissions belong in.
+
+        The lifecycle assets declare their pool when they are defined (``default_pool()``, from
+        the same BATCH_PROVIDER that ``from_env`` reads) and check it against this at run time.
+        """
         return pool_name(self.provider)
 
     # -- clients -----------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class BatchResource(ConfigurableResource):
             raise BudgetExceededError(
                 f"estimated cost ${usd} ({estimate.input_tokens} input, {estimate.output_tokens} "
                 f"output tokens at the batch rate) is above max_cost_usd=${self.max_cost_usd}; "
-                "nothing was submitted")
+                "nothing was submitted and nothing was cancelled")
         return usd
 
     # -- the embedded engine -----------------------------------------------------------------
@@ -273,6 +273,16 @@ class BatchResource(ConfigurableResource):
 def pool_name(provider: str) -> str:
     """Concurrency pool of a provider's submissions, e.g. ``batch_submit_nebius``."""
     return f"batch_submit_{provider}"
+
+
+def provider_from_env() -> str:
+    """BATCH_PROVIDER, normalised (``local`` when unset): what ``from_env`` configures."""
+    return os.environ.get("BATCH_PROVIDER", "local").strip().lower() or "local"
+
+
+def default_pool() -> str:
+    """The pool of the provider the code location is configured for (see ``from_env``)."""
+    return pool_name(provider_from_env())
 
 
 @contextlib.contextmanager

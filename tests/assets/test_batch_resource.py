@@ -32,6 +32,10 @@ def test_from_env_defaults_and_overrides(monkeypatch):
     assert remote.max_cost_usd == 12.5 and remote.max_attempts == 5
     assert remote.get_profile().max_requests_per_file == 50_000
     assert remote.pool == "batch_submit_openai"
+    # The assets' default pool comes from the same setting: one source of truth.
+    from resources.batch import default_pool
+
+    assert default_pool() == remote.pool
     monkeypatch.setenv("BATCH_BLOCKING", "1")
     assert BatchResource.from_env().is_blocking
 
@@ -45,7 +49,10 @@ def test_custom_provider_needs_a_base_url_and_takes_limit_overrides():
                            max_requests_per_file=7, max_in_flight_batches=3)
     profile = custom.get_profile()
     assert profile.name == "custom" and profile.max_requests_per_file == 7
-    assert profile.max_batches_in_flight == 3 and custom.in_flight_limit == 3
+    assert profile.max_batches_in_flight == 3
+    assert custom.resolved_base_url == "http://10.0.0.1:9000/v1"
+    with pytest.raises(ConfigurationError, match="base_url"):
+        _ = BatchResource(provider="custom").resolved_base_url
 
 
 def test_api_key_from_envvar_is_not_shown(monkeypatch):

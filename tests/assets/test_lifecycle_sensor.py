@@ -151,3 +151,31 @@ def test_changed_content_cancels_the_superseded_batches(server, store, flow_name
                        selection=request.asset_selection)
     assert done.asset_materializations_for_node(f"{flow_name}_results")[0].metadata[
         "succeeded"].value == 5
+
+
+def test_sensor_recovers_partition_keys_longer_than_metadata_allows(server, store, flow_name,
+                                                                    instance):
+    long_key = "topic/" + "é" * 300 + "x" * 400  # 706 chars: stored as sha256:… in metadata
+    parts = StaticPartitionsDefinition([long_key, "short"])
+    flow = batch_lifecycle(flow_name, parts, EMBEDDINGS,
+                           lambda context: embedding_requests("long", 3))
+    resources = {"batch": batch_resource(server.base_url, blocking=False), "artifacts": store}
+    assert materialize(flow.assets[:2], partition_key=long_key, instance=instance,
+                       resources=resources).success
+    [batch] = _wait_terminal(server, flow_name, 1)
+    assert batch["metadata"][lc.META_PARTITION] == lc.partition_tag(long_key) != long_key
+
+    [request] = _tick(flow, instance, resources, None).run_requests
+    assert request.partition_key == long_key
+
+    # Without the record the batch asset keeps, the partitions definition's keys are hashed.
+    from assets.lifecycle import _partition_index_key
+
+    store.delete(_partition_index_key(flow_name, lc.partition_tag(long_key)))
+    tick = _tick(flow, instance, resources, None)
+    assert [r.partition_key for r in tick.run_requests] == [long_key]
+    assert [e.partition for e in tick.asset_events] == [long_key]
+
+    done = materialize(flow.assets, partition_key=long_key, instance=instance,
+                       resources=resources, selection=request.asset_selection)
+    assert done.success and store.exists(results_key(flow_name, long_key))

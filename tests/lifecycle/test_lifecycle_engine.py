@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,80 @@ def test_submit_is_idempotent_through_the_providers_list(server, tmp_path, asset
     assert result.counts == {"succeeded": 6}
     assert result.unfinished == 0
     assert pq.read_table(result.path).num_rows == 6
+    # Raw files are named by shard position, never by a provider-chosen string.
+    assert [os.path.basename(p) for p in result.output_files] == [
+        "shard-00000-output.jsonl", "shard-00001-output.jsonl"]
+
+
+class CountingClient(BatchClient):
+    """The real client, counting how often the provider's batch list is scanned."""
+
+    scans = 0
+
+    def list_batches(self, limit=100, after=None):
+        self.scans += 1
+        return super().list_batches(limit=limit, after=after)
+
+
+def test_submit_scans_the_list_once_and_reattaches_without_reading_shards(
+        server, tmp_path, asset_name):
+    shards = [write_requests(tmp_path / f"s{i}.jsonl", 2, prefix=f"s{i}-") for i in range(3)]
+    key = lc.submission_key(asset_name, None, EMBEDDINGS, "once", "m")
+    retries = []
+    with CountingClient(server.base_url, api_key=server.api_key,
+                        on_retry=retries.append) as client:
+        first = lc.submit(client, shards, key, asset=asset_name, partition=None,
+                          endpoint=EMBEDDINGS)
+        # Not 1 + one per shard: the client looks again only after an ambiguous failure (a
+        # slow, loaded machine may cause one).
+        assert first.created == 3 and client.scans <= 1 + len(retries)
+        client.scans = 0
+        existing = lc.find_submission(client, key, 1)
+        # Shards that exist are never opened: their paths need not exist here.
+        again = lc.submit(client, ["gone-0", "gone-1", "gone-2"], key, asset=asset_name,
+                          partition=None, endpoint=EMBEDDINGS, request_counts=[2, 2, 2],
+                          existing=existing)
+        assert again.reattached and again.batch_ids == first.batch_ids
+        assert client.scans <= 1 + len(retries)
+        assert again.created_at <= first.created_at  # the provider's creation time
+
+
+def test_one_reattach_rule_for_client_and_lifecycle(server, tmp_path, asset_name):
+    """A failed batch stands for its submission (in both places); a cancelled one does not."""
+    from batch_workflows.client import is_reattachable
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/embeddings",
+                               "body": {"model": "no-such-model", "input": "hi"}}) + "\n")
+    key = lc.submission_key(asset_name, None, EMBEDDINGS, "bad", "no-such-model")
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        sub = lc.submit(client, [bad], key, asset=asset_name, partition=None, endpoint=EMBEDDINGS)
+        [done] = lc.wait(client, sub.batch_ids, poll_interval=0.1, timeout=120).values()
+        assert done["status"] in ("failed", "completed")
+        assert is_reattachable(done)
+        assert lc.find_submission(client, key, 1)[0]["id"] == done["id"]
+        again = client.create_batch(sub.file_ids[0], EMBEDDINGS,
+                                    idempotency_key=lc.shard_idempotency_key(key, 1, 0))
+        assert again["id"] == done["id"]
+        assert not is_reattachable({"status": "cancelled"})
+        assert not is_reattachable({"status": "cancelling"})
+
+
+def test_resolve_base_url_is_one_rule(monkeypatch):
+    from batch_workflows.profiles import PROFILES, resolve_base_url
+
+    monkeypatch.delenv("BATCH_BASE_URL", raising=False)
+    monkeypatch.delenv("BATCH_PROVIDER", raising=False)
+    assert resolve_base_url() == PROFILES["local"].base_url
+    assert resolve_base_url("openai") == "https://api.openai.com/v1"
+    monkeypatch.setenv("BATCH_PROVIDER", "nebius")
+    assert resolve_base_url() == PROFILES["nebius"].base_url
+    monkeypatch.setenv("BATCH_BASE_URL", "http://10.1.2.3:9/v1/")
+    assert resolve_base_url() == "http://10.1.2.3:9/v1"
+    assert resolve_base_url("openai", "http://x/v1") == "http://x/v1"
+    assert resolve_base_url("openai", environ=None) == "https://api.openai.com/v1"
+    with pytest.raises(ConfigurationError, match="BATCH_BASE_URL"):
+        resolve_base_url("custom", environ=None)
 
 
 def test_cancelled_shard_is_submitted_again_and_timeouts_raise(server, tmp_path, asset_name):
@@ -88,14 +163,43 @@ def test_cancelled_shard_is_submitted_again_and_timeouts_raise(server, tmp_path,
         assert {b["status"] for b in done.values()} == {"cancelled"}
 
 
-def test_retry_shards_hold_exactly_the_unfinished(tmp_path):
-    src = write_requests(tmp_path / "all.jsonl", 10)
-    manifest = lc.write_retry_shards([src], {"r2", "r7"}, tmp_path / "retry",
-                                     get_profile("local"), endpoint=EMBEDDINGS)
+def _results_without(folder, requests, unfinished: set[str]):
+    """A results Parquet where every request succeeded but those in `unfinished` (missing)."""
+    from batch_workflows.results import join_results
     from batch_workflows.shards import iter_requests
 
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "out.jsonl"
+    with open(out, "w") as fh:
+        for r in iter_requests(requests):
+            if r["custom_id"] in unfinished:
+                continue
+            body = {"object": "list", "model": "m",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+            fh.write(json.dumps({"id": "x", "custom_id": r["custom_id"], "error": None,
+                                 "response": {"status_code": 200, "request_id": "q",
+                                              "body": body}}) + "\n")
+    return join_results([requests], [out], out_path=folder / "results.parquet").path
+
+
+@pytest.mark.parametrize("partition_bytes", [lc.RETRY_PARTITION_BYTES, 256])
+def test_retry_shards_hold_exactly_the_unfinished(tmp_path, partition_bytes):
+    from batch_workflows.shards import iter_requests
+
+    src = write_requests(tmp_path / "all.jsonl", 200)
+    unfinished = {f"r{i}" for i in range(0, 200, 7)}
+    results = _results_without(tmp_path / "some", src, unfinished)
+    manifest = lc.write_retry_shards([src], results, tmp_path / "retry", get_profile("local"),
+                                     endpoint=EMBEDDINGS, partition_bytes=partition_bytes)
     ids = [r["custom_id"] for s in manifest.shards for r in iter_requests(s.path)]
-    assert sorted(ids) == ["r2", "r7"]
+    assert sorted(ids) == sorted(unfinished)  # each exactly once
+    # The temporary partitions are gone.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".retry-")]
+    # Nothing unfinished: nothing is selected.
+    done = _results_without(tmp_path / "all-done", src, set())
+    assert list(lc.iter_unfinished_requests([src], done, tmp_path,
+                                            partition_bytes=partition_bytes)) == []
 
 
 def test_cancel_command_cancels_one_partition_through_the_list(server, tmp_path, asset_name):
