@@ -39,9 +39,11 @@ bench: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/batch-workflows serve
 
-# The demo records its runs in .data/dagster; the UI shows them from the same instance.
+# The demo records its runs in .data/dagster; the UI shows them from the same instance
+# (its dagster.yaml, pool limits included, copied from the repo's when absent).
 dev: $(STAMP)
 	home="$${DAGSTER_HOME:-$(CURDIR)/.data/dagster}"; mkdir -p "$$home" && \
+	{ [ -e "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; } && \
 	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml
 
 clean:

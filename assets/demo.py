@@ -20,6 +20,7 @@ Timings go to .data/demo-timings.json (read by bench/qdrant_index.py).
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -158,8 +159,9 @@ def main() -> int:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     if not (home / "dagster.yaml").exists():
-        # Default storage (SQLite under DAGSTER_HOME); this machine may be offline: no telemetry.
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # The repo's instance settings: pool limits for submissions, no telemetry (offline).
+        shutil.copyfile(Path(__file__).resolve().parent.parent / "dagster.yaml",
+                        home / "dagster.yaml")
     warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
     t0 = time.perf_counter()
     wall0 = time.time()

@@ -1,0 +1,37 @@
+"""The submission pool: both assets that create batches are in it, and the repo's instance
+settings (dagster.yaml, copied into DAGSTER_HOME by `make dev` and the demo) give it one slot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from assets.lifecycle import batch_lifecycle
+from batch_workflows.profiles import EMBEDDINGS
+from resources.batch import default_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_batch_and_results_assets_share_the_providers_pool(monkeypatch):
+    monkeypatch.setenv("BATCH_PROVIDER", "nebius")
+    flow = batch_lifecycle("pooled", None, EMBEDDINGS, lambda context: [])
+    assert flow.batch.op.pool == flow.results.op.pool == default_pool() == "batch_submit_nebius"
+    assert flow.requests.op.pool is None  # writing shards touches no provider
+
+
+def test_repo_instance_settings_limit_every_pool_to_one_slot(tmp_path):
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        info = instance.event_log_storage.get_concurrency_info(default_pool())
+        assert info.limit == 1 and info.using_default_limit
+        assert instance.telemetry_enabled is False
+
+
+def test_make_dev_and_the_demo_install_it_when_absent():
+    makefile = (ROOT / "Makefile").read_text()
+    dev = makefile[makefile.index("\ndev:"):]
+    assert 'cp dagster.yaml "$$home/"' in dev.split("\n\n")[0]
+    assert '"dagster.yaml"' in (ROOT / "assets" / "demo.py").read_text()
