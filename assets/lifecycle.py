@@ -420,10 +420,7 @@ def batch_lifecycle(
     def accounted_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         store = getattr(context.resources, artifacts_resource_key)
         summary = _read_summary(store, name, _check_pkey(context, partitions_def))
-        figures = {k: int(summary.get(k) or 0)
-                   for k in ("submitted", "rows", "unexpected", "duplicates")}
-        ok = (figures["rows"] == figures["submitted"]
-              and figures["unexpected"] == 0 and figures["duplicates"] == 0)
+        ok, figures = requests_accounted(summary)
         return AssetCheckResult(passed=ok, metadata={
             **figures, "unexpected_sample": MetadataValue.json(summary.get("unexpected_sample", []))})
 
@@ -498,6 +495,19 @@ def batch_lifecycle(
         return SensorResult(run_requests=runs, asset_events=events, cursor=tick.cursor)
 
     return BatchLifecycle(name, requests_asset, batch_asset, results_asset, batch_sensor, checks)
+
+
+def requests_accounted(summary: Mapping[str, Any]) -> tuple[bool, dict[str, int]]:
+    """The all_requests_accounted verdict on a summary.json, and the figures behind it.
+
+    Passes when every submitted custom_id has its row, and no result line came back for an id
+    never submitted (``unexpected``) nor twice for one id (``duplicates``).
+    """
+    figures = {k: int(summary.get(k) or 0) for k in ("submitted", "rows", "unexpected",
+                                                      "duplicates")}
+    ok = (figures["rows"] == figures["submitted"]
+          and figures["unexpected"] == 0 and figures["duplicates"] == 0)
+    return ok, figures
 
 
 def _check_pkey(context: AssetCheckExecutionContext, partitions_def: Any) -> str | None:

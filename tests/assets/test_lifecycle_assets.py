@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 
-from assets.lifecycle import batch_lifecycle, load_results, results_key
+from assets.lifecycle import batch_lifecycle, load_results, requests_accounted, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
 from batch_workflows.profiles import EMBEDDINGS
@@ -55,6 +55,13 @@ def test_materialize_end_to_end_then_again_submits_nothing(server, store, flow_n
 
     df = load_results(store, flow_name, "p1")
     assert len(df) == 5
+
+    # The accounted check also fails on result lines for ids never submitted, or duplicates.
+    summary = json.loads(store.read_bytes(f"{flow_name}/p1/summary.json"))
+    assert summary["unexpected"] == summary["duplicates"] == 0
+    assert requests_accounted(summary)[0]
+    for bad in ({"unexpected": 2}, {"duplicates": 1}, {"rows": 4}):
+        assert requests_accounted({**summary, **bad})[0] is False, bad
 
 
 def test_changed_content_supersedes(server, store, flow_name, instance):
