@@ -10,14 +10,16 @@ Assets (partitioned by source shard, `DynamicPartitionsDefinition("embeddings_so
   so a re-run overwrites), deletes the partition's stale points; checks
   ``points_match_chunks`` and ``chunks_retrieve_themselves``.
 
-Partition keys: ``pydoc-1-of-2``, ... for the shipped corpus (added by the inbox sensor's first
-tick, or by `python -m assets.demo`), otherwise a file's path relative to the watched folder or
+Partition keys: ``pydoc-1-of-2``, ... for the shipped corpus (registered when this module loads
+with a real instance, see `register_corpus_partitions`, and by the inbox sensor), otherwise a file's path relative to the watched folder or
 S3 prefix (``EMBEDDINGS_WATCH_URI``, default ``.data/inbox``), added by ``embeddings_inbox_sensor``
 when the file appears (and re-run when it changes).
 """
 
 
 import json
+import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AutomationCondition,
+    DagsterInstance,
     DefaultSensorStatus,
     Definitions,
     DynamicPartitionsDefinition,
@@ -69,6 +72,7 @@ from resources.batch import BatchResource
 from resources.vectors import QdrantResource
 
 NAME = "embeddings"
+logger = logging.getLogger(__name__)
 
 
 def settings() -> EmbeddingsSettings:
@@ -286,10 +290,10 @@ def chunks_retrieve_themselves(
 def embeddings_inbox_sensor(context: SensorEvaluationContext) -> SensorResult:
     s = settings()
     files = list_source_files(s.watch_uri, _s3_client(s.watch_uri))
-    known = set(context.instance.get_dynamic_partitions(embeddings_partitions.name))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    wanted = pydoc_shard_keys(s.pydoc_shards) + [f.name for f in files]
-    new = [k for k in wanted if k not in known]
+    new = missing_partitions(
+        context.instance, corpus_partition_keys() + [f.name for f in files]
+    )
     runs = [
         RunRequest(partition_key=f.name, run_key=f"{f.name}@{f.version}")
         for f in files
@@ -300,6 +304,45 @@ def embeddings_inbox_sensor(context: SensorEvaluationContext) -> SensorResult:
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=cursor)
 
 
+# ---- the shipped corpus's partitions exist wherever the code location loads ------------------
+
+
+def corpus_partition_keys() -> list[str]:
+    """Partition keys of the shipped pydoc corpus (``EMBEDDINGS_PYDOC_SHARDS`` shards)."""
+    return pydoc_shard_keys(settings().pydoc_shards)
+
+
+def missing_partitions(instance: DagsterInstance, keys: list[str]) -> list[str]:
+    """`keys` the instance does not know yet as embeddings partitions, in order."""
+    known = set(instance.get_dynamic_partitions(embeddings_partitions.name))
+    return [k for k in dict.fromkeys(keys) if k not in known]
+
+
+def register_corpus_partitions(instance: DagsterInstance | None = None) -> list[str]:
+    """Add the shipped corpus's partitions the instance lacks; returns the keys added.
+
+    Dagster's CLI cannot add dynamic partitions, so without this `dagster asset materialize
+    ... --partition pydoc-1-of-2` fails on a fresh instance. Called when this module loads:
+    with no `instance`, the one at DAGSTER_HOME (`DagsterInstance.get()`) and nothing at all
+    when DAGSTER_HOME is unset (an ephemeral instance would forget them). Idempotent: reads
+    first, adds only what is missing. Never raises: a failure must not break the code
+    location's load, so it is logged as a warning instead.
+    """
+    try:
+        if instance is None:
+            if not os.environ.get("DAGSTER_HOME"):
+                return []
+            with DagsterInstance.get() as home:
+                return register_corpus_partitions(home)
+        missing = missing_partitions(instance, corpus_partition_keys())
+        if missing:
+            instance.add_dynamic_partitions(embeddings_partitions.name, missing)
+        return missing
+    except Exception as exc:  # any storage or settings problem: warn, keep loading
+        logger.warning("could not register the shipped corpus partitions: %s", exc)
+        return []
+
+
 defs = Definitions(
     assets=[*lifecycle.assets, embeddings_index],
     asset_checks=[*lifecycle.checks, points_match_chunks, chunks_retrieve_themselves],
@@ -307,3 +350,5 @@ defs = Definitions(
 )
 """The flow's definitions, without resources (the code location provides batch, artifacts
 and qdrant)."""
+
+register_corpus_partitions()
