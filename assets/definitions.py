@@ -12,9 +12,11 @@ Resources (all from the environment, so the same code runs locally, in CI and in
                   ``s3://bucket/prefix``);
 * ``qdrant``    — ``QdrantResource.from_env()``: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH.
 
-Concurrency: submissions run in the pool ``batch_submit_<provider>``; give it a limit in the
-instance's ``dagster.yaml`` (``concurrency: pools: default_limit: 1``) so that submissions to a
-provider are serialised and each sees the in-flight count of the ones before it.
+Concurrency: submissions (``<name>_batch`` and the resubmitting ``<name>_results``) run in the
+pool ``batch_submit_<provider>``. The repo's ``dagster.yaml`` (``concurrency: pools:
+default_limit: 1``, telemetry off), which ``make dev`` and the demo copy into DAGSTER_HOME when it
+has none, serialises the submissions to a provider so that each sees the in-flight count of the
+ones before it. An existing DAGSTER_HOME/dagster.yaml is left alone: add that setting there.
 """
 
 from __future__ import annotations

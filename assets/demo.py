@@ -158,10 +158,11 @@ def main() -> int:
     home = Path(os.environ.get("DAGSTER_HOME") or ".data/dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists():
-        # The repo's instance settings: pool limits for submissions, no telemetry (offline).
-        shutil.copyfile(Path(__file__).resolve().parent.parent / "dagster.yaml",
-                        home / "dagster.yaml")
+    settings = home / "dagster.yaml"
+    # The repo's instance settings (pool limits for submissions, no telemetry) when there are
+    # none yet, or only the telemetry line earlier demos wrote.
+    if not settings.exists() or settings.read_text() == "telemetry:\n  enabled: false\n":
+        shutil.copyfile(Path(__file__).resolve().parent.parent / "dagster.yaml", settings)
     warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
     t0 = time.perf_counter()
     wall0 = time.time()

@@ -35,3 +35,21 @@ def test_make_dev_and_the_demo_install_it_when_absent():
     dev = makefile[makefile.index("\ndev:"):]
     assert 'cp dagster.yaml "$$home/"' in dev.split("\n\n")[0]
     assert '"dagster.yaml"' in (ROOT / "assets" / "demo.py").read_text()
+
+
+def test_a_run_under_the_pool_limit_completes_and_frees_its_slot(server, store, flow_name,
+                                                                 tmp_path):
+    from dagster import materialize
+    from lifecycle_helpers import batch_resource, embedding_requests
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    flow = batch_lifecycle(flow_name, None, EMBEDDINGS,
+                           lambda context: embedding_requests("pool", 3, {1}))
+    resources = {"batch": batch_resource(server.base_url, max_attempts=2), "artifacts": store}
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        run = materialize(flow.assets, instance=instance, resources=resources)
+        assert run.success  # batch, then results with a resubmission, one slot at a time
+        meta = run.asset_materializations_for_node(f"{flow_name}_results")[0].metadata
+        assert meta["attempts"].value == 2
+        info = instance.event_log_storage.get_concurrency_info(flow.batch.op.pool)
+        assert info.limit == 1 and info.claimed_slots == [] and info.pending_steps == []
