@@ -325,7 +325,12 @@ def wait_for_capacity(
     timeout: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Block until `needed` more batches fit under `max_in_flight`; returns the in-flight count."""
+    """Block until `needed` more batches fit under `max_in_flight`; returns the in-flight count.
+
+    Check-then-act: safe when submissions to the provider are serialised, as the lifecycle
+    assets' Dagster pool (limit 1, the repo's dagster.yaml) does; otherwise two callers may both
+    see room and overshoot the limit together.
+    """
     if needed > max_in_flight:
         raise ConfigurationError(
             f"a submission of {needed} batches can never fit under max_in_flight={max_in_flight}; "
