@@ -18,6 +18,9 @@ from typing import Any
 import httpx
 
 from batch_workflows.errors import ConfigurationError, ProviderError
+from batch_workflows.redaction import excerpt
+
+EXCERPT = 300  # characters of a failed response kept in the error (the key redacted first)
 
 LOCAL_MODEL_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -39,8 +42,8 @@ class QueryEmbedder:
         self._backend: Any = None
         if self.base_url is None and model not in LOCAL_MODEL_IDS:
             raise ConfigurationError(
-                f"model {model!r} is not served locally: set BATCH_BASE_URL (and BATCH_API_KEY) "
-                "to the provider that embedded the collection"
+                f"model {model!r} is not served locally: set BATCH_PROVIDER or BATCH_BASE_URL "
+                "(and BATCH_API_KEY) to the provider that embedded the collection"
             )
 
     @property
@@ -57,7 +60,12 @@ class QueryEmbedder:
                 f"{self.base_url}/embeddings", json=body, headers=headers, timeout=self.timeout
             )
             if resp.status_code != 200:
-                raise ProviderError("real-time embeddings failed", resp.status_code, resp.text)
+                # A proxy or server may echo the Authorization header: never pass the key on.
+                raise ProviderError(
+                    f"real-time embeddings at {self.base_url} failed",
+                    resp.status_code,
+                    excerpt(resp.text, self.api_key, EXCERPT),
+                )
             payload = resp.json()
         else:
             if self._backend is None:

@@ -3,7 +3,9 @@
 Reads the same settings as the code location: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH /
 QDRANT_COLLECTION. The query is embedded with the model recorded in the collection's points
 (payload `model`), in-process when the local engine serves that model from disk, otherwise
-through BATCH_BASE_URL's real-time /v1/embeddings (see batch_workflows.query).
+through the provider's real-time /v1/embeddings: BATCH_BASE_URL, else the base URL of
+BATCH_PROVIDER's profile (`profiles.resolve_base_url`, the rule `cancel` and the batch resource
+use; see batch_workflows.query).
 
 Hits are documents: the best chunk of each of the N nearest documents, so N hits name N distinct
 documents; `--chunks` lists the N nearest chunks instead (several may come from one document).
@@ -42,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--base-url",
         default=None,
         help="embed the query through this OpenAI-compatible /v1 (default: in-process for the "
-        "local model, else $BATCH_BASE_URL)",
+        "local model, else $BATCH_BASE_URL or $BATCH_PROVIDER's base URL)",
     )
     p.set_defaults(func=run)
 
@@ -95,8 +97,9 @@ def search(
     chunk of each of the nearest documents, or with `per_document=False` the nearest chunks.
 
     The query is embedded with the model recorded in the collection: in-process when the local
-    engine serves it from disk, else through `base_url` (default $BATCH_BASE_URL)."""
-    from batch_workflows.query import LOCAL_MODEL_IDS, QueryEmbedder
+    engine serves it from disk, else through `base_url` (default: BATCH_BASE_URL, else the base
+    URL of BATCH_PROVIDER's profile)."""
+    from batch_workflows.query import QueryEmbedder
     from batch_workflows.vectors import VectorIndex, open_client
 
     with open_client(settings) as client:
@@ -104,8 +107,7 @@ def search(
         if not index.count():
             return None
         model = _collection_model(client, settings.collection)
-        if base_url is None and model not in LOCAL_MODEL_IDS:
-            base_url = os.environ.get("BATCH_BASE_URL")
+        base_url = query_base_url(model, base_url)
         key = api_key if api_key is not None else os.environ.get("BATCH_API_KEY")
         embedder = QueryEmbedder(model, base_url, key)
         try:
@@ -115,6 +117,19 @@ def search(
         if per_document:
             return index.search_documents(vector, limit)
         return index.search(vector, limit)
+
+
+def query_base_url(model: str, base_url: str | None = None) -> str | None:
+    """Where the query is embedded: `base_url` if given; None (in-process) for a model the
+    local engine serves from disk; else BATCH_BASE_URL, else BATCH_PROVIDER's profile URL."""
+    from batch_workflows.profiles import resolve_base_url
+    from batch_workflows.query import LOCAL_MODEL_IDS
+
+    if base_url is not None:
+        return base_url
+    if model in LOCAL_MODEL_IDS:
+        return None
+    return resolve_base_url()
 
 
 def _collection_model(client: object, collection: str) -> str:
