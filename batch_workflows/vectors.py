@@ -28,6 +28,33 @@ def point_id(document_id: str, chunk_index: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{document_id}\x1f{chunk_index}"))
 
 
+class PartitionConflictError(ConfigurationError):
+    """An upsert would overwrite a point that another partition owns: the same document id
+    (hence the same point ids) in two sources."""
+
+    def __init__(self, document_id: str, owner: str, partition: str):
+        self.document_id, self.owner, self.partition = document_id, owner, partition
+        super().__init__(
+            f"document id {document_id!r} is in partition {partition!r} but already indexed "
+            f"from partition {owner!r}: point ids derive from document id and chunk index, so "
+            "document ids must be unique across the collection. Rename the document in one "
+            f"source, or remove it from {owner!r} and re-materialize that partition first (its "
+            "points are then deleted as stale)"
+        )
+
+
+def check_owners(stored: Iterable[Any], payloads_by_id: dict[str, dict[str, Any]]) -> None:
+    """Raise PartitionConflictError when a stored point belongs to another partition than the
+    payload about to replace it (records from `retrieve`, with at least `partition` payload)."""
+    for record in stored:
+        new = payloads_by_id.get(str(record.id))
+        owner = (record.payload or {}).get("partition")
+        if new is not None and owner is not None and owner != new.get("partition"):
+            raise PartitionConflictError(
+                str(new.get("document_id")), str(owner), str(new.get("partition"))
+            )
+
+
 @dataclass(frozen=True)
 class QdrantSettings:
     """Where the collection lives: a server (`url`, optional `api_key`) or a local `path`."""
@@ -136,11 +163,27 @@ class VectorIndex:
         vectors: Sequence[Sequence[float]] | Any,
         payloads: Sequence[dict[str, Any]],
     ) -> int:
-        """Upsert one batch of points (ids, vectors, payloads in the same order)."""
-        from qdrant_client import models
+        """Upsert one batch of points (ids, vectors, payloads in the same order).
+
+        A point that exists with another `partition` in its payload is never overwritten:
+        PartitionConflictError (the same document id in two partitions)."""
 
         if not ids:
             return 0
+        stored = self.client.retrieve(
+            self.collection, ids=list(ids), with_payload=["partition"], with_vectors=False
+        )
+        check_owners(stored, dict(zip(ids, payloads, strict=True)))
+        return self._write(ids, vectors, payloads)
+
+    def _write(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]] | Any,
+        payloads: Sequence[dict[str, Any]],
+    ) -> int:
+        from qdrant_client import models
+
         if hasattr(vectors, "tolist"):
             vectors = vectors.tolist()
         self.client.upsert(
@@ -158,7 +201,8 @@ class VectorIndex:
     ) -> tuple[int, int]:
         """Upsert only the points that are new or differ (payload or direction of the vector);
         returns (written, unchanged). A re-run over the same results writes nothing, which
-        also spares local mode its one-commit-per-point cost."""
+        also spares local mode its one-commit-per-point cost. Like `upsert`, refuses to
+        overwrite another partition's point (PartitionConflictError)."""
         import numpy as np
 
         if not ids:
@@ -170,6 +214,7 @@ class VectorIndex:
                 self.collection, ids=list(ids), with_payload=True, with_vectors=True
             )
         }
+        check_owners(stored.values(), dict(zip(ids, payloads, strict=True)))
         unit = _unit(vectors)
         keep = []
         for i, pid in enumerate(ids):
@@ -183,7 +228,7 @@ class VectorIndex:
             ):
                 keep.append(i)
         if keep:
-            self.upsert([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep])
+            self._write([ids[i] for i in keep], vectors[keep], [payloads[i] for i in keep])
         return len(keep), len(ids) - len(keep)
 
     def partition_ids(self, partition: str, page: int = 10_000) -> Iterator[str]:

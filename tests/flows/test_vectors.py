@@ -21,7 +21,7 @@ from batch_workflows.embedding_index import (
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.results import join_results
 from batch_workflows.sources import Document
-from batch_workflows.vectors import point_id
+from batch_workflows.vectors import PartitionConflictError, point_id
 from resources.vectors import QdrantResource
 
 DIM = 8
@@ -109,6 +109,28 @@ def test_stale_points_of_removed_documents_and_chunks_are_deleted(tmp_path, qdra
         assert index.count("p2") == other_table.chunks  # other partitions untouched
         ids = set(index.partition_ids("p1"))
     assert point_id("c", 0) not in ids and point_id("a", 0) in ids
+
+
+@pytest.mark.parametrize("skip_unchanged", [True, False])
+def test_same_document_id_in_two_partitions_fails_instead_of_overwriting(
+    tmp_path, qdrant, skip_unchanged
+):
+    table, results = _fake_batch(tmp_path, DOCS, "p1")
+    # Partition p2 holds another document also called "b" (another source file).
+    clash = [Document("y", "psi omega", "s2"), Document("b", "totally different text here", "s2")]
+    table2, results2 = _fake_batch(tmp_path, clash, "p2")
+    with qdrant.open() as index:
+        index_results(index, table.path, results, "p1", "fake-model")
+        before = index.client.retrieve("test", [point_id("b", 0)], with_payload=True)[0].payload
+        with pytest.raises(PartitionConflictError) as info:
+            index_results(index, table2.path, results2, "p2", "fake-model",
+                          skip_unchanged=skip_unchanged)
+        err = info.value
+        assert (err.document_id, err.owner, err.partition) == ("b", "p1", "p2")
+        assert "'b'" in str(err) and "'p1'" in str(err) and "'p2'" in str(err)
+        after = index.client.retrieve("test", [point_id("b", 0)], with_payload=True)[0].payload
+        assert after == before  # p1's point untouched
+        assert index.count("p1") == table.chunks
 
 
 def test_failed_requests_are_counted_not_indexed(tmp_path, qdrant):
