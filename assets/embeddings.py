@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -57,6 +55,8 @@ from batch_workflows.embedding_index import (
     index_results,
     read_chunk_table,
     sample_rows,
+    tally_chunk_table,
+    tally_results,
 )
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import EMBEDDINGS
@@ -167,15 +167,16 @@ def embeddings_index(
     pkey = context.partition_key
     with tempfile.TemporaryDirectory(prefix="bw-index-") as tmp:
         results = fetch_results(artifacts, NAME, pkey, Path(tmp) / "results.parquet")
-        table = read_chunk_table(artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet"))
-        planned = set(pc.unique(table.column("custom_id")).to_pylist())
-        got = set(pq.read_table(results, columns=["custom_id"]).column(0).to_pylist())
-        if planned != got:
+        chunks_path = artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet")
+        # Streamed counts + fingerprints of the request ids: memory-flat, unlike id sets.
+        planned, got = tally_chunk_table(chunks_path), tally_results(results)
+        if (planned.requests, planned.fingerprint) != (got.requests, got.fingerprint):
             raise ConfigurationError(
-                f"{pkey}: the chunk table and the results disagree ({len(planned - got)} "
-                f"request(s) without result, {len(got - planned)} result(s) without chunks); "
+                f"{pkey}: the chunk table and the results name different requests "
+                f"({planned.requests} planned, {got.requests} with a result); "
                 "re-materialize embeddings_requests through embeddings_results"
             )
+        table = read_chunk_table(chunks_path)
         with qdrant.open() as index:
             report = index_results(
                 index, table, results, pkey, _model(artifacts, pkey),

@@ -11,6 +11,7 @@ payload keeps the raw chunk. Results + chunk table are all it takes to rebuild t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -136,6 +137,58 @@ def build_requests(
         }
 
 
+# --- accounting: do the chunk table and the results name the same requests? -----------------
+
+
+@dataclass(frozen=True)
+class RequestTally:
+    """How many requests a file names, and an order-free fingerprint of their custom_ids
+    (the sum of 64-bit hashes, mod 2**64): two files name the same set of requests when both
+    agree, with memory that does not grow with the file."""
+
+    requests: int
+    fingerprint: int
+    chunks: int = 0  # rows of a chunk table (0 for results)
+
+
+_MASK = (1 << 64) - 1
+
+
+def _id_hash(custom_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(custom_id.encode(), digest_size=8).digest(), "little")
+
+
+def _custom_ids(path: str | Path, batch_rows: int = 65_536) -> Iterator[list[str]]:
+    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_rows,
+                                                        columns=["custom_id"]):
+        yield batch.column(0).to_pylist()
+
+
+def tally_chunk_table(path: str | Path) -> RequestTally:
+    """The requests of a chunk table, streamed. A request's rows are consecutive (the writer
+    adds them together), so a request starts wherever the custom_id changes."""
+    requests = fingerprint = chunks = 0
+    last: str | None = None
+    for ids in _custom_ids(path):
+        chunks += len(ids)
+        for cid in ids:
+            if cid != last:
+                requests += 1
+                fingerprint = (fingerprint + _id_hash(cid)) & _MASK
+                last = cid
+    return RequestTally(requests, fingerprint, chunks)
+
+
+def tally_results(path: str | Path) -> RequestTally:
+    """The requests of a joined results Parquet (one row per submitted custom_id), streamed."""
+    requests = fingerprint = 0
+    for ids in _custom_ids(path):
+        requests += len(ids)
+        for cid in ids:
+            fingerprint = (fingerprint + _id_hash(cid)) & _MASK
+    return RequestTally(requests, fingerprint)
+
+
 # --- indexing -------------------------------------------------------------------------------
 
 
@@ -215,16 +268,15 @@ def index_results(
     started = time.perf_counter()
     table = chunk_table if isinstance(chunk_table, pa.Table) else read_chunk_table(chunk_table)
     report = IndexReport(partition=partition, chunks=table.num_rows)
-    cids = table.column("custom_id").to_pylist()
+    # Per request (not per chunk): its first row and number of rows in the chunk table. The
+    # chunks' columns stay in Arrow and are read a request's slice at a time.
     where: dict[str, tuple[int, int]] = {}
-    for row, cid in enumerate(cids):
-        first, n = where.get(cid, (row, 0))
-        where[cid] = (first, n + 1)
-    texts = table.column("text").to_pylist()
-    docs = table.column("document_id").to_pylist()
-    idxs = table.column("chunk_index").to_pylist()
-    sources = table.column("source").to_pylist()
-    pids = table.column("point_id").to_pylist()
+    row = 0
+    for batch in table.select(["custom_id"]).to_batches(max_chunksize=65_536):
+        for cid in batch.column(0).to_pylist():
+            first, n = where.get(cid, (row, 0))
+            where[cid] = (first, n + 1)
+            row += 1
 
     buf_ids: list[str] = []
     buf_vecs: list[Any] = []
@@ -266,15 +318,21 @@ def index_results(
             if report.dimension is None:
                 report.dimension = int(matrix.shape[1])
                 report.created_collection = index.ensure_collection(report.dimension)
-            for j in range(n):
-                row = first + j
-                buf_ids.append(pids[row])
+            part = table.slice(first, n)
+            buf_ids.extend(part.column("point_id").to_pylist())
+            for text, doc, idx, source in zip(
+                part.column("text").to_pylist(),
+                part.column("document_id").to_pylist(),
+                part.column("chunk_index").to_pylist(),
+                part.column("source").to_pylist(),
+                strict=True,
+            ):
                 buf_payloads.append(
                     {
-                        "text": texts[row],
-                        "document_id": docs[row],
-                        "chunk_index": idxs[row],
-                        "source": sources[row],
+                        "text": text,
+                        "document_id": doc,
+                        "chunk_index": idx,
+                        "source": source,
                         "partition": partition,
                         "model": model,
                     }
@@ -298,7 +356,7 @@ def index_results(
         and index.dimension() is not None
         and index.count(partition) != present
     ):
-        report.stale_deleted = index.delete_stale(partition, pids)
+        report.stale_deleted = index.delete_stale(partition, table.column("point_id").to_pylist())
     report.seconds = time.perf_counter() - started
     return report
 

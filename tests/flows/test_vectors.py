@@ -17,6 +17,8 @@ from batch_workflows.embedding_index import (
     embedded_texts,
     index_results,
     read_chunk_table,
+    tally_chunk_table,
+    tally_results,
 )
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.results import join_results
@@ -131,6 +133,24 @@ def test_same_document_id_in_two_partitions_fails_instead_of_overwriting(
         after = index.client.retrieve("test", [point_id("b", 0)], with_payload=True)[0].payload
         assert after == before  # p1's point untouched
         assert index.count("p1") == table.chunks
+
+
+def test_request_tallies_agree_exactly_when_both_files_name_the_same_requests(tmp_path):
+    table, results = _fake_batch(tmp_path / "one", DOCS, "p1")
+    planned, got = tally_chunk_table(table.path), tally_results(results)
+    requests = pq.read_table(results, columns=["custom_id"]).column(0).to_pylist()
+    assert planned.chunks == table.chunks
+    assert planned.requests == got.requests == len(set(requests)) > 1
+    assert planned.fingerprint == got.fingerprint
+    # Same number of requests, other ids (a document renamed): the fingerprints differ.
+    edited = [Document("z", DOCS[0].text, "s"), *DOCS[1:]]
+    _, other = _fake_batch(tmp_path / "two", edited, "p1")
+    changed = tally_results(other)
+    assert changed.requests == got.requests and changed.fingerprint != got.fingerprint
+    # A result missing.
+    part = pq.read_table(results).slice(1)
+    pq.write_table(part, tmp_path / "fewer.parquet")
+    assert tally_results(tmp_path / "fewer.parquet").requests == got.requests - 1
 
 
 def test_failed_requests_are_counted_not_indexed(tmp_path, qdrant):
