@@ -356,7 +356,7 @@ def index_results(
         and index.dimension() is not None
         and index.count(partition) != present
     ):
-        report.stale_deleted = index.delete_stale(partition, table.column("point_id").to_pylist())
+        report.stale_deleted = index.delete_stale(partition, table.column("point_id"))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -248,17 +248,39 @@ class VectorIndex:
             if offset is None:
                 return
 
-    def delete_stale(self, partition: str, keep: Iterable[str], batch: int = 1024) -> int:
-        """Delete the points of `partition` whose id is not in `keep`; returns how many."""
+    def delete_stale(self, partition: str, keep: Iterable[str] | Any, batch: int = 1024) -> int:
+        """Delete the points of `partition` whose id is not in `keep` (an Arrow string array,
+        e.g. the chunk table's point_id column, or any iterable of ids); returns how many.
+
+        Membership is Arrow's hash lookup, one page of ids at a time, and pages are deleted as
+        they go: no Python set of every id, no list of every stale id."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
         from qdrant_client import models
 
-        keep_set = set(keep)
-        stale = [pid for pid in self.partition_ids(partition) if pid not in keep_set]
-        for i in range(0, len(stale), batch):
-            self.client.delete(
-                self.collection, points_selector=models.PointIdsList(points=stale[i : i + batch])
-            )
-        return len(stale)
+        if not isinstance(keep, pa.Array | pa.ChunkedArray):
+            keep = pa.array(list(keep), pa.string())
+        deleted = 0
+        page: list[str] = []
+
+        def drop(ids: list[str]) -> int:
+            mask = pc.is_in(pa.array(ids, pa.string()), value_set=keep)
+            stale = [pid for pid, kept in zip(ids, mask.to_pylist(), strict=True) if not kept]
+            if stale:
+                self.client.delete(
+                    self.collection, points_selector=models.PointIdsList(points=stale)
+                )
+            return len(stale)
+
+        # Deleting while the scroll goes on is safe: its next offset is a point not yet returned.
+        for pid in self.partition_ids(partition):
+            page.append(pid)
+            if len(page) >= batch:
+                deleted += drop(page)
+                page = []
+        if page:
+            deleted += drop(page)
+        return deleted
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -153,6 +153,15 @@ def test_request_tallies_agree_exactly_when_both_files_name_the_same_requests(tm
     assert tally_results(tmp_path / "fewer.parquet").requests == got.requests - 1
 
 
+def test_delete_stale_pages_through_the_partition(tmp_path, qdrant):
+    table, results = _fake_batch(tmp_path, DOCS, "p1")
+    keep = [point_id("a", 0), point_id("c", 1)]
+    with qdrant.open() as index:
+        index_results(index, table.path, results, "p1", "fake-model")
+        assert index.delete_stale("p1", keep, batch=2) == table.chunks - 2
+        assert sorted(index.partition_ids("p1")) == sorted(keep)
+
+
 def test_failed_requests_are_counted_not_indexed(tmp_path, qdrant):
     table, results = _fake_batch(tmp_path, DOCS, "p1", fail={"b#0+3"})
     with qdrant.open() as index:
