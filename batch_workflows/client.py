@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
+from batch_workflows import redaction
 from batch_workflows.errors import (
     AuthenticationError,
     BatchTimeoutError,
@@ -521,14 +522,11 @@ class BatchClient:
             text = response.text
         except (httpx.ResponseNotRead, UnicodeDecodeError):
             return ""
-        # Redact before cutting, so that no prefix of a key survives the cut.
-        return self._redact(" ".join(text.split()))[:_EXCERPT]
+        return redaction.excerpt(text, self._api_key, _EXCERPT)
 
     def _redact(self, text: str) -> str:
         # A misbehaving server or proxy could echo the Authorization header back.
-        if self._api_key and text:
-            text = text.replace(self._api_key, "***")
-        return text
+        return redaction.redact(text, self._api_key)
 
 
 def _seg(value: str) -> str:
