@@ -9,8 +9,6 @@ small: 20k lines for throughput, peak RSS at 20k and 100k lines (a smoke test).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import shutil
@@ -21,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+
+from bench import run_alone
 
 WORK = Path(__file__).parent / ".work" / "core"
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,15 +237,5 @@ def run(scale: str = "full") -> list[dict]:
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.core")
-    parser.add_argument("--scale", choices=sorted(SIZES), default="full")
-    args = parser.parse_args(argv)
-    figures = run(args.scale)
-    for fig in figures:
-        print(json.dumps(fig))
-    return 0 if all(f["met"] for f in figures) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_alone("core", run)

@@ -14,7 +14,6 @@ instead, which is steadier when other processes compete for the cores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -22,6 +21,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+from bench import run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 # One folder per run: several benchmark runs may share the checkout.
@@ -202,13 +203,5 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.embeddings")
-    parser.add_argument("--scale", choices=tuple(SIZES), default="full")
-    args = parser.parse_args()
-    for fig in run(args.scale):
-        print(json.dumps(fig))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone("embeddings", run)

@@ -18,7 +18,6 @@ Run alone: ``.venv/bin/python -m bench.lifecycle [--scale small|full]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from bench import run_alone
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -224,7 +225,4 @@ def run(scale: str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle")
-    parser.add_argument("--scale", choices=("full", "small"), default="full")
-    for figure in run(parser.parse_args().scale):
-        print(json.dumps(figure))
+    run_alone("lifecycle", run)

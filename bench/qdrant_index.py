@@ -18,20 +18,21 @@ Figures:
 
 Data: N chunks of generated text with deterministic random 384-d vectors, written as a chunk
 table and a results Parquet in the `batch_workflows.results` schema (64 inputs per request).
-scale "full": N = 4,000; "small": N = 600. Run alone: `.venv/bin/python -m bench.qdrant_index [small|full]`.
+scale "full": N = 4,000; "small": N = 600. Run alone: `.venv/bin/python -m bench.qdrant_index [--scale small|full]`.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from bench import run_alone
 
 WORK = Path(__file__).resolve().parent / ".work" / "qdrant_index"
 DEMO_TIMINGS = Path(".data/demo-timings.json")
@@ -173,6 +174,4 @@ def run(scale: str = "full") -> list[dict]:
 
 
 if __name__ == "__main__":
-    scale = sys.argv[1] if len(sys.argv) > 1 else "full"
-    for fig in run(scale):
-        print(json.dumps(fig))
+    run_alone("qdrant_index", run)

@@ -14,7 +14,7 @@ Figures:
   and 5 N / N ≤ 1.3.
 
 scale "full": N = 1,000,000; scale "small": N = 20,000 (a smoke run).
-Run alone: `.venv/bin/python -m bench.results_join [small|full]`.
+Run alone: `.venv/bin/python -m bench.results_join [--scale small|full]`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import run_alone
 
 WORK = Path(__file__).resolve().parent / ".work" / "results_join"
 GENERATOR_VERSION = "2"
@@ -197,9 +199,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
         print(json.dumps(_child(argv[1], int(argv[2]))))
         return
-    scale = argv[0] if argv else "full"
-    for fig in run(scale):
-        print(json.dumps(fig))
+    run_alone("results_join", run, argv)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from bench import run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "tests" / "flows" / "data" / "search_eval.json"
@@ -137,5 +138,4 @@ def run(scale: str = "full") -> list[dict]:
 
 
 if __name__ == "__main__":
-    for fig in run(sys.argv[1] if len(sys.argv) > 1 else "full"):
-        print(json.dumps(fig))
+    run_alone("search_quality", run)

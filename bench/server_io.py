@@ -10,7 +10,6 @@ a raw disk copy of the same file in the same run (ratio = through the server / r
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -23,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from bench import run_alone
 
 WORK = Path(__file__).parent / ".work" / "server_io"
 SIZES = {"full": 5_000_000_000, "small": 50_000_000}
@@ -172,7 +173,4 @@ def run(scale: str = "full") -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.server_io")
-    parser.add_argument("--scale", choices=("full", "small"), default="full")
-    for figure in run(parser.parse_args().scale):
-        print(figure)
+    run_alone("server_io", run)

@@ -17,13 +17,14 @@ Every custom_id must come back exactly once and succeeded: nothing lost.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from bench import run_alone
 
 ROOT = Path(__file__).resolve().parent.parent
 # One folder per run: several benchmark runs may share the checkout.
@@ -146,13 +147,5 @@ def run(scale: str = "full") -> list[dict]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.upstream")
-    parser.add_argument("--scale", choices=tuple(SIZES), default="full")
-    args = parser.parse_args()
-    for fig in run(args.scale):
-        print(json.dumps(fig))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone("upstream", run)
