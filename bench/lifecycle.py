@@ -34,6 +34,8 @@ ROOT = HERE.parent
 WORK = HERE / ".work" / "lifecycle"
 MODEL = "all-MiniLM-L6-v2"
 POLL = 0.05
+# Dagster's console logger prints every step event at DEBUG; the figures are what matters here.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _server(name: str, **options):
@@ -192,7 +194,7 @@ def bench_overhead(repeats: int) -> list[dict]:
             def dagster_run(i: int) -> float:
                 t = time.perf_counter()
                 result = materialize(flow.assets, partition_key=str(i), instance=instance,
-                                     resources=resources)
+                                     resources=resources, run_config=QUIET)
                 assert result.success
                 return time.perf_counter() - t
 
