@@ -184,6 +184,7 @@ def run(scale: str = "full") -> list[dict]:
             "baseline": round(n / base_s, 2),
             "ratio": round(base_s / server_s, 3),
             "target": TARGET,
+            "met": base_s / server_s >= TARGET,
             "requests": n,
             "server_seconds": round(server_s, 2),
             "encode_seconds": round(base_s, 2),

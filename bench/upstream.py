@@ -130,6 +130,7 @@ def run(scale: str = "full") -> list[dict]:
             "baseline": RPM,
             "ratio": round(at_endpoint / RPM, 3),
             "target": TARGET,
+            "met": at_endpoint / RPM >= TARGET and common["lost"] == 0,
             **common,
         },
         {
@@ -140,6 +141,7 @@ def run(scale: str = "full") -> list[dict]:
             "ratio": round(end_to_end / RPM, 3),
             # A smoke run is too short for the fixed start/finish cost; gate full runs only.
             "target": TARGET if scale == "full" else None,
+            "met": (end_to_end / RPM >= TARGET and common["lost"] == 0) if scale == "full" else None,
             "seconds": round(elapsed, 2),
             "server_phases_s": phases,
             **common,
