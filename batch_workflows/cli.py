@@ -13,7 +13,8 @@ import sys
 
 from batch_workflows.errors import BatchError
 
-# Imported lazily by name so that `batch-workflows validate` never pays for torch or Dagster.
+# Command modules import their heavy dependencies (torch, Starlette, Qdrant) inside run(),
+# so that `batch-workflows validate` never pays for them.
 COMMANDS = ("validate", "shard", "join", "cost", "serve", "cancel", "search")
 
 
@@ -24,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"batch_workflows.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"batch_workflows.commands.{name}":
-                raise
-            continue  # command not built yet
-        module.register(subparsers)
+        importlib.import_module(f"batch_workflows.commands.{name}").register(subparsers)
     return parser
 
 
