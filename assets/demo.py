@@ -172,7 +172,7 @@ def main() -> int:
 
     import assets.embeddings as flow
     from batch_workflows.commands.search import format_hit, search
-    from batch_workflows.sources import list_source_files, pydoc_shard_keys
+    from batch_workflows.sources import list_source_files
     from batch_workflows.vectors import QdrantSettings
     from resources.artifacts import ArtifactStore
     from resources.batch import BatchResource
@@ -208,9 +208,8 @@ def main() -> int:
 
     # 2. partitions
     inbox = [f.name for f in list_source_files(settings.watch_uri)]
-    keys = pydoc_shard_keys(settings.pydoc_shards) + inbox
-    known = set(instance.get_dynamic_partitions(flow.embeddings_partitions.name))
-    if missing := [k for k in keys if k not in known]:
+    keys = flow.corpus_partition_keys() + inbox
+    if missing := flow.missing_partitions(instance, keys):
         instance.add_dynamic_partitions(flow.embeddings_partitions.name, missing)
     say(f"partitions: {', '.join(keys)} (model {settings.model}, chunks of "
         f"{settings.chunk_tokens} tokens with {settings.chunk_overlap} overlap, "
