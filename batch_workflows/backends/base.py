@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+# Asked between units of work (an encode window, a generation group, an upstream send): True
+# means the batch was cancelled or expired, so the backend should stop early.
+StopCheck = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
 
 
 @dataclass
@@ -26,8 +35,11 @@ class Backend(Protocol):
     model_ids: list[str]
     max_batch: int  # preferred number of bodies per run() call
 
-    def run(self, bodies: list[dict]) -> list[BackendResult]:
-        """One result per body, same order; per-request problems become results."""
+    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
+        """One result per body, same order; per-request problems become results.
+
+        Once should_stop() is True the backend may stop early: a body it did not finish gets
+        None (its work is not paid for twice: finished results are kept)."""
         ...
 
     def close(self) -> None: ...

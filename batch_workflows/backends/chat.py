@@ -23,9 +23,11 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    StopCheck,
     check_common,
     error_result,
     invalid_request,
+    never,
     server_error,
 )
 from batch_workflows.profiles import CHAT
@@ -123,7 +125,7 @@ class ChatBackend:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def run(self, bodies: list[dict]) -> list[BackendResult]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
         with self._lock:
             try:
                 self.load()
@@ -142,6 +144,8 @@ class ChatBackend:
             # Similar prompt lengths share a forward batch: less padding.
             jobs.sort(key=lambda j: len(j.prompt_ids))
             for start in range(0, len(jobs), self.max_batch):
+                if should_stop():
+                    break  # the rest stay None
                 group = jobs[start : start + self.max_batch]
                 try:
                     self._generate(group)
@@ -154,7 +158,7 @@ class ChatBackend:
                     continue
                 for job in group:
                     results[job.index] = self._response(job)
-            return [r for r in results if r is not None]
+            return results
 
     def _parse(self, index: int, body: Any) -> _Job | BackendResult:
         model = check_common(body, _KNOWN_PARAMS, self.model_ids)

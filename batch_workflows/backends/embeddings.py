@@ -16,8 +16,10 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    StopCheck,
     check_common,
     invalid_request,
+    never,
     server_error,
 )
 from batch_workflows.profiles import EMBEDDINGS
@@ -27,8 +29,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_IDS = ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]
 MAX_INPUTS_PER_REQUEST = 2048  # OpenAI's limit on `input` arrays
 _KNOWN_PARAMS = {"input", "model", "encoding_format", "dimensions", "user"}
-# Sorted texts are encoded in windows this long so that memory stays bounded on huge groups.
-_ENCODE_WINDOW = 16_384
+# Sorted texts are encoded this many forward batches at a time: memory stays bounded, and a
+# cancel or expiry takes effect within one window (seconds), not after the whole chunk.
+_WINDOW_BATCHES = 4
 
 
 def default_model_path() -> Path:
@@ -166,7 +169,7 @@ class EmbeddingBackend:
                 )
         return texts, fmt, model
 
-    def run(self, bodies: list[dict]) -> list[BackendResult]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
         results: list[BackendResult | None] = [None] * len(bodies)
         try:
             self.load()
@@ -185,7 +188,7 @@ class EmbeddingBackend:
         if parsed:
             flat = [t for _, texts, _, _ in parsed for t in texts]
             try:
-                vectors, counts = self._encode(flat)
+                vectors, counts, done = self._encode(flat, should_stop)
             except Exception:
                 log.exception("grouped encode failed; retrying requests one by one")
                 for i, texts, fmt, model in parsed:
@@ -194,42 +197,52 @@ class EmbeddingBackend:
                 pos = 0
                 for i, texts, fmt, model in parsed:
                     n = len(texts)
-                    results[i] = _response(
-                        vectors[pos : pos + n], counts[pos : pos + n], fmt, model
-                    )
+                    if all(done[pos : pos + n]):  # else stopped early: left as None
+                        results[i] = _response(
+                            vectors[pos : pos + n], counts[pos : pos + n], fmt, model
+                        )
                     pos += n
-        return [r for r in results if r is not None]
+        return results
 
     def _run_one(self, texts: list[str], fmt: str, model: str) -> BackendResult:
         try:
-            vectors, counts = self._encode(texts)
+            vectors, counts, _ = self._encode(texts)
         except Exception as exc:
             return server_error(f"Embedding failed: {type(exc).__name__}: {exc}")
         return _response(vectors, counts, fmt, model)
 
-    def _encode(self, texts: list[str]) -> tuple[Any, list[int]]:
-        """Embed texts (any order) → (float32 array in input order, token counts)."""
+    def _encode(
+        self, texts: list[str], should_stop: StopCheck = never
+    ) -> tuple[Any, list[int], list[bool]]:
+        """Embed texts (any order) → (float32 array in input order, token counts, done flags).
+
+        Texts are encoded longest first in windows of a few forward batches; should_stop() is
+        asked before each window, and texts after a stop are left undone."""
         import numpy as np
 
         model = self.load()
-        window = model.max_seq_length
         # One fast-tokenizer pass gives the usage counts and a padding-friendly order.
-        ids = model.tokenizer(texts, truncation=True, max_length=window, add_special_tokens=True)[
-            "input_ids"
-        ]
+        ids = model.tokenizer(
+            texts, truncation=True, max_length=model.max_seq_length, add_special_tokens=True
+        )["input_ids"]
         counts = [len(x) for x in ids]
         order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start in range(0, len(order), _ENCODE_WINDOW):
-            idx = order[start : start + _ENCODE_WINDOW]
-            emb = model.encode(
+        done = [False] * len(texts)
+        window = _WINDOW_BATCHES * int(self.batch_size or 32)
+        for start in range(0, len(order), window):
+            if should_stop():
+                break
+            idx = order[start : start + window]
+            out[idx] = model.encode(
                 [texts[j] for j in idx],
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            out[idx] = emb
-        return out, counts
+            for j in idx:
+                done[j] = True
+        return out, counts, done
 
 
 def _response(vectors: Any, counts: list[int], fmt: str, model: str) -> BackendResult:

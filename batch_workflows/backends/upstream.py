@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from batch_workflows.backends.base import BackendResult, error_body
+from batch_workflows.backends.base import BackendResult, StopCheck, error_body, never
 from batch_workflows.client import Backoff, parse_retry_after
 from batch_workflows.pricing import estimate_tokens
 from batch_workflows.redaction import excerpt, redact
@@ -180,23 +180,27 @@ class UpstreamBackend:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def run(self, bodies: list[dict]) -> list[BackendResult]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
         if not bodies:
             return []
         loop = self._ensure_loop()
-        return asyncio.run_coroutine_threadsafe(self._run_all(bodies), loop).result()
+        return asyncio.run_coroutine_threadsafe(self._run_all(bodies, should_stop), loop).result()
 
-    async def _run_all(self, bodies: list[dict]) -> list[BackendResult]:
+    async def _run_all(
+        self, bodies: list[dict], should_stop: StopCheck
+    ) -> list[BackendResult | None]:
         client = self._get_client()
         results: list[BackendResult | None] = [None] * len(bodies)
         queue = iter(range(len(bodies)))
 
         async def worker() -> None:
             for i in queue:  # a shared iterator: each index is taken by one worker
+                if should_stop():
+                    return  # requests in flight finish (they are paid for); unsent stay None
                 results[i] = await self._send(client, bodies[i])
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(bodies)))))
-        return [r for r in results if r is not None]
+        return results
 
     async def _send(self, client: httpx.AsyncClient, body: dict) -> BackendResult:
         tokens = request_tokens(body)

@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Any
 
+from batch_workflows.backends.base import StopCheck, never
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 from batch_workflows.server.settings import ServerSettings
@@ -64,14 +65,14 @@ class BackendRegistry:
         ids = list(getattr(backend, "model_ids", None) or [])
         return not ids or model in ids  # an upstream with no list accepts any model
 
-    def run(self, endpoint: str, bodies: list[dict]) -> list[Any]:
+    def run(self, endpoint: str, bodies: list[dict], should_stop: StopCheck = never) -> list[Any]:
         """backend.run under the endpoint's lock."""
         backend = self.get(endpoint)
         lock = self._locks[endpoint]
         if lock is None:
-            return backend.run(bodies)
+            return backend.run(bodies, should_stop)
         with lock:
-            return backend.run(bodies)
+            return backend.run(bodies, should_stop)
 
     def model_ids(self) -> list[tuple[str, str]]:
         """(model id, endpoint) pairs of every backend (loads nothing)."""

@@ -20,7 +20,12 @@ from typing import Any
 
 import orjson
 
-from batch_workflows.backends.base import BackendResult, error_result, model_not_found
+from batch_workflows.backends.base import (
+    BackendResult,
+    StopCheck,
+    error_result,
+    model_not_found,
+)
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.server.checks import InputCheck, check_input
 from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
@@ -39,6 +44,7 @@ CHUNK_BYTES = 4 << 20
 IDLE_WAIT = 0.25
 MAX_FAULTS = 6  # consecutive failed steps (backing off 2, 4, ... 30 s) before a batch fails
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+HALT_POLL = 0.5  # seconds between a running chunk's looks for a cancel or an expiry
 
 
 @dataclass
@@ -84,6 +90,16 @@ def result_line(custom_id: str, status: int | None, body: Any, error: Any = None
     line = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": custom_id,
             "response": response, "error": error}
     return orjson.dumps(line) + b"\n"
+
+
+def _unfinished_line(custom_id: str, why: str | None) -> bytes:
+    """The error line of a request that was never run: its batch expired, or (should not
+    happen) its backend stopped for no known reason."""
+    if why == "expired":
+        error = {"code": "batch_expired", "message": EXPIRED_MESSAGE}
+    else:
+        error = {"code": "server_error", "message": "The server stopped before running this request."}
+    return result_line(custom_id, None, None, error)
 
 
 def _append(path: Path, data: bytes, committed: int) -> int:
@@ -274,7 +290,7 @@ class Worker:
             unavailable = f"The backend for {endpoint} is unavailable: {exc}"
         chunk = read_chunk(self._input_path(batch), batch["input_offset"], size)
         first = batch["next_index"]
-        results: list[BackendResult | None] = [None] * len(chunk.items)
+        results: list[BackendResult | None] = [None] * len(chunk.items)  # None: not run
         runnable = []
         for i, (_, body) in enumerate(chunk.items):
             model = body.get("model")
@@ -289,7 +305,7 @@ class Worker:
                      first + len(chunk.items) - 1)
             bodies = [chunk.items[i][1] for i in runnable]
             try:
-                outcome = self.backends.run(endpoint, bodies)
+                outcome = self.backends.run(endpoint, bodies, self._halt_check(batch))
                 if len(outcome) != len(bodies):
                     raise RuntimeError(f"backend returned {len(outcome)} results for {len(bodies)}")
             except Exception as exc:  # a backend fault fails these requests, not the server
@@ -298,10 +314,16 @@ class Worker:
                            ] * len(bodies)
             for i, result in zip(runnable, outcome, strict=True):
                 results[i] = result
+        halted = self._halted(batch) if None in results else None
         out, err = bytearray(), bytearray()
         completed = failed = tokens_in = tokens_out = 0
         for (custom_id, _), result in zip(chunk.items, results, strict=True):
-            assert result is not None
+            if result is None:  # the backend stopped early: cancelled or expired meanwhile
+                if halted == "cancelled":
+                    continue  # like every request after a cancel: no line
+                err += _unfinished_line(custom_id, halted)
+                failed += 1
+                continue
             status, body = int(result.status_code), result.body
             if status == 200:
                 out += result_line(custom_id, status, body)
@@ -313,11 +335,34 @@ class Worker:
                 err += result_line(custom_id, status, body)
                 failed += 1
         self._commit(batch, chunk, out, err, completed, failed, tokens_in, tokens_out)
-        if chunk.eof:
+        if halted:
+            log.info("batch %s: %s while requests %d-%d ran; stopped early", batch["id"],
+                     halted, first, first + len(chunk.items) - 1)
+        elif chunk.eof:
             self.store.update_batch(
                 batch["id"], only_if=("in_progress",), status="finalizing",
                 finalizing_at=now(), final_status="completed",
             )
+
+    def _halted(self, batch: dict[str, Any]) -> str | None:
+        """'cancelled' or 'expired' if the batch was cancelled or passed its window, else None."""
+        row = self.store.get_batch(batch["id"])
+        if row is None or row["status"] == "cancelling":
+            return "cancelled"
+        return "expired" if now() >= batch["expires_at"] else None
+
+    def _halt_check(self, batch: dict[str, Any]) -> StopCheck:
+        """should_stop for the backend: asks the store at most every HALT_POLL seconds."""
+        asked, halted = 0.0, False
+
+        def should_stop() -> bool:
+            nonlocal asked, halted
+            if not halted and time.monotonic() - asked >= HALT_POLL:
+                asked = time.monotonic()
+                halted = self._halted(batch) is not None
+            return halted
+
+        return should_stop
 
     def _commit(self, batch: dict[str, Any], chunk: Chunk, out: bytes, err: bytes,
                 completed: int, failed: int, tokens_in: int = 0, tokens_out: int = 0) -> None:
@@ -344,10 +389,9 @@ class Worker:
                 return  # cancelled meanwhile: the next step settles it
             batch = self.store.get_batch(batch["id"])  # type: ignore[assignment]
         log.info("batch %s: completion window passed, expiring", batch["id"])
-        error = {"code": "batch_expired", "message": EXPIRED_MESSAGE}
         while True:
             chunk = read_chunk(self._input_path(batch), batch["input_offset"], EXPIRE_CHUNK)
-            err = b"".join(result_line(cid, None, None, error) for cid, _ in chunk.items)
+            err = b"".join(_unfinished_line(cid, "expired") for cid, _ in chunk.items)
             self._commit(batch, chunk, b"", err, 0, len(chunk.items))
             if chunk.eof:
                 break

@@ -221,3 +221,11 @@ def test_without_max_tokens_the_default_is_clamped_to_the_window(tiny_chat_path)
     assert long.body["usage"]["completion_tokens"] == window - prompt
     assert long.body["usage"]["total_tokens"] == window
     backend.close()
+
+
+def test_should_stop_is_asked_between_generation_groups(chat):
+    bodies = [_chat(max_tokens=2, temperature=0) for _ in range(chat.max_batch + 3)]
+    asked = iter([False, True])
+    results = chat.run(bodies, should_stop=lambda: next(asked))
+    assert sum(r is not None for r in results) == chat.max_batch
+    assert all(_choice(r) for r in results if r is not None)

@@ -152,3 +152,24 @@ def test_other_local_model_path_is_served_under_its_folder_name(tmp_path):
     assert ok.status_code == 200 and len(ok.body["data"][0]["embedding"]) == 384
     assert wrong.status_code == 404
     backend.close()
+
+
+def test_should_stop_leaves_unfinished_requests_as_none(embedder):
+    # Texts run longest first, one window (4 forward batches) at a time; after the stop the
+    # rest stay None, and a request is never half-answered.
+    window = 4 * embedder.batch_size
+    long = [{"model": MODEL, "input": f"a longer sentence about the batch number {i}"}
+            for i in range(window)]
+    short = [{"model": MODEL, "input": f"short {i}"} for i in range(40)]
+    # Its first input is the longest text of all (first window), its second among the shortest.
+    straddling = {"model": MODEL, "input": [
+        "the longest sentence of them all, about the many batches this engine runs today", "x"]}
+    bodies = [*short, straddling, *long]
+    asked = iter([False, True])
+    results = embedder.run(bodies, should_stop=lambda: next(asked))
+    assert len(results) == len(bodies)
+    assert results[: len(short) + 1] == [None] * (len(short) + 1)
+    # The first window held the straddler's long input and window - 1 long requests.
+    assert sum(r is not None for r in results) == window - 1
+    assert all(r.status_code == 200 for r in results[len(short) + 1 :] if r is not None)
+    assert None not in embedder.run(bodies[:10])  # no stop asked: everything answered

@@ -183,6 +183,19 @@ def test_concurrent_run_calls_share_one_limiter(backend_factory):
     assert up.count(429) <= 3
 
 
+def test_should_stop_sends_nothing_more_and_keeps_what_was_paid_for(backend_factory):
+    with RateLimitedEndpoint(rpm=600, burst=1) as up:  # 10 per second
+        backend = backend_factory(up.base_url, CHAT, rpm=600, concurrency=2)
+        start = time.monotonic()
+        results = backend.run(
+            [_chat(f"r{i}") for i in range(200)],
+            should_stop=lambda: time.monotonic() - start > 0.5,
+        )
+    sent = [r for r in results if r is not None]
+    assert 1 <= len(sent) < 200 and all(r.status_code == 200 for r in sent)
+    assert up.count(200) == len(sent)  # every answer the upstream gave is kept
+
+
 class _EchoAuthHandler(BaseHTTPRequestHandler):
     """Answers 400 with a plain-text body that echoes the Authorization header after padding,
     so the key straddles the excerpt's 500-character cut."""

@@ -18,12 +18,14 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def write_requests(path: Path, n: int, url: str = "/v1/embeddings", model: str = EMBED_MODEL,
-                   prefix: str = "req") -> Path:
-    """A valid batch input file of `n` embedding (or chat) requests."""
+                   prefix: str = "req", repeat: int = 1) -> Path:
+    """A valid batch input file of `n` embedding (or chat) requests; `repeat` makes each
+    embedding input that many sentences long (slower to run)."""
     with open(path, "w") as handle:
         for i in range(n):
             if url == "/v1/embeddings":
-                body: dict[str, Any] = {"model": model, "input": f"document number {i} about batches"}
+                text = " ".join([f"document number {i} about batches."] * repeat)
+                body: dict[str, Any] = {"model": model, "input": text}
             else:
                 body = {"model": model, "max_tokens": 4,
                         "messages": [{"role": "user", "content": f"hello {i}"}]}

@@ -147,6 +147,29 @@ def test_list_batches_pagination(client: openai.OpenAI, server, tmp_path: Path) 
         wait_for(client, batch_id)
 
 
+def test_cancel_takes_effect_inside_a_long_chunk(tmp_path: Path) -> None:
+    from support.server import start_server
+
+    # Default chunking: the whole file is one chunk of minutes on a CPU. The cancel must stop
+    # it within one encode window, keep what finished, and write no line for the rest.
+    total = 3000
+    with start_server(tmp_path, workers=1) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")
+        file_id = _upload(client, write_requests(tmp_path / "in.jsonl", total, repeat=12))
+        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        wait_for(client, batch.id, statuses={"in_progress"})
+        client.batches.cancel(batch.id)
+        done = wait_for(client, batch.id, timeout=60)
+        assert done.status == "cancelled"
+        lines = read_lines(client, done.output_file_id)
+        assert len(lines) == done.request_counts.completed < total
+        assert len({line["custom_id"] for line in lines}) == len(lines)
+        assert all(line["response"]["status_code"] == 200 for line in lines)
+        assert done.error_file_id is None and done.request_counts.failed == 0
+
+
 def test_cancel_keeps_partial_output(tmp_path: Path) -> None:
     from support.server import start_server
 

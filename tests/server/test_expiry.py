@@ -38,6 +38,31 @@ def test_window_passes_mid_batch(tmp_path: Path) -> None:
         assert sorted(ids) == sorted(f"req-{i}" for i in range(TOTAL))
 
 
+def test_window_passes_inside_a_long_chunk(tmp_path: Path) -> None:
+    # Default chunking: one chunk holds the whole file, far longer than the 5 s window. The
+    # running chunk stops at the window; finished requests keep their lines, and every other
+    # request gets exactly one batch_expired line.
+    total = 3000
+    with start_server(tmp_path, completion_window="5s", workers=1) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")
+        file_id = client.files.create(
+            file=write_requests(tmp_path / "in.jsonl", total, repeat=12).open("rb"),
+            purpose="batch",
+        ).id
+        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        done = wait_for(client, batch.id, timeout=60)
+        assert done.status == "expired"
+        finished = read_lines(client, done.output_file_id)
+        expired = read_lines(client, done.error_file_id)
+        assert len(finished) == done.request_counts.completed < total
+        assert len(expired) == done.request_counts.failed == total - len(finished)
+        assert all(line["error"]["code"] == "batch_expired" for line in expired)
+        ids = [line["custom_id"] for line in finished + expired]
+        assert sorted(ids) == sorted(f"req-{i}" for i in range(total))
+
+
 def test_window_passes_while_queued(tmp_path: Path) -> None:
     # One slot, held by a long batch (one request per fsync'd chunk); the second batch asks
     # for a 2 s window and expires while still waiting for the slot.
