@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,7 +31,10 @@ class BackendResult:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs request bodies for one endpoint (DESIGN.md §5)."""
+    """Runs request bodies for one endpoint (DESIGN.md §5).
+
+    run() is called from several threads at once (batch workers and real-time requests); each
+    backend serialises what must not run concurrently, as finely as it can."""
 
     endpoint: str
     model_ids: list[str]
@@ -43,6 +48,28 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class TurnLock:
+    """A lock granted in arrival order: a short call that arrives while a long call runs gets
+    the next turn, between two of the long call's steps, instead of waiting for all of them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued = self._serving = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._cond:
+            ticket = self._issued
+            self._issued += 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
 
 
 def error_body(

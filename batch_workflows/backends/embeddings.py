@@ -17,6 +17,7 @@ from typing import Any
 from batch_workflows.backends.base import (
     BackendResult,
     StopCheck,
+    TurnLock,
     check_common,
     invalid_request,
     never,
@@ -70,7 +71,10 @@ class EmbeddingBackend:
         self.batch_size = batch_size
         self.max_batch = max_batch
         self._model: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading
+        # The model and its tokenizer are used by one thread at a time, one encode window per
+        # turn: a real-time request waits for a window (seconds), not for a whole batch chunk.
+        self._turns = TurnLock()
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -222,9 +226,10 @@ class EmbeddingBackend:
 
         model = self.load()
         # One fast-tokenizer pass gives the usage counts and a padding-friendly order.
-        ids = model.tokenizer(
-            texts, truncation=True, max_length=model.max_seq_length, add_special_tokens=True
-        )["input_ids"]
+        with self._turns.turn():
+            ids = model.tokenizer(
+                texts, truncation=True, max_length=model.max_seq_length, add_special_tokens=True
+            )["input_ids"]
         counts = [len(x) for x in ids]
         order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
@@ -234,12 +239,13 @@ class EmbeddingBackend:
             if should_stop():
                 break
             idx = order[start : start + window]
-            out[idx] = model.encode(
-                [texts[j] for j in idx],
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with self._turns.turn():
+                out[idx] = model.encode(
+                    [texts[j] for j in idx],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             for j in idx:
                 done[j] = True
         return out, counts, done

@@ -1,15 +1,15 @@
 """Which backend serves which endpoint (routing by batch_workflows.backends.build_backends).
 
 Building the backends is cheap; each model loads on its first run(), so the server starts fast.
-Backends are used only through the Backend protocol (batch_workflows/backends/base.py).
-Calls into one backend are serialised by a lock: local models are not re-entrant, and an
-upstream backend runs its own bounded concurrency inside one run() call.
+Backends are used only through the Backend protocol (batch_workflows/backends/base.py), which
+lets batch workers and real-time requests call run() at once: each backend serialises its model
+itself (the embedding backend one encode window at a time), and an upstream backend bounds its
+own concurrency.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from batch_workflows.backends.base import StopCheck, never
@@ -39,14 +39,6 @@ class BackendRegistry:
             upstream_concurrency=s.upstream_concurrency,
             upstream_endpoints=s.upstream_endpoints,
         )
-        from batch_workflows.backends.upstream import UpstreamBackend
-
-        # An upstream backend is async inside and bounds its own concurrency: no lock, so
-        # real-time calls are not queued behind a batch chunk.
-        self._locks = {
-            endpoint: None if isinstance(backend, UpstreamBackend) else threading.Lock()
-            for endpoint, backend in self._backends.items()
-        }
         for endpoint, backend in self._backends.items():
             log.info("%s served by %s", endpoint, type(backend).__name__)
 
@@ -66,13 +58,7 @@ class BackendRegistry:
         return not ids or model in ids  # an upstream with no list accepts any model
 
     def run(self, endpoint: str, bodies: list[dict], should_stop: StopCheck = never) -> list[Any]:
-        """backend.run under the endpoint's lock."""
-        backend = self.get(endpoint)
-        lock = self._locks[endpoint]
-        if lock is None:
-            return backend.run(bodies, should_stop)
-        with lock:
-            return backend.run(bodies, should_stop)
+        return self.get(endpoint).run(bodies, should_stop)
 
     def model_ids(self) -> list[tuple[str, str]]:
         """(model id, endpoint) pairs of every backend (loads nothing)."""
