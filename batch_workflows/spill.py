@@ -1,0 +1,160 @@
+"""Grace-hash-join plumbing: rows spilled to disk by the hash of their custom_id, so two large
+inputs can be joined one partition at a time with memory that does not grow with their size.
+Used by the results join and by the embeddings index step."""
+
+from __future__ import annotations
+
+import ctypes
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+# Added rows queued in memory before they are split and appended to the partition files.
+SPILL_BYTES = 8 * 1024 * 1024
+
+
+def release_memory() -> None:
+    """Give freed memory back to the OS (keeps peak RSS flat): Arrow's pool, and glibc's
+    per-thread arenas that the parser threads leave behind."""
+    pa.default_memory_pool().release_unused()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _load_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+class HashSpill:
+    """Rows of two kinds ("req" and "res"), each split into N partitions by the hash of their
+    first column (the custom_id), as Arrow IPC stream files: partition i of both kinds holds
+    the same ids, so a join reads one pair at a time. Rows keep their order within a partition.
+
+    Added rows are queued until SPILL_BYTES are waiting (fewer, larger writes than one per
+    block and partition), then split by partition and written by a helper thread while the
+    caller reads on.
+    """
+
+    def __init__(self, folder: Path, n: int):
+        self.folder, self.n = folder, n
+        self.writers: dict[str, list[Any]] = {"req": [None] * n, "res": [None] * n}
+        self.sinks: list[pa.NativeFile] = []
+        self.queued: dict[str, list[pa.RecordBatch]] = {"req": [], "res": []}
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: Future | None = None
+
+    def add(self, kind: str, batches: list[pa.RecordBatch]) -> None:
+        queue = self.queued[kind]
+        queue.extend(b for b in batches if b.num_rows)
+        if sum(b.nbytes for b in queue) >= SPILL_BYTES:
+            self._hand_off(kind)
+
+    def _hand_off(self, kind: str) -> None:
+        queue = self.queued[kind]
+        if not queue:
+            return
+        table = pa.Table.from_batches(queue)
+        queue.clear()
+        self._wait()  # one spill in flight at a time: memory stays bounded
+        self.pending = self.pool.submit(self._spill, kind, table)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def _spill(self, kind: str, table: pa.Table) -> None:
+        """Split rows by partition and append each part to its partition file."""
+        if self.n == 1:
+            self._write(kind, 0, table)
+            return
+        part = partition_of(table.column(0), self.n)
+        order = pa.array(np.argsort(part, kind="stable"))
+        # column by column: Table.take is much slower on these columns
+        ordered = pa.Table.from_arrays([c.take(order) for c in table.columns], schema=table.schema)
+        del table
+        start = 0
+        for i, count in enumerate(np.bincount(part, minlength=self.n).tolist()):
+            if count:
+                self._write(kind, i, ordered.slice(start, count))
+                start += count
+        del ordered
+        release_memory()
+
+    def _write(self, kind: str, i: int, table: pa.Table) -> None:
+        writers = self.writers[kind]
+        if writers[i] is None:
+            sink = pa.OSFile(str(self.folder / f"{kind}-{i}.arrow"), "wb")
+            self.sinks.append(sink)
+            writers[i] = pa.ipc.new_stream(sink, table.schema)
+        writers[i].write_table(table)
+
+    def close(self) -> None:
+        """Write what is queued and close the partition files (ready to be read)."""
+        self._hand_off("req")
+        self._hand_off("res")
+        self._wait()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the helper thread and close the files (also after an error; idempotent)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending = None
+        writers = self.writers["req"] + self.writers["res"]
+        self.writers = {"req": [None] * self.n, "res": [None] * self.n}
+        for w in writers:
+            if w is not None:
+                w.close()
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
+
+    def read(self, kind: str, i: int, schema: pa.Schema) -> pa.Table:
+        path = self.folder / f"{kind}-{i}.arrow"
+        if not path.exists():
+            return schema.empty_table()
+        with pa.OSFile(str(path), "rb") as source:
+            table = pa.ipc.open_stream(source).read_all().combine_chunks()
+        path.unlink()
+        return table
+
+
+_MIX = np.random.default_rng(20240601).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+
+
+def partition_of(ids: pa.Array | pa.ChunkedArray, n: int) -> np.ndarray:
+    """Partition number of every (non-empty) custom_id: a position-weighted byte hash.
+
+    Worked out 64k ids at a time: the per-byte temporaries are 8 bytes wide.
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    step = 65_536
+    parts = [_hash(ids.slice(i, step)) for i in range(0, len(ids), step)]
+    h = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    return (h % np.uint64(n)).astype(np.intp)
+
+
+def _hash(ids: pa.Array) -> np.ndarray:
+    _, offsets_buf, data_buf = ids.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    starts = (offsets - offsets[0])[:-1]
+    lengths = np.diff(offsets)
+    position = np.arange(len(data)) - np.repeat(starts, lengths)
+    with np.errstate(over="ignore"):
+        h = np.add.reduceat((data.astype(np.uint64) + np.uint64(1)) * _MIX[position & 63], starts)
+        h ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(29)
+    return h
