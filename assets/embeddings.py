@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -51,9 +52,9 @@ from batch_workflows.embedding_index import (
     ChunkTableWriter,
     EmbeddingsSettings,
     build_requests,
+    chunk_rows,
     embedded_texts,
     index_results,
-    read_chunk_table,
     sample_rows,
     tally_chunk_table,
     tally_results,
@@ -176,10 +177,9 @@ def embeddings_index(
                 f"({planned.requests} planned, {got.requests} with a result); "
                 "re-materialize embeddings_requests through embeddings_results"
             )
-        table = read_chunk_table(chunks_path)
         with qdrant.open() as index:
             report = index_results(
-                index, table, results, pkey, _model(artifacts, pkey),
+                index, chunks_path, results, pkey, _model(artifacts, pkey),
                 batch_size=qdrant.upsert_batch_size,
             )
             points = index.count(pkey)
@@ -254,11 +254,12 @@ def chunks_retrieve_themselves(
 
     pkey = context.partition_key
     with tempfile.TemporaryDirectory(prefix="bw-check-") as tmp:
-        table = read_chunk_table(artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet"))
-    rows = sample_rows(table.num_rows, settings().check_sample)
-    ids = table.column("point_id").take(rows).to_pylist()
-    texts = table.column("text").take(rows).to_pylist()
-    queries = embedded_texts(table, rows)  # the chunk under its title, as it was embedded
+        path = artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet")
+        rows = sample_rows(pq.ParquetFile(path).metadata.num_rows, settings().check_sample)
+        sample = chunk_rows(path, rows)
+    ids = sample.column("point_id").to_pylist()
+    texts = sample.column("text").to_pylist()
+    queries = embedded_texts(sample)  # the chunk under its title, as it was embedded
     # The provider's real-time endpoint: the same model, through the other path a query takes.
     if batch.provider == "local" and batch.start_local_engine:
         batch.ensure_local_engine()

@@ -12,6 +12,8 @@ payload keeps the raw chunk. Results + chunk table are all it takes to rebuild t
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 from batch_workflows.chunking import Chunk, embedding_text
 from batch_workflows.errors import BatchError, ConfigurationError
 from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.spill import HashSpill, release_memory
 from batch_workflows.vectors import VectorIndex, point_id
 
 # OpenAI's per-request limits for /v1/embeddings: ≤ 2048 inputs, ≤ 300,000 tokens in total.
@@ -212,12 +215,35 @@ class IndexReport:
         return asdict(self)
 
 
-def read_chunk_table(path: str | Path) -> pa.Table:
-    """A chunk table; one written before titles existed reads with empty titles."""
-    table = pq.read_table(str(path))
+def _normalized(table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """Rows of a chunk table in CHUNK_SCHEMA; one written before titles existed gets empty ones."""
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_batches([table])
     if "title" not in table.column_names:
         table = table.append_column("title", pa.array([""] * table.num_rows, pa.string()))
     return table.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA)
+
+
+def read_chunk_table(path: str | Path) -> pa.Table:
+    """A whole chunk table in memory (small tables; index_results streams large ones)."""
+    return _normalized(pq.read_table(str(path)))
+
+
+def chunk_rows(path: str | Path, rows: list[int]) -> pa.Table:
+    """The chunk table's rows at `rows` (ascending), reading only the row groups that hold them."""
+    pf = pq.ParquetFile(str(path))
+    parts, start, wanted = [], 0, iter(rows)
+    row = next(wanted, None)
+    for group in range(pf.metadata.num_row_groups):
+        end = start + pf.metadata.row_group(group).num_rows
+        take = []
+        while row is not None and row < end:
+            take.append(row - start)
+            row = next(wanted, None)
+        if take:
+            parts.append(_normalized(pf.read_row_group(group)).take(take))
+        start = end
+    return pa.concat_tables(parts) if parts else CHUNK_SCHEMA.empty_table()
 
 
 def embedded_texts(table: pa.Table, rows: Iterable[int] | None = None) -> list[str]:
@@ -248,6 +274,48 @@ def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:
         yield cid, status, matrix
 
 
+# Chunk-table bytes (uncompressed) indexed at a time: a larger partition is split by the hash of
+# the custom_id, chunk rows and result rows alike, and indexed one part at a time.
+INDEX_PART_BYTES = 64 * 1024 * 1024
+_RESULT_COLUMNS = ["custom_id", "status", "embedding", "embeddings"]
+
+
+def _parts(
+    chunk_table: str | Path | pa.Table, results_path: str | Path, part_bytes: int
+) -> Iterator[tuple[pa.Table, Iterator[pa.RecordBatch]]]:
+    """(chunk rows, their result rows) of the partition, a part at a time; every request's
+    chunk rows and result row fall in the same part, its chunk rows in their table order."""
+    results = pq.ParquetFile(str(results_path))
+    if isinstance(chunk_table, pa.Table):
+        yield chunk_table, results.iter_batches(batch_size=64, columns=_RESULT_COLUMNS)
+        return
+    chunks = pq.ParquetFile(str(chunk_table))
+    size = sum(chunks.metadata.row_group(i).total_byte_size
+               for i in range(chunks.metadata.num_row_groups))
+    parts = -(-size // part_bytes)
+    if parts <= 1:
+        yield read_chunk_table(chunk_table), results.iter_batches(batch_size=64,
+                                                                  columns=_RESULT_COLUMNS)
+        return
+    result_schema = pa.schema([results.schema_arrow.field(c) for c in _RESULT_COLUMNS])
+    tmp = tempfile.mkdtemp(prefix=".index-", dir=Path(results_path).resolve().parent)
+    spill = HashSpill(Path(tmp), parts)
+    try:
+        for batch in chunks.iter_batches(batch_size=65_536):
+            spill.add("req", _normalized(batch).to_batches())
+        for batch in results.iter_batches(batch_size=1024, columns=_RESULT_COLUMNS):
+            spill.add("res", [batch])
+        spill.close()
+        for i in range(parts):
+            table = spill.read("req", i, CHUNK_SCHEMA)
+            yield table, iter(spill.read("res", i, result_schema).to_batches(max_chunksize=64))
+            del table
+            release_memory()
+    finally:
+        spill.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def index_results(
     index: VectorIndex,
     chunk_table: str | Path | pa.Table,
@@ -257,31 +325,22 @@ def index_results(
     batch_size: int = 256,
     delete_stale: bool = True,
     skip_unchanged: bool = True,
+    part_bytes: int = INDEX_PART_BYTES,
 ) -> IndexReport:
     """Upsert every embedded chunk of a partition, then delete the partition's stale points.
 
     Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
     source, partition, model. A failed request's chunks are counted, not indexed. With
-    `skip_unchanged`, points already stored identically are not rewritten."""
+    `skip_unchanged`, points already stored identically are not rewritten. A chunk table over
+    `part_bytes` is indexed in parts (spilled next to the results file), so memory stays flat
+    but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
     import numpy as np
 
     started = time.perf_counter()
-    table = chunk_table if isinstance(chunk_table, pa.Table) else read_chunk_table(chunk_table)
-    report = IndexReport(partition=partition, chunks=table.num_rows)
-    # Per request (not per chunk): its first row and number of rows in the chunk table. The
-    # chunks' columns stay in Arrow and are read a request's slice at a time.
-    where: dict[str, tuple[int, int]] = {}
-    row = 0
-    for batch in table.select(["custom_id"]).to_batches(max_chunksize=65_536):
-        for cid in batch.column(0).to_pylist():
-            first, n = where.get(cid, (row, 0))
-            where[cid] = (first, n + 1)
-            row += 1
-
+    report = IndexReport(partition=partition)
     buf_ids: list[str] = []
     buf_vecs: list[Any] = []
     buf_payloads: list[dict[str, Any]] = []
-    seen: set[str] = set()
 
     def flush() -> None:
         if buf_ids:
@@ -296,57 +355,69 @@ def index_results(
             buf_vecs.clear()
             buf_payloads.clear()
 
-    pf = pq.ParquetFile(str(results_path))
-    columns = ["custom_id", "status", "embedding", "embeddings"]
-    for batch in pf.iter_batches(batch_size=64, columns=columns):
-        for cid, status, matrix in _vectors_of_batch(batch):
-            if cid not in where:
-                continue  # not a request of this chunk table (the lifecycle reports these)
-            first, n = where[cid]
-            seen.add(cid)
-            if status != "succeeded" or matrix is None:
-                report.failed_requests += 1
-                report.failed_chunks += n
-                if len(report.failed_sample) < 10:
-                    report.failed_sample.append(cid)
-                continue
-            if matrix.shape[0] != n:
-                raise BatchError(
-                    f"{results_path}: request {cid} returned {matrix.shape[0]} embeddings "
-                    f"for {n} inputs"
-                )
-            if report.dimension is None:
-                report.dimension = int(matrix.shape[1])
-                report.created_collection = index.ensure_collection(report.dimension)
-            part = table.slice(first, n)
-            buf_ids.extend(part.column("point_id").to_pylist())
-            for text, doc, idx, source in zip(
-                part.column("text").to_pylist(),
-                part.column("document_id").to_pylist(),
-                part.column("chunk_index").to_pylist(),
-                part.column("source").to_pylist(),
-                strict=True,
-            ):
-                buf_payloads.append(
-                    {
-                        "text": text,
-                        "document_id": doc,
-                        "chunk_index": idx,
-                        "source": source,
-                        "partition": partition,
-                        "model": model,
-                    }
-                )
-            buf_vecs.append(matrix.astype(np.float32, copy=False))
-            if len(buf_ids) >= batch_size:
-                flush()
-    flush()
-    missing = [cid for cid in where if cid not in seen]
-    for cid in missing:  # the lifecycle accounts for every custom_id; be safe anyway
+    def failed(cid: str, chunks: int) -> None:
         report.failed_requests += 1
-        report.failed_chunks += where[cid][1]
+        report.failed_chunks += chunks
         if len(report.failed_sample) < 10:
             report.failed_sample.append(cid)
+
+    keep: list[pa.Array] = []  # every point id of the partition, for the stale-point pass
+    for table, result_batches in _parts(chunk_table, results_path, part_bytes):
+        report.chunks += table.num_rows
+        keep.append(table.column("point_id").combine_chunks())
+        # Per request (not per chunk): its first row and number of rows in this part. The
+        # chunks' columns stay in Arrow and are read a request's slice at a time.
+        where: dict[str, tuple[int, int]] = {}
+        row = 0
+        for batch in table.select(["custom_id"]).to_batches(max_chunksize=65_536):
+            for cid in batch.column(0).to_pylist():
+                first, n = where.get(cid, (row, 0))
+                where[cid] = (first, n + 1)
+                row += 1
+        seen: set[str] = set()
+        for batch in result_batches:
+            for cid, status, matrix in _vectors_of_batch(batch):
+                if cid not in where:
+                    continue  # not a request of this chunk table (the lifecycle reports these)
+                first, n = where[cid]
+                seen.add(cid)
+                if status != "succeeded" or matrix is None:
+                    failed(cid, n)
+                    continue
+                if matrix.shape[0] != n:
+                    raise BatchError(
+                        f"{results_path}: request {cid} returned {matrix.shape[0]} embeddings "
+                        f"for {n} inputs"
+                    )
+                if report.dimension is None:
+                    report.dimension = int(matrix.shape[1])
+                    report.created_collection = index.ensure_collection(report.dimension)
+                part = table.slice(first, n)
+                buf_ids.extend(part.column("point_id").to_pylist())
+                for text, doc, idx, source in zip(
+                    part.column("text").to_pylist(),
+                    part.column("document_id").to_pylist(),
+                    part.column("chunk_index").to_pylist(),
+                    part.column("source").to_pylist(),
+                    strict=True,
+                ):
+                    buf_payloads.append(
+                        {
+                            "text": text,
+                            "document_id": doc,
+                            "chunk_index": idx,
+                            "source": source,
+                            "partition": partition,
+                            "model": model,
+                        }
+                    )
+                buf_vecs.append(matrix.astype(np.float32, copy=False))
+                if len(buf_ids) >= batch_size:
+                    flush()
+        flush()
+        for cid, (_, n) in where.items():  # the lifecycle accounts for every custom_id; be safe
+            if cid not in seen:
+                failed(cid, n)
     present = report.upserted + report.unchanged  # points of this pass, all in `partition`
     # A collection created by this pass holds nothing stale; otherwise one count tells whether
     # anything else carries this partition before paying for a scroll over its ids.
@@ -356,7 +427,7 @@ def index_results(
         and index.dimension() is not None
         and index.count(partition) != present
     ):
-        report.stale_deleted = index.delete_stale(partition, table.column("point_id"))
+        report.stale_deleted = index.delete_stale(partition, pa.chunked_array(keep, pa.string()))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -14,6 +14,7 @@ from batch_workflows.embedding_index import (
     CHUNK_SCHEMA,
     ChunkTableWriter,
     build_requests,
+    chunk_rows,
     embedded_texts,
     index_results,
     read_chunk_table,
@@ -236,3 +237,43 @@ def test_document_search_gives_the_best_chunk_of_distinct_documents(tmp_path, qd
     assert [h["id"] for h in docs] == [h["id"] for h in best.values()][:3]
     assert docs[0]["id"] == point_id("a", 1) and docs[0]["score"] > 0.999
     assert docs[0]["score"] >= docs[1]["score"] >= docs[2]["score"]
+
+
+def _points(index) -> dict[str, tuple]:
+    points, _ = index.client.scroll(index.collection, limit=1000, with_vectors=True)
+    return {str(p.id): (p.payload, np.round(p.vector, 5).tolist()) for p in points}
+
+
+def test_a_large_chunk_table_is_indexed_in_parts_with_the_same_outcome(tmp_path):
+    docs = [Document(f"d{i}", " ".join(f"w{i}x{j}" for j in range(40)), "s") for i in range(30)]
+    table, results = _fake_batch(tmp_path, docs, "p1", fail={"d3#0+3"})
+    whole_q = QdrantResource(path=str(tmp_path / "q-whole"), collection="test")
+    parts_q = QdrantResource(path=str(tmp_path / "q-parts"), collection="test")
+    spills = list(tmp_path.glob(".index-*"))
+    with whole_q.open() as whole, parts_q.open() as parts:
+        a = index_results(whole, table.path, results, "p1", "fake-model")
+        b = index_results(parts, table.path, results, "p1", "fake-model", part_bytes=2_000)
+        assert _points(whole) == _points(parts) and len(_points(parts)) == a.upserted
+        # A shrunken shard, indexed in parts, deletes its stale points too.
+        table2, results2 = _fake_batch(tmp_path / "v2", docs[:20], "p1")
+        c = index_results(parts, table2.path, results2, "p1", "fake-model", part_bytes=2_000)
+        assert parts.count("p1") == c.chunks == table2.chunks
+    keys = ("chunks", "upserted", "failed_requests", "failed_chunks", "dimension")
+    assert [getattr(a, k) for k in keys] == [getattr(b, k) for k in keys]
+    assert a.failed_requests == 1 and b.failed_sample == ["d3#0+3"]
+    assert c.stale_deleted == table.chunks - table2.chunks
+    assert (c.upserted, c.unchanged) == (a.failed_chunks, c.chunks - a.failed_chunks)  # d3 now in
+    assert list(tmp_path.glob(".index-*")) == spills  # the spill folder is removed
+
+
+def test_chunk_rows_reads_only_the_rows_asked_for(tmp_path):
+    docs = [Document(f"d{i}", " ".join(f"w{j}" for j in range(30)), "s", "T") for i in range(5)]
+    chunks = chunk_documents(docs, RegexTokenizer(), chunk_size=6, overlap=2)
+    table = ChunkTableWriter(tmp_path / "chunks.parquet", "p1", row_group=4)
+    list(build_requests(chunks, "fake-model", table, max_inputs=3))
+    table.close()
+    assert pq.ParquetFile(table.path).metadata.num_row_groups > 3
+    whole = read_chunk_table(table.path)
+    rows = [0, 3, 4, 9, whole.num_rows - 1]
+    assert chunk_rows(table.path, rows).to_pylist() == whole.take(rows).to_pylist()
+    assert chunk_rows(table.path, []).num_rows == 0
