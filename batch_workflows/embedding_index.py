@@ -274,27 +274,27 @@ def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:
         yield cid, status, matrix
 
 
-# Chunk-table bytes (uncompressed) indexed at a time: a larger partition is split by the hash of
-# the custom_id, chunk rows and result rows alike, and indexed one part at a time.
+# Bytes (uncompressed chunk table + results) indexed at a time: a larger partition is split by
+# the hash of the custom_id, chunk rows and result rows alike, and indexed one part at a time.
 INDEX_PART_BYTES = 64 * 1024 * 1024
 _RESULT_COLUMNS = ["custom_id", "status", "embedding", "embeddings"]
+_RESULT_ROWS = 64  # result rows per batch read: each can hold thousands of vectors
+
+
+def _uncompressed_bytes(pf: pq.ParquetFile) -> int:
+    meta = pf.metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 def _parts(
-    chunk_table: str | Path | pa.Table, results_path: str | Path, part_bytes: int
+    chunk_table: str | Path, results_path: str | Path, part_bytes: int
 ) -> Iterator[tuple[pa.Table, Iterator[pa.RecordBatch]]]:
     """(chunk rows, their result rows) of the partition, a part at a time; every request's
     chunk rows and result row fall in the same part, its chunk rows in their table order."""
-    results = pq.ParquetFile(str(results_path))
-    if isinstance(chunk_table, pa.Table):
-        yield chunk_table, results.iter_batches(batch_size=64, columns=_RESULT_COLUMNS)
-        return
-    chunks = pq.ParquetFile(str(chunk_table))
-    size = sum(chunks.metadata.row_group(i).total_byte_size
-               for i in range(chunks.metadata.num_row_groups))
-    parts = -(-size // part_bytes)
+    chunks, results = pq.ParquetFile(str(chunk_table)), pq.ParquetFile(str(results_path))
+    parts = -(-(_uncompressed_bytes(chunks) + _uncompressed_bytes(results)) // part_bytes)
     if parts <= 1:
-        yield read_chunk_table(chunk_table), results.iter_batches(batch_size=64,
+        yield read_chunk_table(chunk_table), results.iter_batches(_RESULT_ROWS,
                                                                   columns=_RESULT_COLUMNS)
         return
     result_schema = pa.schema([results.schema_arrow.field(c) for c in _RESULT_COLUMNS])
@@ -303,12 +303,12 @@ def _parts(
     try:
         for batch in chunks.iter_batches(batch_size=65_536):
             spill.add("req", _normalized(batch).to_batches())
-        for batch in results.iter_batches(batch_size=1024, columns=_RESULT_COLUMNS):
+        for batch in results.iter_batches(_RESULT_ROWS, columns=_RESULT_COLUMNS):
             spill.add("res", [batch])
         spill.close()
         for i in range(parts):
             table = spill.read("req", i, CHUNK_SCHEMA)
-            yield table, iter(spill.read("res", i, result_schema).to_batches(max_chunksize=64))
+            yield table, iter(spill.read("res", i, result_schema).to_batches(_RESULT_ROWS))
             del table
             release_memory()
     finally:
@@ -318,7 +318,7 @@ def _parts(
 
 def index_results(
     index: VectorIndex,
-    chunk_table: str | Path | pa.Table,
+    chunk_table: str | Path,
     results_path: str | Path,
     partition: str,
     model: str,
@@ -331,9 +331,9 @@ def index_results(
 
     Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
     source, partition, model. A failed request's chunks are counted, not indexed. With
-    `skip_unchanged`, points already stored identically are not rewritten. A chunk table over
-    `part_bytes` is indexed in parts (spilled next to the results file), so memory stays flat
-    but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
+    `skip_unchanged`, points already stored identically are not rewritten. A chunk table and
+    results over `part_bytes` are indexed in parts (spilled next to the results file), so memory
+    stays flat but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
     import numpy as np
 
     started = time.perf_counter()
