@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -60,6 +59,7 @@ from batch_workflows.embedding_index import (
     tally_results,
 )
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.sources import (
     documents_for_key,
@@ -255,7 +255,7 @@ def chunks_retrieve_themselves(
     pkey = context.partition_key
     with tempfile.TemporaryDirectory(prefix="bw-check-") as tmp:
         path = artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet")
-        rows = sample_rows(pq.ParquetFile(path).metadata.num_rows, settings().check_sample)
+        rows = sample_rows(open_parquet(path).metadata.num_rows, settings().check_sample)
         sample = chunk_rows(path, rows)
     ids = sample.column("point_id").to_pylist()
     texts = sample.column("text").to_pylist()

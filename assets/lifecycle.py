@@ -94,6 +94,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from batch_workflows import lifecycle as lc
 from batch_workflows.errors import BudgetExceededError, ConfigurationError
 from batch_workflows.models import BatchRequest
+from batch_workflows.parquet import open_parquet
 from batch_workflows.results import SUCCEEDED, ResultSet
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource, default_pool
@@ -675,11 +676,10 @@ def _resubmit(context: AssetExecutionContext, client: Any, batch_res: BatchResou
 def _unfinished_sample(path: Path, limit: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
     """The first `limit` rows that did not succeed (reads row groups until it has them)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     rows: list[dict[str, Any]] = []
     columns = ["custom_id", "status", "error_code", "error_message"]
-    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=8192):
+    for batch in open_parquet(path).iter_batches(columns=columns, batch_size=8192):
         keep = batch.filter(pc.not_equal(batch.column("status"), SUCCEEDED))
         rows.extend(keep.slice(0, limit - len(rows)).to_pylist())
         if len(rows) >= limit:

@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 
 from batch_workflows.chunking import Chunk, embedding_text
 from batch_workflows.errors import BatchError, ConfigurationError
+from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.spill import HashSpill, release_memory
+from batch_workflows.spill import HashSpill, partitions_for, release_memory
 from batch_workflows.vectors import VectorIndex, point_id
 
 # OpenAI's per-request limits for /v1/embeddings: ≤ 2048 inputs, ≤ 300,000 tokens in total.
@@ -162,7 +163,7 @@ def _id_hash(custom_id: str) -> int:
 
 
 def _custom_ids(path: str | Path, batch_rows: int = 65_536) -> Iterator[list[str]]:
-    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_rows,
+    for batch in open_parquet(path).iter_batches(batch_size=batch_rows,
                                                         columns=["custom_id"]):
         yield batch.column(0).to_pylist()
 
@@ -231,7 +232,7 @@ def read_chunk_table(path: str | Path) -> pa.Table:
 
 def chunk_rows(path: str | Path, rows: list[int]) -> pa.Table:
     """The chunk table's rows at `rows` (ascending), reading only the row groups that hold them."""
-    pf = pq.ParquetFile(str(path))
+    pf = open_parquet(path)
     parts, start, wanted = [], 0, iter(rows)
     row = next(wanted, None)
     for group in range(pf.metadata.num_row_groups):
@@ -274,16 +275,12 @@ def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:
         yield cid, status, matrix
 
 
-# Bytes (uncompressed chunk table + results) indexed at a time: a larger partition is split by
-# the hash of the custom_id, chunk rows and result rows alike, and indexed one part at a time.
-INDEX_PART_BYTES = 64 * 1024 * 1024
+# Chunk-table bytes (uncompressed) indexed at a time: a larger partition is split by the hash of
+# the custom_id, chunk rows and result rows alike, and indexed one part at a time. Result rows
+# are always streamed, a few at a time.
+INDEX_PART_BYTES = 32 * 1024 * 1024
 _RESULT_COLUMNS = ["custom_id", "status", "embedding", "embeddings"]
 _RESULT_ROWS = 64  # result rows per batch read: each can hold thousands of vectors
-
-
-def _uncompressed_bytes(pf: pq.ParquetFile) -> int:
-    meta = pf.metadata
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 def _parts(
@@ -291,24 +288,25 @@ def _parts(
 ) -> Iterator[tuple[pa.Table, Iterator[pa.RecordBatch]]]:
     """(chunk rows, their result rows) of the partition, a part at a time; every request's
     chunk rows and result row fall in the same part, its chunk rows in their table order."""
-    chunks, results = pq.ParquetFile(str(chunk_table)), pq.ParquetFile(str(results_path))
-    parts = -(-(_uncompressed_bytes(chunks) + _uncompressed_bytes(results)) // part_bytes)
+    chunks, results = open_parquet(chunk_table), open_parquet(results_path)
+    meta = chunks.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    parts = partitions_for(size, part_bytes)
     if parts <= 1:
         yield read_chunk_table(chunk_table), results.iter_batches(_RESULT_ROWS,
                                                                   columns=_RESULT_COLUMNS)
         return
-    result_schema = pa.schema([results.schema_arrow.field(c) for c in _RESULT_COLUMNS])
     tmp = tempfile.mkdtemp(prefix=".index-", dir=Path(results_path).resolve().parent)
     spill = HashSpill(Path(tmp), parts)
     try:
-        for batch in chunks.iter_batches(batch_size=65_536):
+        for batch in chunks.iter_batches(batch_size=8192):
             spill.add("req", _normalized(batch).to_batches())
         for batch in results.iter_batches(_RESULT_ROWS, columns=_RESULT_COLUMNS):
             spill.add("res", [batch])
         spill.close()
         for i in range(parts):
             table = spill.read("req", i, CHUNK_SCHEMA)
-            yield table, iter(spill.read("res", i, result_schema).to_batches(_RESULT_ROWS))
+            yield table, spill.stream("res", i)
             del table
             release_memory()
     finally:
@@ -331,9 +329,9 @@ def index_results(
 
     Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
     source, partition, model. A failed request's chunks are counted, not indexed. With
-    `skip_unchanged`, points already stored identically are not rewritten. A chunk table and
-    results over `part_bytes` are indexed in parts (spilled next to the results file), so memory
-    stays flat but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
+    `skip_unchanged`, points already stored identically are not rewritten. A chunk table over
+    `part_bytes` is indexed in parts (spilled next to the results file), so memory stays flat
+    but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
     import numpy as np
 
     started = time.perf_counter()

@@ -41,7 +41,9 @@ from batch_workflows.models import (
     MAX_METADATA_VALUE_CHARS,
     TERMINAL_STATUSES,
 )
+from batch_workflows.parquet import open_parquet
 from batch_workflows.server.settings import parse_duration
+from batch_workflows.spill import partitions_for
 
 logger = logging.getLogger("batch_workflows.lifecycle")
 
@@ -690,13 +692,12 @@ def iter_unfinished_requests(
     over temporary files by a hash of custom_id, then each partition is matched on its own,
     holding only that partition's ids. Output order: by partition, file order inside one.
     """
-    from batch_workflows.results import _max_partitions
     from batch_workflows.shards import iter_requests
 
     files = [os.fspath(p) for p in request_files]
     unfinished = _results_rows(results_path).iter_unfinished_ids()
     size = sum(os.path.getsize(p) for p in files)
-    n = max(1, min(_max_partitions(), -(-size // max(1, partition_bytes))))
+    n = partitions_for(size, partition_bytes)
     if n == 1:  # small enough: the ids of these requests fit in memory as they are
         wanted = set(unfinished)
         if wanted:
@@ -816,7 +817,7 @@ def merge_attempts(
     writer = None
     try:
         for n, path in enumerate(attempt_paths):
-            pf = pq.ParquetFile(path)
+            pf = open_parquet(path)
             for batch in pf.iter_batches(batch_size=65536):
                 if n != last:
                     batch = batch.filter(pc.equal(batch.column("status"), SUCCEEDED))

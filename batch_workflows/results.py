@@ -40,7 +40,8 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from batch_workflows.errors import BatchError, InvalidInputError, Problem
-from batch_workflows.spill import HashSpill, release_memory
+from batch_workflows.parquet import open_parquet
+from batch_workflows.spill import HashSpill, partitions_for, release_memory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,11 +50,10 @@ SUCCEEDED, FAILED, ERRORED, MISSING = "succeeded", "failed", "errored", "missing
 STATUSES = (SUCCEEDED, FAILED, ERRORED, MISSING)
 
 # Input bytes (requests + results) per partition: the Arrow columns of one partition are smaller
-# than this, so pass 2 holds at most a few tens of MB whatever the total (up to MAX_PARTITIONS).
+# than this, so pass 2 holds at most a few tens of MB whatever the total (up to spill.MAX_PARTITIONS).
 PARTITION_BYTES = 32 * 1024 * 1024
 # Files are read, parsed and spread over the partitions in blocks of whole lines of this size.
 BLOCK_BYTES = 8 * 1024 * 1024
-MAX_PARTITIONS = 1024
 ROW_GROUP_ROWS = 65_536
 UNEXPECTED_SAMPLE = 20
 
@@ -143,7 +143,7 @@ class ResultSet:
         if self.table is not None:
             yield from self.table.select(columns).to_batches()
         elif self.path is not None:
-            yield from pq.ParquetFile(self.path).iter_batches(columns=columns)
+            yield from open_parquet(self.path).iter_batches(columns=columns)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain summary (JSON-friendly), e.g. for asset metadata."""
@@ -165,7 +165,7 @@ class ResultSet:
     def from_parquet(cls, path: PathLike) -> ResultSet:
         """Rebuild the summary of a results file written by `join_results` (streamed)."""
         acc = _Summary()
-        pf = pq.ParquetFile(path)
+        pf = open_parquet(path)
         columns = ["status", "status_code", "error_code", "model"] + list(_TOKENS)
         for batch in pf.iter_batches(columns=columns):
             acc.add(pa.Table.from_batches([batch]))
@@ -202,7 +202,7 @@ def join_results(
     results = _paths(output_files) + _paths(error_files)
     if partitions is None:
         size = sum(os.path.getsize(p) for p in requests + results)
-        partitions = min(_max_partitions(), max(1, -(-size // PARTITION_BYTES)))
+        partitions = partitions_for(size, PARTITION_BYTES)
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
     if work_dir is None and out_path is not None:
@@ -220,24 +220,6 @@ def join_results(
     finally:
         spill.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _max_partitions() -> int:
-    """MAX_PARTITIONS, or fewer if the open-file limit cannot hold two files per partition."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = 2 * MAX_PARTITIONS + 64
-        if soft != resource.RLIM_INFINITY and soft < want:
-            target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    except (ImportError, ValueError, OSError):  # no such limit here, or not allowed to raise it
-        return 64
-    if soft == resource.RLIM_INFINITY:
-        return MAX_PARTITIONS
-    return max(1, min(MAX_PARTITIONS, (soft - 64) // 2))
 
 
 def _paths(value: PathLike | Iterable[PathLike] | None) -> list[str]:

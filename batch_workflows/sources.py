@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
+from batch_workflows.parquet import open_parquet
 
 PYDOC_SOURCE = "pydoc_data"
 PYDOC_PREFIX = "pydoc-"
@@ -291,7 +292,6 @@ def _read_csv(uri: str, c: _Collector, id_field: str, text_field: str, s3: Any) 
 
 
 def _read_parquet(uri: str, c: _Collector, id_field: str, text_field: str, s3: Any) -> Iterator[Document]:
-    import pyarrow.parquet as pq
 
     tmp: str | None = None
     path = uri
@@ -303,7 +303,7 @@ def _read_parquet(uri: str, c: _Collector, id_field: str, text_field: str, s3: A
         (s3 or make_s3_client()).download_file(bucket, key, tmp)
         path = tmp
     try:
-        pf = pq.ParquetFile(path)
+        pf = open_parquet(path)
         names = pf.schema_arrow.names
         for field in (id_field, text_field):
             if field not in names:

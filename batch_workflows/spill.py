@@ -5,6 +5,7 @@ Used by the results join and by the embeddings index step."""
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,31 @@ import pyarrow as pa
 
 # Added rows queued in memory before they are split and appended to the partition files.
 SPILL_BYTES = 8 * 1024 * 1024
+MAX_PARTITIONS = 1024
+
+
+def partitions_for(size: int, part_bytes: int) -> int:
+    """How many partitions split `size` bytes into parts of about `part_bytes` (1 or more)."""
+    return max(1, min(max_partitions(), -(-size // max(1, part_bytes))))
+
+
+def max_partitions() -> int:
+    """MAX_PARTITIONS, or fewer if the open-file limit cannot hold two files per partition."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2 * MAX_PARTITIONS + 64
+        if soft != resource.RLIM_INFINITY and soft < want:
+            target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (ImportError, ValueError, OSError):  # no such limit here, or not allowed to raise it
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PARTITIONS
+    return max(1, min(MAX_PARTITIONS, (soft - 64) // 2))
+
 
 
 def release_memory() -> None:
@@ -119,6 +145,7 @@ class HashSpill:
         self.sinks = []
 
     def read(self, kind: str, i: int, schema: pa.Schema) -> pa.Table:
+        """Partition i's rows of `kind` as one table; the file is removed."""
         path = self.folder / f"{kind}-{i}.arrow"
         if not path.exists():
             return schema.empty_table()
@@ -126,6 +153,14 @@ class HashSpill:
             table = pa.ipc.open_stream(source).read_all().combine_chunks()
         path.unlink()
         return table
+
+    def stream(self, kind: str, i: int) -> Iterator[pa.RecordBatch]:
+        """Partition i's rows of `kind`, a written batch at a time (memory stays at one)."""
+        path = self.folder / f"{kind}-{i}.arrow"
+        if path.exists():
+            with pa.OSFile(str(path), "rb") as source:
+                yield from pa.ipc.open_stream(source)
+            path.unlink()
 
 
 _MIX = np.random.default_rng(20240601).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
