@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results.json.
 
-    python -m bench [--scale full|small] [--only NAME ...]
+    python -m bench [--scale full|small] [--only NAME ...]   (--only updates those figures)
 
 Each benchmark module in this folder exposes `run(scale: str) -> list[dict]`, one dict per figure:
 {"name", "value", "unit", "baseline", "ratio", "target"}, the baseline measured in the same run
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
 
     out = HERE / "results.json"
+    if args.only and out.exists():  # a partial run updates its benchmarks' figures, keeps the rest
+        previous = json.loads(out.read_text())
+        if previous.get("scale") == args.scale:
+            kept = [f for f in previous["figures"] if f.get("bench") not in args.only]
+            figures = sorted(kept + figures, key=lambda f: f.get("bench", ""))
     out.write_text(json.dumps({"scale": args.scale, "figures": figures}, indent=2) + "\n")
     print(f"wrote {out}")
     return 1 if failed else 0
