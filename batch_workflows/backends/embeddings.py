@@ -225,21 +225,21 @@ class EmbeddingBackend:
         import numpy as np
 
         model = self.load()
-        # One fast-tokenizer pass gives the usage counts and a padding-friendly order.
-        with self._turns.turn():
-            ids = model.tokenizer(
-                texts, truncation=True, max_length=model.max_seq_length, add_special_tokens=True
-            )["input_ids"]
-        counts = [len(x) for x in ids]
-        order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        done = [False] * len(texts)
+        counts, order, done = [0] * len(texts), [], [False] * len(texts)
         window = _WINDOW_BATCHES * int(self.batch_size or 32)
-        for start in range(0, len(order), window):
+        start = 0
+        while start == 0 or start < len(order):
             if should_stop():
                 break
-            idx = order[start : start + window]
-            with self._turns.turn():
+            with self._turns.turn():  # one turn: a short call is done in one
+                if start == 0:
+                    # One fast-tokenizer pass gives the usage counts and a padding-friendly order.
+                    ids = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length,
+                                          add_special_tokens=True)["input_ids"]
+                    counts = [len(x) for x in ids]
+                    order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
+                idx = order[start : start + window]
                 out[idx] = model.encode(
                     [texts[j] for j in idx],
                     batch_size=self.batch_size,
@@ -248,6 +248,7 @@ class EmbeddingBackend:
                 )
             for j in idx:
                 done[j] = True
+            start += window
         return out, counts, done
 
 
