@@ -314,6 +314,49 @@ def _parts(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_ID_SCHEMA = pa.schema([("point_id", pa.string())])
+
+
+def _delete_stale(
+    index: VectorIndex, partition: str, chunk_table: str | Path, results_path: str | Path,
+    part_bytes: int,
+) -> int:
+    """Delete the partition's points whose id the chunk table does not hold. Many ids are
+    matched a hash part at a time: the table's ids and the stored ones are spilled first."""
+    table = open_parquet(chunk_table)
+    meta, column = table.metadata, table.schema_arrow.get_field_index("point_id")
+    size = sum(meta.row_group(i).column(column).total_uncompressed_size
+               for i in range(meta.num_row_groups))
+    parts = partitions_for(size, part_bytes)
+    if parts <= 1:
+        return index.delete_stale(partition, pq.read_table(str(chunk_table),
+                                                           columns=["point_id"]).column(0))
+    tmp = tempfile.mkdtemp(prefix=".stale-", dir=Path(results_path).resolve().parent)
+    spill = HashSpill(Path(tmp), parts)
+    try:
+        for batch in table.iter_batches(65_536, columns=["point_id"]):
+            spill.add("req", [batch])
+        page: list[str] = []
+        for pid in index.partition_ids(partition):  # every stored id, before any is deleted
+            page.append(pid)
+            if len(page) >= 65_536:
+                spill.add("res", [pa.record_batch([pa.array(page, pa.string())], schema=_ID_SCHEMA)])
+                page = []
+        spill.add("res", [pa.record_batch([pa.array(page, pa.string())], schema=_ID_SCHEMA)])
+        spill.close()
+        deleted = 0
+        for i in range(parts):
+            keep = spill.read("req", i, _ID_SCHEMA).column(0)
+            for batch in spill.stream("res", i):
+                ids = batch.column(0).to_pylist()
+                for start in range(0, len(ids), 1024):
+                    deleted += index.delete_unkept(ids[start : start + 1024], keep)
+        return deleted
+    finally:
+        spill.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def index_results(
     index: VectorIndex,
     chunk_table: str | Path,
@@ -330,8 +373,7 @@ def index_results(
     Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
     source, partition, model. A failed request's chunks are counted, not indexed. With
     `skip_unchanged`, points already stored identically are not rewritten. A chunk table over
-    `part_bytes` is indexed in parts (spilled next to the results file), so memory stays flat
-    but for the point ids the stale-point pass keeps (about 40 bytes a chunk)."""
+    `part_bytes` is indexed in parts (spilled next to the results file): memory stays flat."""
     import numpy as np
 
     started = time.perf_counter()
@@ -359,10 +401,8 @@ def index_results(
         if len(report.failed_sample) < 10:
             report.failed_sample.append(cid)
 
-    keep: list[pa.Array] = []  # every point id of the partition, for the stale-point pass
     for table, result_batches in _parts(chunk_table, results_path, part_bytes):
         report.chunks += table.num_rows
-        keep.append(table.column("point_id").combine_chunks())
         # Per request (not per chunk): its first row and number of rows in this part. The
         # chunks' columns stay in Arrow and are read a request's slice at a time.
         where: dict[str, tuple[int, int]] = {}
@@ -425,7 +465,8 @@ def index_results(
         and index.dimension() is not None
         and index.count(partition) != present
     ):
-        report.stale_deleted = index.delete_stale(partition, pa.chunked_array(keep, pa.string()))
+        report.stale_deleted = _delete_stale(index, partition, chunk_table, results_path,
+                                             part_bytes)
     report.seconds = time.perf_counter() - started
     return report
 

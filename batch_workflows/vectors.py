@@ -255,32 +255,33 @@ class VectorIndex:
         Membership is Arrow's hash lookup, one page of ids at a time, and pages are deleted as
         they go: no Python set of every id, no list of every stale id."""
         import pyarrow as pa
-        import pyarrow.compute as pc
-        from qdrant_client import models
 
         if not isinstance(keep, pa.Array | pa.ChunkedArray):
             keep = pa.array(list(keep), pa.string())
         deleted = 0
         page: list[str] = []
-
-        def drop(ids: list[str]) -> int:
-            mask = pc.is_in(pa.array(ids, pa.string()), value_set=keep)
-            stale = [pid for pid, kept in zip(ids, mask.to_pylist(), strict=True) if not kept]
-            if stale:
-                self.client.delete(
-                    self.collection, points_selector=models.PointIdsList(points=stale)
-                )
-            return len(stale)
-
         # Deleting while the scroll goes on is safe: its next offset is a point not yet returned.
         for pid in self.partition_ids(partition):
             page.append(pid)
             if len(page) >= batch:
-                deleted += drop(page)
+                deleted += self.delete_unkept(page, keep)
                 page = []
-        if page:
-            deleted += drop(page)
-        return deleted
+        return deleted + self.delete_unkept(page, keep)
+
+    def delete_unkept(self, ids: Sequence[str], keep: Any) -> int:
+        """Delete the points among `ids` whose id is not in `keep` (an Arrow string array);
+        returns how many."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from qdrant_client import models
+
+        if not ids:
+            return 0
+        mask = pc.is_in(pa.array(ids, pa.string()), value_set=keep)
+        stale = [pid for pid, kept in zip(ids, mask.to_pylist(), strict=True) if not kept]
+        if stale:
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=stale))
+        return len(stale)
 
     # -- reads ---------------------------------------------------------------------------
 

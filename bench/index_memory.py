@@ -10,8 +10,8 @@ Figures, each measured in a fresh process (peak RSS, VmHWM):
 What is measured is the index step's own memory: reading the chunk table and the results,
 matching vectors to chunks, building the payloads, handing batches of points to the index. The
 index keeps nothing (`_HandOffIndex` counts the points it is given): Qdrant's memory is not the
-step's (its local mode holds every point in RAM; a server holds them on its side). Stale-point
-deletion, which keeps ~40 bytes of point id per chunk, is off.
+step's (its local mode holds every point in RAM; a server holds them on its side). The
+stale-point pass is off: it scrolls the store's points (tests cover it in parts).
 
 Data (generated once under bench/.work/index_memory/): N chunks of 40 words with random
 384-d float32 vectors, 64 chunks a request, in the chunk-table and results schemas.
