@@ -12,8 +12,6 @@ payload keeps the raw chunk. Results + chunk table are all it takes to rebuild t
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -296,9 +294,7 @@ def _parts(
         yield read_chunk_table(chunk_table), results.iter_batches(_RESULT_ROWS,
                                                                   columns=_RESULT_COLUMNS)
         return
-    tmp = tempfile.mkdtemp(prefix=".index-", dir=Path(results_path).resolve().parent)
-    spill = HashSpill(Path(tmp), parts)
-    try:
+    with HashSpill.temporary(parts, Path(results_path).resolve().parent, ".index-") as spill:
         for batch in chunks.iter_batches(batch_size=8192):
             spill.add("req", _normalized(batch).to_batches())
         for batch in results.iter_batches(_RESULT_ROWS, columns=_RESULT_COLUMNS):
@@ -309,9 +305,6 @@ def _parts(
             yield table, spill.stream("res", i)
             del table
             release_memory()
-    finally:
-        spill.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 _ID_SCHEMA = pa.schema([("point_id", pa.string())])
@@ -331,18 +324,20 @@ def _delete_stale(
     if parts <= 1:
         return index.delete_stale(partition, pq.read_table(str(chunk_table),
                                                            columns=["point_id"]).column(0))
-    tmp = tempfile.mkdtemp(prefix=".stale-", dir=Path(results_path).resolve().parent)
-    spill = HashSpill(Path(tmp), parts)
-    try:
+    with HashSpill.temporary(parts, Path(results_path).resolve().parent, ".stale-") as spill:
         for batch in table.iter_batches(65_536, columns=["point_id"]):
             spill.add("req", [batch])
+
+        def spill_ids(ids: list[str]) -> None:
+            spill.add("res", [pa.record_batch([pa.array(ids, pa.string())], schema=_ID_SCHEMA)])
+
         page: list[str] = []
         for pid in index.partition_ids(partition):  # every stored id, before any is deleted
             page.append(pid)
             if len(page) >= 65_536:
-                spill.add("res", [pa.record_batch([pa.array(page, pa.string())], schema=_ID_SCHEMA)])
+                spill_ids(page)
                 page = []
-        spill.add("res", [pa.record_batch([pa.array(page, pa.string())], schema=_ID_SCHEMA)])
+        spill_ids(page)
         spill.close()
         deleted = 0
         for i in range(parts):
@@ -352,9 +347,6 @@ def _delete_stale(
                 for start in range(0, len(ids), 1024):
                     deleted += index.delete_unkept(ids[start : start + 1024], keep)
         return deleted
-    finally:
-        spill.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def index_results(

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -207,19 +205,14 @@ def join_results(
         raise ValueError("partitions must be at least 1")
     if work_dir is None and out_path is not None:
         work_dir = Path(out_path).resolve().parent
-    tmp = tempfile.mkdtemp(prefix=".join-", dir=work_dir)
-    spill = HashSpill(Path(tmp), partitions)
     block_bytes = block_bytes or BLOCK_BYTES
-    try:
+    with HashSpill.temporary(partitions, work_dir, ".join-") as spill:
         for path in requests:
             _spill_requests(path, spill, block_bytes)
         for path in results:
             _spill_results(path, spill, block_bytes)
         spill.close()
         return _join_partitions(spill, out_path, row_group_rows)
-    finally:
-        spill.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _paths(value: PathLike | Iterable[PathLike] | None) -> list[str]:

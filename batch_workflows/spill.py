@@ -5,8 +5,11 @@ Used by the results join and by the embeddings index step."""
 from __future__ import annotations
 
 import ctypes
+import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,19 @@ class HashSpill:
         self.queued: dict[str, list[pa.RecordBatch]] = {"req": [], "res": []}
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending: Future | None = None
+
+    @classmethod
+    @contextmanager
+    def temporary(cls, n: int, near: str | Path | None, prefix: str) -> Iterator[HashSpill]:
+        """A spill in a new folder inside `near` (else the system's temp folder), closed and
+        removed afterwards, also after an error."""
+        folder = tempfile.mkdtemp(prefix=prefix, dir=near)
+        spill = cls(Path(folder), n)
+        try:
+            yield spill
+        finally:
+            spill.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
 
     def add(self, kind: str, batches: list[pa.RecordBatch]) -> None:
         queue = self.queued[kind]
