@@ -1,6 +1,6 @@
-"""Grace-hash-join plumbing: rows spilled to disk by the hash of their custom_id, so two large
-inputs can be joined one partition at a time with memory that does not grow with their size.
-Used by the results join and by the embeddings index step."""
+"""Grace-hash-join plumbing: rows spilled to disk by the hash of a key (a custom_id, a point id),
+so two large inputs can be matched one partition at a time with memory that does not grow with
+their size. Used by the results join and by the embeddings index step."""
 
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ def max_partitions() -> int:
     return max(1, min(MAX_PARTITIONS, (soft - 64) // 2))
 
 
-
 def release_memory() -> None:
     """Give freed memory back to the OS (keeps peak RSS flat): Arrow's pool, and glibc's
     per-thread arenas that the parser threads leave behind."""
@@ -65,8 +64,8 @@ _malloc_trim = _load_malloc_trim()
 
 class HashSpill:
     """Rows of two kinds ("req" and "res"), each split into N partitions by the hash of their
-    first column (the custom_id), as Arrow IPC stream files: partition i of both kinds holds
-    the same ids, so a join reads one pair at a time. Rows keep their order within a partition.
+    first column (the key), as Arrow IPC stream files: partition i of both kinds holds the
+    same keys, so a join reads one pair at a time. Rows keep their order within a partition.
 
     Added rows are queued until SPILL_BYTES are waiting (fewer, larger writes than one per
     block and partition), then split by partition and written by a helper thread while the
