@@ -21,6 +21,7 @@ from batch_workflows.embedding_index import (
     tally_chunk_table,
     tally_results,
 )
+from batch_workflows.embedding_index import _parts as index_parts
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.results import join_results
 from batch_workflows.sources import Document
@@ -247,11 +248,9 @@ def _points(index) -> dict[str, tuple]:
 def test_a_large_chunk_table_is_indexed_in_parts_with_the_same_outcome(tmp_path):
     docs = [Document(f"d{i}", " ".join(f"w{i}x{j}" for j in range(40)), "s") for i in range(30)]
     table, results = _fake_batch(tmp_path, docs, "p1", fail={"d3#0+3"})
+    assert len([part for part, _ in index_parts(table.path, results, 2_000)]) > 3  # really in parts
     whole_q = QdrantResource(path=str(tmp_path / "q-whole"), collection="test")
     parts_q = QdrantResource(path=str(tmp_path / "q-parts"), collection="test")
-    def spills() -> list:
-        return [*tmp_path.rglob(".index-*"), *tmp_path.rglob(".stale-*")]
-
     with whole_q.open() as whole, parts_q.open() as parts:
         a = index_results(whole, table.path, results, "p1", "fake-model")
         b = index_results(parts, table.path, results, "p1", "fake-model", part_bytes=2_000)
@@ -265,7 +264,7 @@ def test_a_large_chunk_table_is_indexed_in_parts_with_the_same_outcome(tmp_path)
     assert a.failed_requests == 1 and b.failed_sample == ["d3#0+3"]
     assert c.stale_deleted == table.chunks - table2.chunks
     assert (c.upserted, c.unchanged) == (a.failed_chunks, c.chunks - a.failed_chunks)  # d3 now in
-    assert spills() == []  # the spill folders are removed
+    assert [*tmp_path.rglob(".index-*"), *tmp_path.rglob(".stale-*")] == []  # spills removed
 
 
 def test_chunk_rows_reads_only_the_rows_asked_for(tmp_path):
