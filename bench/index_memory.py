@@ -15,19 +15,19 @@ stale-point pass is off: it scrolls the store's points (tests cover it in parts)
 
 Data (generated once under bench/.work/index_memory/): N chunks of 40 words with random
 384-d float32 vectors, 64 chunks a request, in the chunk-table and results schemas.
-scale "full": N = 200,000 (5 N: 1.5 GB of vectors); "small": N = 10,000.
+scale "full": N = 200,000 (5 N: 1.5 GB of vectors), parts of INDEX_PART_BYTES; "small":
+N = 10,000 with the part size scaled down alike (1.6 MB), so the smoke run works in parts too.
 Run alone: `.venv/bin/python -m bench.index_memory [--scale small|full]`.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import run_alone
+from bench import peak_rss_mb, run_alone, run_child
 
 WORK = Path(__file__).resolve().parent / ".work" / "index_memory"
 DIM = 384
@@ -91,17 +91,9 @@ def generate(n: int) -> tuple[Path, Path]:
     return chunks_path, results_path
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _child(n: int, whole: bool) -> dict:
+def _child(n: int, part_bytes: int) -> dict:
     """Runs in a fresh process: one index pass, printed as JSON."""
-    from batch_workflows.embedding_index import INDEX_PART_BYTES, index_results
+    from batch_workflows.embedding_index import index_results
     from batch_workflows.vectors import VectorIndex
 
     class _HandOffIndex(VectorIndex):
@@ -121,24 +113,15 @@ def _child(n: int, whole: bool) -> dict:
 
     chunks_path, results_path = generate(n)
     index = _HandOffIndex()
-    baseline_mb = _peak_rss_mb()  # the interpreter and the imports
+    baseline_mb = peak_rss_mb()  # the interpreter and the imports
     start = time.perf_counter()
     report = index_results(
         index, chunks_path, results_path, "bench", "bench", delete_stale=False,
-        skip_unchanged=False, part_bytes=1 << 62 if whole else INDEX_PART_BYTES,
+        skip_unchanged=False, part_bytes=part_bytes,
     )
     assert index.points == report.upserted == report.chunks == n, report
-    return {"seconds": time.perf_counter() - start, "peak_mb": _peak_rss_mb(),
+    return {"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb(),
             "imports_mb": baseline_mb}
-
-
-def _measure(n: int, whole: bool = False) -> dict:
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.index_memory", "--child", str(n), str(int(whole))],
-        cwd=root, capture_output=True, text=True, check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(scale: str = "full") -> list[dict]:
@@ -146,7 +129,11 @@ def run(scale: str = "full") -> list[dict]:
     big = 5 * n
     generate(n)
     generate(big)
-    small, large, whole = _measure(n), _measure(big), _measure(big, whole=True)
+    from batch_workflows.embedding_index import INDEX_PART_BYTES
+
+    part = INDEX_PART_BYTES * n // 200_000  # the full scale's part size, scaled with N
+    small, large = run_child("index_memory", n, part), run_child("index_memory", big, part)
+    whole = run_child("index_memory", big, 1 << 62)  # one part: the table read whole
     return [
         {
             "name": f"index_memory.peak_rss_{n // 1000}k_chunks_mb",
@@ -182,7 +169,7 @@ def run(scale: str = "full") -> list[dict]:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
-        print(json.dumps(_child(int(argv[1]), argv[2] == "1")))
+        print(json.dumps(_child(int(argv[1]), int(argv[2]))))
     else:
         run_alone("index_memory", run, argv)
 

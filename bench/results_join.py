@@ -20,12 +20,11 @@ Run alone: `.venv/bin/python -m bench.results_join [--scale small|full]`.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import run_alone
+from bench import peak_rss_mb, run_alone, run_child
 
 WORK = Path(__file__).resolve().parent / ".work" / "results_join"
 GENERATOR_VERSION = "2"
@@ -106,16 +105,6 @@ def generate(n: int) -> dict[str, Path]:
     return paths
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(task: str, n: int) -> dict:
     """Runs in a fresh process: one measurement, printed as JSON."""
     paths = generate(n)
@@ -131,19 +120,7 @@ def _child(task: str, n: int) -> dict:
         rs = join_results(paths["requests"], paths["output"], paths["errors"], out_path=out)
         rows = rs.total
         out.unlink()
-    return {"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": _peak_rss_mb()}
-
-
-def _measure(task: str, n: int) -> dict:
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.results_join", "--child", task, str(n)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_rss_mb()}
 
 
 def run(scale: str = "full") -> list[dict]:
@@ -155,11 +132,14 @@ def run(scale: str = "full") -> list[dict]:
     generate(big)
     # Best of two alternating runs for the timing pair: the ratio must not hinge on one moment
     # of a shared machine. Peak RSS: the higher of the two.
-    runs = [(_measure("read_json", n), _measure("join", n)) for _ in range(2)]
+    runs = [
+        (run_child("results_join", "read_json", n), run_child("results_join", "join", n))
+        for _ in range(2)
+    ]
     baseline = min((b for b, _ in runs), key=lambda r: r["seconds"])
     small = min((j for _, j in runs), key=lambda r: r["seconds"])
     small["peak_mb"] = max(j["peak_mb"] for _, j in runs)
-    large = _measure("join", big)
+    large = run_child("results_join", "join", big)
     with open(generate(n)["output"], "rb") as f:
         output_lines = sum(1 for _ in f)
     ours = output_lines / small["seconds"]
