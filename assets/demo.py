@@ -171,9 +171,9 @@ def main() -> int:
     from dagster import DagsterInstance, materialize
 
     import assets.embeddings as flow
-    from batch_workflows.commands.search import format_hit, search
-    from batch_workflows.sources import list_source_files
-    from batch_workflows.vectors import QdrantSettings
+    from batch_workflows.flows.embeddings.search import format_hit, search
+    from batch_workflows.flows.embeddings.vectors import QdrantSettings
+    from batch_workflows.flows.sources import list_source_files
     from resources.artifacts import ArtifactStore
     from resources.batch import BatchResource
     from resources.vectors import QdrantResource

@@ -46,8 +46,9 @@ from dagster import (
 )
 
 from assets.lifecycle import batch_lifecycle, fetch_results, partition_dir
-from batch_workflows.chunking import chunk_documents, load_tokenizer
-from batch_workflows.embedding_index import (
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
+from batch_workflows.flows.embeddings.index import (
     ChunkTableWriter,
     EmbeddingsSettings,
     build_requests,
@@ -58,16 +59,15 @@ from batch_workflows.embedding_index import (
     tally_chunk_table,
     tally_results,
 )
-from batch_workflows.errors import ConfigurationError
-from batch_workflows.parquet import open_parquet
-from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.sources import (
+from batch_workflows.flows.sources import (
     documents_for_key,
     is_s3,
     list_source_files,
     make_s3_client,
     pydoc_shard_keys,
 )
+from batch_workflows.parquet import open_parquet
+from batch_workflows.profiles import EMBEDDINGS
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
 from resources.vectors import QdrantResource
@@ -250,7 +250,7 @@ def chunks_retrieve_themselves(
     qdrant: QdrantResource,
     batch: BatchResource,
 ) -> AssetCheckResult:
-    from batch_workflows.query import QueryEmbedder
+    from batch_workflows.flows.embeddings.query import QueryEmbedder
 
     pkey = context.partition_key
     with tempfile.TemporaryDirectory(prefix="bw-check-") as tmp:

@@ -93,9 +93,9 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 
 from batch_workflows import lifecycle as lc
 from batch_workflows.errors import BudgetExceededError, ConfigurationError
-from batch_workflows.models import BatchRequest
 from batch_workflows.parquet import open_parquet
 from batch_workflows.results import SUCCEEDED, ResultSet
+from batch_workflows.wire import BatchRequest
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource, default_pool
 
@@ -274,7 +274,7 @@ def batch_lifecycle(
         description=f"Validated request shards of {name} and their manifest.",
     )
     def requests_asset(context: AssetExecutionContext, **inputs: Any) -> MaterializeResult:
-        from batch_workflows.shards import write_shards
+        from batch_workflows.requests.shards import write_shards
 
         batch_res, store = _resources(context)
         profile = batch_res.get_profile()

@@ -40,7 +40,7 @@ from batch_workflows.errors import (
     ProviderError,
     RateLimitError,
 )
-from batch_workflows.models import MAX_METADATA_PAIRS, TERMINAL_STATUSES
+from batch_workflows.wire import MAX_METADATA_PAIRS, TERMINAL_STATUSES
 
 __all__ = [
     "IDEMPOTENCY_METADATA_KEY",

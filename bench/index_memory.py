@@ -40,8 +40,8 @@ def generate(n: int) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from batch_workflows.chunking import Chunk
-    from batch_workflows.embedding_index import ChunkTableWriter, group_chunks
+    from batch_workflows.flows.embeddings.chunking import Chunk
+    from batch_workflows.flows.embeddings.index import ChunkTableWriter, group_chunks
     from batch_workflows.results import SCHEMA
 
     folder = WORK / f"n{n}"
@@ -93,8 +93,8 @@ def generate(n: int) -> tuple[Path, Path]:
 
 def _child(n: int, part_bytes: int) -> dict:
     """Runs in a fresh process: one index pass, printed as JSON."""
-    from batch_workflows.embedding_index import index_results
-    from batch_workflows.vectors import VectorIndex
+    from batch_workflows.flows.embeddings.index import index_results
+    from batch_workflows.flows.embeddings.vectors import VectorIndex
 
     class _HandOffIndex(VectorIndex):
         """Takes every batch of points index_results hands over and keeps none of them."""
@@ -129,7 +129,7 @@ def run(scale: str = "full") -> list[dict]:
     big = 5 * n
     generate(n)
     generate(big)
-    from batch_workflows.embedding_index import INDEX_PART_BYTES
+    from batch_workflows.flows.embeddings.index import INDEX_PART_BYTES
 
     part = INDEX_PART_BYTES * n // 200_000  # the full scale's part size, scaled with N
     small, large = run_child("index_memory", n, part), run_child("index_memory", big, part)

@@ -1,7 +1,7 @@
 """Benchmark: the Qdrant step of the embeddings flow, and the demo's time split.
 
 Figures:
-* indexing throughput of `batch_workflows.embedding_index.index_results` (read the results
+* indexing throughput of `batch_workflows.flows.embeddings.index.index_results` (read the results
   Parquet + chunk table, build payloads and uuid5 ids, upsert in batches, delete stale points)
   into a fresh local-mode collection, points/s, against a bare `qdrant-client`
   `upload_collection` of the same vectors, ids and payloads, already in memory, into another
@@ -44,8 +44,8 @@ BATCH = 256
 
 def generate(n: int) -> tuple[Path, Path]:
     """Chunk table + results Parquet for n chunks (deterministic)."""
-    from batch_workflows.chunking import Chunk
-    from batch_workflows.embedding_index import ChunkTableWriter, group_chunks
+    from batch_workflows.flows.embeddings.chunking import Chunk
+    from batch_workflows.flows.embeddings.index import ChunkTableWriter, group_chunks
     from batch_workflows.results import SCHEMA
 
     folder = WORK / f"n{n}"
@@ -79,7 +79,7 @@ def generate(n: int) -> tuple[Path, Path]:
 
 def _bare_inputs(chunks_path: Path, results_path: Path) -> tuple[list, np.ndarray, list]:
     """ids, vectors and payloads in memory, as a hand-written upload would hold them."""
-    from batch_workflows.embedding_index import read_chunk_table
+    from batch_workflows.flows.embeddings.index import read_chunk_table
 
     table = read_chunk_table(chunks_path).to_pylist()
     vectors = []
@@ -109,8 +109,8 @@ def _bare(folder: Path, ids: list, vectors: np.ndarray, payloads: list) -> float
 
 
 def _ours(folder: Path, chunks_path: Path, results_path: Path, fresh: bool = True) -> float:
-    from batch_workflows.embedding_index import index_results
-    from batch_workflows.vectors import QdrantSettings, VectorIndex, open_client
+    from batch_workflows.flows.embeddings.index import index_results
+    from batch_workflows.flows.embeddings.vectors import QdrantSettings, VectorIndex, open_client
 
     if fresh:
         shutil.rmtree(folder, ignore_errors=True)

@@ -6,7 +6,7 @@ topics overlap, e.g. `try` and `compound`). It was written from the topic list b
 result was looked at.
 
 Two configurations, both measured in this run on the same chunks (the flow's default size and
-overlap) in an in-memory Qdrant through `batch_workflows.vectors.VectorIndex`:
+overlap) in an in-memory Qdrant through `batch_workflows.flows.embeddings.vectors.VectorIndex`:
 
 * baseline — each chunk embedded alone, the nearest chunks are the hits (the first version);
 * shipped — each chunk embedded under its document's title (`chunking.embedding_text`, a
@@ -78,10 +78,10 @@ def evaluate(contextual: bool, per_document: bool, embedder: CachedEmbedder,
     """Hit rates of one configuration over the eval set."""
     from qdrant_client import QdrantClient
 
-    from batch_workflows.chunking import chunk_documents
-    from batch_workflows.embedding_index import EmbeddingsSettings
-    from batch_workflows.sources import pydoc_documents
-    from batch_workflows.vectors import VectorIndex, point_id
+    from batch_workflows.flows.embeddings.chunking import chunk_documents
+    from batch_workflows.flows.embeddings.index import EmbeddingsSettings
+    from batch_workflows.flows.embeddings.vectors import VectorIndex, point_id
+    from batch_workflows.flows.sources import pydoc_documents
 
     s = EmbeddingsSettings()
     chunks = list(chunk_documents(pydoc_documents(), None, s.chunk_tokens, s.chunk_overlap))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from batch_workflows.vectors import (
+from batch_workflows.flows.embeddings.vectors import (
     DEFAULT_COLLECTION,
     DEFAULT_PATH,
     QdrantSettings,

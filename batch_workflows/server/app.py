@@ -21,11 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batch_workflows.backends.base import model_not_found
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.models import (
-    MAX_METADATA_KEY_CHARS,
-    MAX_METADATA_PAIRS,
-    MAX_METADATA_VALUE_CHARS,
-)
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 from batch_workflows.server.objects import (
     JSON,
@@ -40,6 +35,11 @@ from batch_workflows.server.settings import ServerSettings, parse_duration
 from batch_workflows.server.store import Store, lock_data_dir, new_file_id, now
 from batch_workflows.server.upload import UploadError, receive_upload
 from batch_workflows.server.worker import Worker
+from batch_workflows.wire import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+)
 
 log = logging.getLogger("batch_workflows.server")
 

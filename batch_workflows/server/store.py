@@ -22,7 +22,7 @@ from typing import IO, Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.models import TERMINAL_STATUSES
+from batch_workflows.wire import TERMINAL_STATUSES
 
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")

@@ -27,7 +27,7 @@ from batch_workflows.backends.base import (
     model_not_found,
 )
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.server.checks import InputCheck, check_input
+from batch_workflows.server.input_check import InputCheck, check_input
 from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
 from batch_workflows.server.settings import ServerSettings
 from batch_workflows.server.store import Store, now

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batch_workflows import validate as validate_mod
 from batch_workflows.errors import Problem
 from batch_workflows.profiles import CHAT, get_profile
-from batch_workflows.shards import ShardManifest, write_shards
-from batch_workflows.validate import RequestValidator, validate_file, validate_requests
+from batch_workflows.requests import validate as validate_mod
+from batch_workflows.requests.shards import ShardManifest, write_shards
+from batch_workflows.requests.validate import RequestValidator, validate_file, validate_requests
 
 NEBIUS = get_profile("nebius")
 SCRIPT = str(Path(sys.executable).parent / "batch-workflows")

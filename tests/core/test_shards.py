@@ -10,17 +10,17 @@ import orjson
 import pandas as pd
 import pytest
 
-from batch_workflows import validate as validate_mod
 from batch_workflows.errors import ConfigurationError, InvalidInputError
-from batch_workflows.models import BatchRequest
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
-from batch_workflows.shards import (
+from batch_workflows.requests import validate as validate_mod
+from batch_workflows.requests.shards import (
     Shard,
     ShardManifest,
     iter_requests,
     requests_from_dataframe,
     write_shards,
 )
+from batch_workflows.wire import BatchRequest
 
 OPENAI = get_profile("openai")
 NEBIUS = get_profile("nebius")
@@ -228,7 +228,7 @@ def test_iter_requests_tolerates_bom_crlf_and_names_bad_lines(tmp_path: Path) ->
 def test_small_write_blocks_keep_content_and_duplicate_lines_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batch_workflows import shards as shards_mod
+    from batch_workflows.requests import shards as shards_mod
 
     monkeypatch.setattr(shards_mod, "_FLUSH_BYTES", 300)  # a block every few lines
     monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 5)

@@ -9,15 +9,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batch_workflows import validate as validate_mod
 from batch_workflows.errors import ConfigurationError, InvalidInputError
-from batch_workflows.models import BatchRequest
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
-from batch_workflows.validate import (
+from batch_workflows.requests import validate as validate_mod
+from batch_workflows.requests.validate import (
     RequestValidator,
     validate_file,
     validate_requests,
 )
+from batch_workflows.wire import BatchRequest
 
 NEBIUS = get_profile("nebius")
 LOCAL = get_profile("local")

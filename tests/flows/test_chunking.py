@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batch_workflows.chunking import (
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.embeddings.chunking import (
     MAX_TITLE_CHARS,
     HFTokenizer,
     RegexTokenizer,
@@ -14,8 +15,7 @@ from batch_workflows.chunking import (
     embedding_text,
     load_tokenizer,
 )
-from batch_workflows.errors import ConfigurationError
-from batch_workflows.sources import Document, pydoc_documents
+from batch_workflows.flows.sources import Document, pydoc_documents
 
 
 @pytest.fixture(scope="module")

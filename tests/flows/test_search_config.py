@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from support.proxy import FaultProxy
 
-from batch_workflows.commands.search import query_base_url
 from batch_workflows.errors import ConfigurationError, ProviderError
-from batch_workflows.query import QueryEmbedder
+from batch_workflows.flows.embeddings.query import QueryEmbedder
+from batch_workflows.flows.embeddings.search import query_base_url
 
 
 def test_provider_model_uses_the_provider_profile_when_no_base_url(monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from support.s3 import start_s3_server
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
-from batch_workflows.sources import (
+from batch_workflows.flows.sources import (
     documents_for_key,
     list_source_files,
     pydoc_documents,

@@ -9,8 +9,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from batch_workflows.chunking import RegexTokenizer, chunk_documents
-from batch_workflows.embedding_index import (
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.embeddings.chunking import RegexTokenizer, chunk_documents
+from batch_workflows.flows.embeddings.index import (
     CHUNK_SCHEMA,
     ChunkTableWriter,
     build_requests,
@@ -21,11 +22,10 @@ from batch_workflows.embedding_index import (
     tally_chunk_table,
     tally_results,
 )
-from batch_workflows.embedding_index import _parts as index_parts
-from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.embeddings.index import _parts as index_parts
+from batch_workflows.flows.embeddings.vectors import PartitionConflictError, point_id
+from batch_workflows.flows.sources import Document
 from batch_workflows.results import join_results
-from batch_workflows.sources import Document
-from batch_workflows.vectors import PartitionConflictError, point_id
 from resources.vectors import QdrantResource
 
 DIM = 8

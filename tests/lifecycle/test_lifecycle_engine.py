@@ -165,8 +165,8 @@ def test_cancelled_shard_is_submitted_again_and_timeouts_raise(server, tmp_path,
 
 def _results_without(folder, requests, unfinished: set[str]):
     """A results Parquet where every request succeeded but those in `unfinished` (missing)."""
+    from batch_workflows.requests.shards import iter_requests
     from batch_workflows.results import join_results
-    from batch_workflows.shards import iter_requests
 
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "out.jsonl"
@@ -185,7 +185,7 @@ def _results_without(folder, requests, unfinished: set[str]):
 
 @pytest.mark.parametrize("partition_bytes", [lc.RETRY_PARTITION_BYTES, 256])
 def test_retry_shards_hold_exactly_the_unfinished(tmp_path, partition_bytes):
-    from batch_workflows.shards import iter_requests
+    from batch_workflows.requests.shards import iter_requests
 
     src = write_requests(tmp_path / "all.jsonl", 200)
     unfinished = {f"r{i}" for i in range(0, 200, 7)}
@@ -242,7 +242,7 @@ def test_wait_for_capacity_honours_the_in_flight_cap(server, tmp_path, asset_nam
 def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_name):
     import json
 
-    from batch_workflows.shards import iter_requests
+    from batch_workflows.requests.shards import iter_requests
 
     path = tmp_path / "mixed.jsonl"
     with open(path, "w") as fh:

@@ -29,7 +29,7 @@ def check_input(
     path: Path, endpoint: str, filename: str, settings: ServerSettings, endpoints: frozenset[str]
 ) -> InputCheck:
     """Stream the input file through the core validator; problems become `errors.data`."""
-    from batch_workflows.validate import RequestValidator
+    from batch_workflows.requests.validate import RequestValidator
 
     profile = get_profile("local").with_limits(
         endpoints=endpoints,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch_workflows.commands.validate import unreadable
+from batch_workflows.cli.validate import unreadable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

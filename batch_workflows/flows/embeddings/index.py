@@ -21,12 +21,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_workflows.chunking import Chunk, embedding_text
 from batch_workflows.errors import BatchError, ConfigurationError
+from batch_workflows.flows.embeddings.chunking import Chunk, embedding_text
+from batch_workflows.flows.embeddings.vectors import VectorIndex, point_id
 from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.spill import HashSpill, partitions_for, release_memory
-from batch_workflows.vectors import VectorIndex, point_id
 
 # OpenAI's per-request limits for /v1/embeddings: ≤ 2048 inputs, ≤ 300,000 tokens in total.
 MAX_INPUTS_PER_REQUEST = 2048

@@ -5,7 +5,7 @@ QDRANT_COLLECTION. The query is embedded with the model recorded in the collecti
 (payload `model`), in-process when the local engine serves that model from disk, otherwise
 through the provider's real-time /v1/embeddings: BATCH_BASE_URL, else the base URL of
 BATCH_PROVIDER's profile (`profiles.resolve_base_url`, the rule `cancel` and the batch resource
-use; see batch_workflows.query).
+use; see batch_workflows.flows.embeddings.query).
 
 Hits are documents: the best chunk of each of the N nearest documents, so N hits name N distinct
 documents; `--chunks` lists the N nearest chunks instead (several may come from one document).
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from batch_workflows.errors import ConfigurationError
-    from batch_workflows.vectors import QdrantSettings
+    from batch_workflows.flows.embeddings.vectors import QdrantSettings
 
     if args.limit < 1:
         raise ConfigurationError("--limit must be at least 1")
@@ -99,8 +99,8 @@ def search(
     The query is embedded with the model recorded in the collection: in-process when the local
     engine serves it from disk, else through `base_url` (default: BATCH_BASE_URL, else the base
     URL of BATCH_PROVIDER's profile)."""
-    from batch_workflows.query import QueryEmbedder
-    from batch_workflows.vectors import VectorIndex, open_client
+    from batch_workflows.flows.embeddings.query import QueryEmbedder
+    from batch_workflows.flows.embeddings.vectors import VectorIndex, open_client
 
     with open_client(settings) as client:
         index = VectorIndex(client, settings.collection)
@@ -122,8 +122,8 @@ def search(
 def query_base_url(model: str, base_url: str | None = None) -> str | None:
     """Where the query is embedded: `base_url` if given; None (in-process) for a model the
     local engine serves from disk; else BATCH_BASE_URL, else BATCH_PROVIDER's profile URL."""
+    from batch_workflows.flows.embeddings.query import LOCAL_MODEL_IDS
     from batch_workflows.profiles import resolve_base_url
-    from batch_workflows.query import LOCAL_MODEL_IDS
 
     if base_url is not None:
         return base_url

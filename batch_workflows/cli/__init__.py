@@ -1,4 +1,4 @@
-"""`batch-workflows` command line: one module per subcommand under `batch_workflows.commands`.
+"""`batch-workflows` command line: one module per subcommand.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets
 `func(args) -> int` as the default. Exit codes: 0 success, 1 the work found a problem
@@ -15,7 +15,15 @@ from batch_workflows.errors import BatchError
 
 # Command modules import their heavy dependencies (torch, Starlette, Qdrant) inside run(),
 # so that `batch-workflows validate` never pays for them.
-COMMANDS = ("validate", "shard", "join", "cost", "serve", "cancel", "search")
+COMMANDS = {
+    "validate": "batch_workflows.cli.validate",
+    "shard": "batch_workflows.cli.shard",
+    "join": "batch_workflows.cli.join",
+    "cost": "batch_workflows.cli.cost",
+    "serve": "batch_workflows.cli.serve",
+    "cancel": "batch_workflows.cli.cancel",
+    "search": "batch_workflows.flows.embeddings.search",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch inference over OpenAI-format Batch APIs.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"batch_workflows.commands.{name}").register(subparsers)
+    for module in COMMANDS.values():
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
@@ -39,6 +47,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ import argparse
 import sys
 from decimal import Decimal
 
-from batch_workflows.commands.validate import unreadable
+from batch_workflows.cli.validate import unreadable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

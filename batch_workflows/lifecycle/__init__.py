@@ -35,22 +35,22 @@ import orjson
 
 from batch_workflows.client import is_reattachable
 from batch_workflows.errors import BatchTimeoutError, ConfigurationError
-from batch_workflows.models import (
+from batch_workflows.parquet import open_parquet
+from batch_workflows.server.settings import parse_duration
+from batch_workflows.spill import partitions_for
+from batch_workflows.wire import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
     TERMINAL_STATUSES,
 )
-from batch_workflows.parquet import open_parquet
-from batch_workflows.server.settings import parse_duration
-from batch_workflows.spill import partitions_for
 
 logger = logging.getLogger("batch_workflows.lifecycle")
 
 # Seconds subtracted from our clock when bounding list scans by creation time (clock skew).
 CLOCK_SLACK = 300
 
-# Metadata written on every batch (provider limits in batch_workflows.models).
+# Metadata written on every batch (provider limits in batch_workflows.wire).
 META_KEY = "bw_key"  # the submission key (same for every attempt of one submission)
 META_ASSET = "bw_asset"
 META_PARTITION = "bw_partition"
@@ -692,7 +692,7 @@ def iter_unfinished_requests(
     over temporary files by a hash of custom_id, then each partition is matched on its own,
     holding only that partition's ids. Output order: by partition, file order inside one.
     """
-    from batch_workflows.shards import iter_requests
+    from batch_workflows.requests.shards import iter_requests
 
     files = [os.fspath(p) for p in request_files]
     unfinished = _results_rows(results_path).iter_unfinished_ids()
@@ -753,7 +753,7 @@ def write_retry_shards(
     Returns the ShardManifest; call it only when something is unfinished (write_shards refuses
     an empty input). Memory stays flat (`iter_unfinished_requests`).
     """
-    from batch_workflows.shards import write_shards
+    from batch_workflows.requests.shards import write_shards
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

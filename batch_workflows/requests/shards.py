@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
-from batch_workflows.models import BatchRequest
 from batch_workflows.profiles import ProviderProfile
-from batch_workflows.validate import RequestValidator, iter_line_batches
+from batch_workflows.requests.validate import RequestValidator, iter_line_batches
+from batch_workflows.wire import BatchRequest
 
 if TYPE_CHECKING:
     import pandas as pd

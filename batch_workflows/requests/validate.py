@@ -25,8 +25,8 @@ import numpy as np
 import orjson
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
-from batch_workflows.models import BatchRequest
 from batch_workflows.profiles import CHAT, EMBEDDINGS, ProviderProfile
+from batch_workflows.wire import BatchRequest
 
 BOM = b"\xef\xbb\xbf"
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})

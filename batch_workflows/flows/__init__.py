@@ -1,0 +1,1 @@
+"""Each flow's plain logic, one folder per flow, plus what every flow shares."""

@@ -1,0 +1,1 @@
+"""Request files: validation before anything is paid for, and sharding within provider limits."""
