@@ -15,7 +15,6 @@ import pytest
 
 from batch_workflows.errors import InvalidInputError
 from batch_workflows.results import (
-    _RESULT_JSON,
     ERRORED,
     FAILED,
     MISSING,
@@ -25,6 +24,7 @@ from batch_workflows.results import (
     ResultSet,
     join_results,
 )
+from batch_workflows.results.join import _RESULT_JSON
 
 CHAT = "/v1/chat/completions"
 EMB = "/v1/embeddings"
