@@ -1,17 +1,22 @@
 """One exception tree for the engine, modelled on httpx's.
 
 BatchError
-├── InvalidInputError        bad request lines: file, 1-based line, field, reason
-├── ConfigurationError       bad settings (unknown provider, price table, ...)
-├── BudgetExceededError      the pre-submission estimate is above the cap
-├── BatchTimeoutError        a wait ran past its deadline
-└── ProviderError            the Batch API answered with an error (status, short excerpt)
-    ├── AuthenticationError  401/403
-    ├── NotFoundError        404
-    ├── InvalidRequestError  400/409/413/422: the provider's message
-    └── RateLimitError       429 after every retry
+├── InvalidInputError           bad request lines: file, 1-based line, field, reason
+├── CorruptResultError          an output or error line that cannot be read: file, line, reason
+├── ConfigurationError          bad settings (unknown provider, price table, a bad number, ...)
+│   └── PartitionConflictError  one document id in two partitions of a vector collection
+├── BudgetExceededError         the pre-submission estimate is above the cap
+├── BatchTimeoutError           a wait ran past its deadline
+├── ApiError                    the local server refuses a request (status, message, param, code)
+└── ProviderError               the Batch API answered with an error (status, short excerpt)
+    ├── AuthenticationError     401/403
+    ├── NotFoundError           404
+    ├── InvalidRequestError     400/409/413/422: the provider's message
+    └── RateLimitError          429 after every retry
 
-Messages never carry an API key: callers pass only status codes and body excerpts.
+`ProviderError` is what a client sees; `ApiError` is what the local server raises inside its
+handlers and renders as OpenAI's error envelope. Messages never carry an API key: callers pass
+only status codes and body excerpts.
 """
 
 from __future__ import annotations
@@ -57,8 +62,32 @@ class InvalidInputError(BatchError):
         super().__init__(f"{len(self.problems)} invalid request line(s):\n{shown}{tail}")
 
 
+class CorruptResultError(BatchError):
+    """A result (output or error) line that cannot be read: file, 1-based line and reason."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        super().__init__(f"corrupt result line: {problem}")
+
+
 class ConfigurationError(BatchError):
-    """Settings that cannot work: unknown provider, unreadable price table, ..."""
+    """Settings that cannot work: unknown provider, unreadable price table, a setting that is
+    not a number (e.g. `BATCH_MAX_COST_USD=ten`), ..."""
+
+
+class PartitionConflictError(ConfigurationError):
+    """An upsert would overwrite a point that another partition owns: the same document id
+    (hence the same point ids) in two sources."""
+
+    def __init__(self, document_id: str, owner: str, partition: str):
+        self.document_id, self.owner, self.partition = document_id, owner, partition
+        super().__init__(
+            f"document id {document_id!r} is in partition {partition!r} but already indexed "
+            f"from partition {owner!r}: point ids derive from document id and chunk index, so "
+            "document ids must be unique across the collection. Rename the document in one "
+            f"source, or remove it from {owner!r} and re-materialize that partition first (its "
+            "points are then deleted as stale)"
+        )
 
 
 class BudgetExceededError(BatchError):
@@ -67,6 +96,17 @@ class BudgetExceededError(BatchError):
 
 class BatchTimeoutError(BatchError):
     """A wait for batches ran past its deadline."""
+
+
+class ApiError(BatchError):
+    """The local server refuses a request: raised inside a handler (or the upload parser) and
+    rendered as OpenAI's error envelope `{"error": {"message", "type", "param", "code"}}`
+    with HTTP `status`."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
 
 
 class ProviderError(BatchError):

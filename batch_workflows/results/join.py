@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from batch_workflows.errors import BatchError, InvalidInputError, Problem
+from batch_workflows.errors import CorruptResultError, InvalidInputError, Problem
 from batch_workflows.parquet import open_parquet
 from batch_workflows.spill import HashSpill, partitions_for, release_memory
 
@@ -84,14 +84,6 @@ _REQUEST_SCHEMA = pa.schema([("custom_id", pa.string()), ("model", pa.string())]
 _STATUS_BY_RANK = pa.array([SUCCEEDED, FAILED, ERRORED])
 
 PathLike = str | os.PathLike[str]
-
-
-class CorruptResultError(BatchError):
-    """A result (output or error) line that cannot be read: file, 1-based line and reason."""
-
-    def __init__(self, problem: Problem):
-        self.problem = problem
-        super().__init__(f"corrupt result line: {problem}")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from batch_workflows.errors import ConfigurationError
+from batch_workflows.errors import ConfigurationError, PartitionConflictError
 
 DEFAULT_PATH = ".data/qdrant"
 DEFAULT_COLLECTION = "documents"
@@ -26,21 +26,6 @@ PAYLOAD_INDEXES = ("partition", "document_id")
 def point_id(document_id: str, chunk_index: int) -> str:
     """Deterministic point id (uuid5) of one chunk: a re-run overwrites instead of duplicating."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{document_id}\x1f{chunk_index}"))
-
-
-class PartitionConflictError(ConfigurationError):
-    """An upsert would overwrite a point that another partition owns: the same document id
-    (hence the same point ids) in two sources."""
-
-    def __init__(self, document_id: str, owner: str, partition: str):
-        self.document_id, self.owner, self.partition = document_id, owner, partition
-        super().__init__(
-            f"document id {document_id!r} is in partition {partition!r} but already indexed "
-            f"from partition {owner!r}: point ids derive from document id and chunk index, so "
-            "document ids must be unique across the collection. Rename the document in one "
-            f"source, or remove it from {owner!r} and re-materialize that partition first (its "
-            "points are then deleted as stale)"
-        )
 
 
 def check_owners(stored: Iterable[Any], payloads_by_id: dict[str, dict[str, Any]]) -> None:
