@@ -34,8 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch_workflows.cli.validate import unreadable
-    from batch_workflows.requests.shards import iter_requests, write_shards
-    from batch_workflows.requests.validate import RequestValidator, validate_file
+    from batch_workflows.requests import (
+        RequestValidator,
+        iter_requests,
+        validate_file,
+        write_shards,
+    )
 
     try:
         profile = get_profile(args.provider)

@@ -49,7 +49,7 @@ def unreadable(path: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch_workflows.requests.validate import RequestValidator, validate_file
+    from batch_workflows.requests import RequestValidator, validate_file
 
     try:
         profile = get_profile(args.provider)

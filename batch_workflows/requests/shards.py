@@ -8,88 +8,25 @@ if any is bad, whatever was written is deleted and `InvalidInputError` lists the
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
+from batch_workflows.errors import ConfigurationError, InvalidInputError
 from batch_workflows.profiles import ProviderProfile
-from batch_workflows.requests.validate import RequestValidator, iter_line_batches
+from batch_workflows.requests.lines import iter_file_lines, iter_requests
+from batch_workflows.requests.manifest import Shard, ShardManifest
+from batch_workflows.requests.validate import RequestValidator
 from batch_workflows.wire import BatchRequest
 
-if TYPE_CHECKING:
-    import pandas as pd
+# `iter_requests` reads shards back; it lives with the line reader and is importable from here
+__all__ = ["iter_requests", "write_shards"]
 
 _FLUSH_BYTES = 1 << 18  # write and hash blocks this big: small enough to stay in CPU cache
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One written JSONL file."""
-
-    path: str
-    lines: int
-    bytes: int
-    sha256: str
-
-
-@dataclass
-class ShardManifest:
-    """What `write_shards` wrote, in order."""
-
-    endpoint: str
-    model: str | None
-    shards: list[Shard] = field(default_factory=list)
-
-    @property
-    def total_requests(self) -> int:
-        return sum(s.lines for s in self.shards)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(s.bytes for s in self.shards)
-
-    @property
-    def content_hash(self) -> str:
-        """sha256 over the shards' sha256 hex digests, in order: changes iff content changes."""
-        h = hashlib.sha256()
-        for s in self.shards:
-            h.update(s.sha256.encode("ascii") + b"\n")
-        return h.hexdigest()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "total_requests": self.total_requests,
-            "total_bytes": self.total_bytes,
-            "content_hash": self.content_hash,
-            "shards": [asdict(s) for s in self.shards],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShardManifest:
-        return cls(
-            endpoint=data["endpoint"],
-            model=data.get("model"),
-            shards=[
-                Shard(path=s["path"], lines=s["lines"], bytes=s["bytes"], sha256=s["sha256"])
-                for s in data["shards"]
-            ],
-        )
-
-    def write_json(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-
-    @classmethod
-    def read_json(cls, path: str | os.PathLike[str]) -> ShardManifest:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 class _ShardWriter:
@@ -139,9 +76,7 @@ class _ShardWriter:
     def reread(self) -> Iterator[bytes]:
         """Every line written, in order (for confirming duplicate custom_ids)."""
         for shard in self.shards:
-            with open(shard.path, "rb") as f:
-                for batch in iter_line_batches(f, 1 << 40):
-                    yield from batch
+            yield from iter_file_lines(shard.path, 1 << 40)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -192,10 +127,10 @@ def write_shards(
     # The per-file limits are this function's job (it cuts shards to them), so the validator
     # leaves them out: the whole stream may well be bigger than one file may be.
     validator = RequestValidator(profile, endpoint, reread=writer.reread, file_limits=False)
-    # The validator's own fast check and duplicate index, called directly: this is the hot
-    # loop, so per request it only appends to lists and adds up counters.
-    fast = validator._fast
-    dups = validator._dups
+    # The validator's fast check, called directly: this is the hot loop, so per request it
+    # only appends to lists and adds up counters; ids are registered a block at a time.
+    fast = validator.fast_check
+    add_ids = validator.add_valid_ids
     check = validator.check_object
     dumps = orjson.dumps
     max_line = profile.max_line_bytes
@@ -212,26 +147,24 @@ def write_shards(
             try:
                 line = dumps(obj)
             except TypeError as exc:
-                validator._problem(
-                    line_no, None, f"cannot be written as JSON: {exc}", "invalid_json"
-                )
+                validator.check_unwritable(line_no, exc)
                 line, cid = b"null", None
             else:
                 cid = fast(obj) if len(line) <= max_line else None
                 if cid is None:
                     check(obj, line_no, len(line))
-                    fast = validator._fast  # the full check may have fixed endpoint or model
+                    fast = validator.fast_check  # the full check may have fixed endpoint or model
             if cid is not None:
                 keep(cid)
             else:
                 if ids:
-                    dups.add_many(ids, ids_first)
+                    add_ids(ids, ids_first)
                     ids = []
                     keep = ids.append
                 ids_first = line_no + 1
             n = len(line) + 1
             if n > max_bytes:
-                validator._problem(
+                validator.add_problem(
                     line_no,
                     None,
                     f"line is {n:,} bytes, more than the {max_bytes:,} allowed per file",
@@ -253,12 +186,12 @@ def write_shards(
                 push = block.append
                 block_bytes = 0
                 if ids:
-                    dups.add_many(ids, ids_first)
+                    add_ids(ids, ids_first)
                     ids_first += len(ids)
                     ids = []
                     keep = ids.append
         if ids:
-            dups.add_many(ids, ids_first)
+            add_ids(ids, ids_first)
         if shard_lines:
             writer.end_shard(block, shard_lines, shard_bytes)
         validator.lines = line_no
@@ -274,52 +207,3 @@ def write_shards(
 
 def _as_dict(request: object) -> object:
     return request.model_dump() if isinstance(request, BatchRequest) else request
-
-
-def requests_from_dataframe(
-    df: pd.DataFrame,
-    body_fn: Callable[[dict[str, Any]], dict[str, Any]],
-    id_column: str,
-    url: str,
-    chunk_rows: int = 4096,
-) -> Iterator[dict[str, Any]]:
-    """Requests from DataFrame rows: `body_fn(row_as_dict)` gives the body, `id_column` the id.
-
-    Integer ids become strings; anything else is passed on for the validator to judge.
-    """
-    if id_column not in df.columns:
-        raise ConfigurationError(f"column {id_column!r} is not in the DataFrame")
-    for start in range(0, len(df), chunk_rows):
-        for row in df.iloc[start : start + chunk_rows].to_dict("records"):
-            cid = row[id_column]
-            if isinstance(cid, int) and not isinstance(cid, bool):
-                cid = str(cid)
-            elif hasattr(cid, "item") and type(cid.item()) is int:  # numpy integer
-                cid = str(cid.item())
-            yield {"custom_id": cid, "method": "POST", "url": url, "body": body_fn(row)}
-
-
-def iter_requests(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Read a requests/shard file back, one dict per line (BOM and CRLF tolerated).
-
-    Blank lines are skipped; a line that is not a JSON object raises InvalidInputError.
-    """
-    source = os.fspath(path)
-    line_no = 0
-    with open(source, "rb") as f:
-        for batch in iter_line_batches(f, 1 << 30):
-            for raw in batch:
-                line_no += 1
-                if not raw.strip():
-                    continue
-                try:
-                    obj = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise InvalidInputError(
-                        [Problem(source, line_no, None, f"not valid JSON: {exc}", "invalid_json")]
-                    ) from None
-                if type(obj) is not dict:
-                    raise InvalidInputError(
-                        [Problem(source, line_no, None, "not a JSON object", "not_object")]
-                    )
-                yield obj

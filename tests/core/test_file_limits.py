@@ -11,9 +11,14 @@ import pytest
 
 from batch_workflows.errors import Problem
 from batch_workflows.profiles import CHAT, get_profile
-from batch_workflows.requests import validate as validate_mod
-from batch_workflows.requests.shards import ShardManifest, write_shards
-from batch_workflows.requests.validate import RequestValidator, validate_file, validate_requests
+from batch_workflows.requests import (
+    RequestValidator,
+    ShardManifest,
+    validate_file,
+    validate_requests,
+    write_shards,
+)
+from batch_workflows.requests import lines as lines_mod
 
 NEBIUS = get_profile("nebius")
 SCRIPT = str(Path(sys.executable).parent / "batch-workflows")
@@ -81,7 +86,7 @@ def test_every_way_in_finds_the_same_crossing_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """The stream counts a read chunk at a time; the line found must not depend on chunks."""
-    monkeypatch.setattr(validate_mod, "_CHUNK", chunk)
+    monkeypatch.setattr(lines_mod, "READ_CHUNK_BYTES", chunk)
     lines: list = [chat(i, "x" * (i % 7)) for i in range(40)]
     lines[5] = b""  # a blank line: not a request, but its newline is a byte
     lines[9] = b"{broken"  # a bad line still counts

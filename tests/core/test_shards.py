@@ -12,14 +12,15 @@ import pytest
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
-from batch_workflows.requests import validate as validate_mod
-from batch_workflows.requests.shards import (
+from batch_workflows.requests import (
     Shard,
     ShardManifest,
     iter_requests,
     requests_from_dataframe,
     write_shards,
 )
+from batch_workflows.requests import duplicates as duplicates_mod
+from batch_workflows.requests import lines as lines_mod
 from batch_workflows.wire import BatchRequest
 
 OPENAI = get_profile("openai")
@@ -130,7 +131,7 @@ def test_a_bad_request_mid_stream_leaves_no_shard_behind(tmp_path: Path) -> None
 def test_duplicate_custom_id_fails_with_the_first_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 8)  # several spilled runs
+    monkeypatch.setattr(duplicates_mod, "DUPLICATE_BUFFER", 8)  # several spilled runs
     requests = [chat(i) for i in range(1, 101)]
     requests[89] = chat(12)  # request 90 reuses r12
     with pytest.raises(InvalidInputError) as err:
@@ -215,7 +216,7 @@ def test_dataframe_with_a_missing_id_is_rejected(tmp_path: Path) -> None:
 def test_iter_requests_tolerates_bom_crlf_and_names_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_bytes(
-        validate_mod.BOM + orjson.dumps(chat(1)) + b"\r\n" + orjson.dumps(chat(2)) + b"\r\n"
+        lines_mod.BOM + orjson.dumps(chat(1)) + b"\r\n" + orjson.dumps(chat(2)) + b"\r\n"
     )
     assert list(iter_requests(path)) == [chat(1), chat(2)]
     path.write_bytes(orjson.dumps(chat(1)) + b"\n{oops\n")
@@ -231,7 +232,7 @@ def test_small_write_blocks_keep_content_and_duplicate_lines_exact(
     from batch_workflows.requests import shards as shards_mod
 
     monkeypatch.setattr(shards_mod, "_FLUSH_BYTES", 300)  # a block every few lines
-    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 5)
+    monkeypatch.setattr(duplicates_mod, "DUPLICATE_BUFFER", 5)
     good = [chat(i) for i in range(60)]
     manifest = write_shards(good, tmp_path / "ok", OPENAI, max_requests_per_file=7)
     assert [r for s in manifest.shards for r in iter_requests(s.path)] == good

@@ -11,12 +11,9 @@ import pytest
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
-from batch_workflows.requests import validate as validate_mod
-from batch_workflows.requests.validate import (
-    RequestValidator,
-    validate_file,
-    validate_requests,
-)
+from batch_workflows.requests import RequestValidator, validate_file, validate_requests
+from batch_workflows.requests import duplicates as duplicates_mod
+from batch_workflows.requests import lines as lines_mod
 from batch_workflows.wire import BatchRequest
 
 NEBIUS = get_profile("nebius")
@@ -76,7 +73,7 @@ def test_valid_file_reports_counts_endpoint_and_model(tmp_path: Path) -> None:
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
     raw = [orjson.dumps(chat(i)) for i in range(3)]
     path = tmp_path / "bom.jsonl"
-    path.write_bytes(validate_mod.BOM + b"\r\n".join(raw) + b"\r\n")
+    path.write_bytes(lines_mod.BOM + b"\r\n".join(raw) + b"\r\n")
     report = validate_file(path, NEBIUS)
     assert report.ok, report.problems
     assert report.requests == 3
@@ -157,7 +154,7 @@ def test_duplicate_custom_id_names_the_line_of_first_use(tmp_path: Path) -> None
 def test_duplicates_found_across_spilled_runs_and_temp_files_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 16)
+    monkeypatch.setattr(duplicates_mod, "DUPLICATE_BUFFER", 16)
     lines = [emb(i) for i in range(1, 501)]
     lines[399] = emb(17)  # line 400 duplicates line 17, several runs later
     lines[499] = emb(250)
@@ -324,7 +321,7 @@ def test_blank_lines_are_errors_except_one_final_newline(tmp_path: Path) -> None
     assert where(validate_file(path, NEBIUS)) == [(3, None)]
 
 
-@pytest.mark.parametrize("content", [b"", b"\n", validate_mod.BOM])
+@pytest.mark.parametrize("content", [b"", b"\n", lines_mod.BOM])
 def test_a_file_without_requests_is_an_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(content)
@@ -352,7 +349,7 @@ def test_collection_stops_at_the_cap_but_lines_are_still_counted(tmp_path: Path)
 
 def test_check_line_handles_bom_crlf_and_returns_the_object() -> None:
     v = RequestValidator(NEBIUS, source="upload.jsonl")
-    obj = v.check_line(validate_mod.BOM + orjson.dumps(chat(1)) + b"\r", 1)
+    obj = v.check_line(lines_mod.BOM + orjson.dumps(chat(1)) + b"\r", 1)
     assert obj is not None and obj["custom_id"] == "r1"
     assert v.check_line(orjson.dumps(chat(1)) + b"\r\n", 2) is not None  # dup found at finish
     assert v.check_line(b"{", 3) is None
@@ -411,7 +408,7 @@ def test_fast_path_never_accepts_what_the_full_check_rejects() -> None:
         for endpoint in (CHAT, EMBEDDINGS):
             v = RequestValidator(NEBIUS, endpoint=endpoint)
             v.model = "m1" if endpoint == CHAT else "e1"
-            fast = v._fast(copy.deepcopy(obj))
+            fast = v.fast_check(copy.deepcopy(obj))
             full = v._check_full(copy.deepcopy(obj), 1, None)
             if fast is not None:
                 assert full, obj
@@ -424,20 +421,20 @@ def test_line_splitting_matches_a_plain_split_at_any_chunk_size(
     import io
     import random
 
-    monkeypatch.setattr(validate_mod, "_CHUNK", chunk)
+    monkeypatch.setattr(lines_mod, "READ_CHUNK_BYTES", chunk)
     rng = random.Random(chunk)
     for _ in range(30):
         lines = [b"x" * rng.choice([0, 1, 2, 5, 40, 200]) for _ in range(rng.randint(0, 12))]
         data = b"\n".join(lines) + rng.choice([b"", b"\n"])
         got = [
-            raw for batch in validate_mod.iter_line_batches(io.BytesIO(data), 100) for raw in batch
+            raw for batch in lines_mod.iter_line_batches(io.BytesIO(data), 100) for raw in batch
         ]
         want = data.split(b"\n")
         if data.endswith(b"\n") or not data:
             want.pop()
         assert len(got) == len(want)
         for g, w in zip(got, want, strict=True):
-            if isinstance(g, validate_mod._Overlong):  # only ever stands in for a long line
+            if isinstance(g, lines_mod.OverlongLine):  # only ever stands in for a long line
                 assert g.size == len(w) > 100
             else:
                 assert g == w
@@ -449,9 +446,9 @@ def test_duplicate_index_matches_a_plain_dict(
 ) -> None:
     import random
 
-    monkeypatch.setattr(validate_mod, "DUPLICATE_BUFFER", 37)
+    monkeypatch.setattr(duplicates_mod, "DUPLICATE_BUFFER", 37)
     rng = random.Random(5)
-    index = validate_mod._DuplicateIndex(double_hash=double_hash)
+    index = duplicates_mod.DuplicateIndex(double_hash=double_hash)
     first_use: dict[str, int] = {}
     expected: dict[int, list[int]] = {}
     line = 0
