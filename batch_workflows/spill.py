@@ -19,6 +19,8 @@ import pyarrow as pa
 # Added rows queued in memory before they are split and appended to the partition files.
 SPILL_BYTES = 8 * 1024 * 1024
 MAX_PARTITIONS = 1024
+# Open files kept free for everything else the process has open besides a spill's parts.
+SPARE_FILES = 64
 
 
 def partitions_for(size: int, part_bytes: int) -> int:
@@ -26,22 +28,44 @@ def partitions_for(size: int, part_bytes: int) -> int:
     return max(1, min(max_partitions(), -(-size // max(1, part_bytes))))
 
 
+def files_needed(partitions: int) -> int:
+    """Open files a spill of `partitions` needs: two per partition (one per kind), plus spare."""
+    return 2 * partitions + SPARE_FILES
+
+
 def max_partitions() -> int:
-    """MAX_PARTITIONS, or fewer if the open-file limit cannot hold two files per partition."""
+    """MAX_PARTITIONS, or fewer if the open-file limit, even raised as far as this process may
+    (`raise_file_limit`), cannot hold two files per partition. Reads the limit, never sets it."""
     try:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = 2 * MAX_PARTITIONS + 64
-        if soft != resource.RLIM_INFINITY and soft < want:
-            target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    except (ImportError, ValueError, OSError):  # no such limit here, or not allowed to raise it
+    except (ImportError, ValueError, OSError):  # no such limit here
         return 64
-    if soft == resource.RLIM_INFINITY:
+    infinity = resource.RLIM_INFINITY
+    want = files_needed(MAX_PARTITIONS)
+    if soft != infinity and soft < want:  # what raise_file_limit will raise it to
+        soft = want if hard == infinity else min(want, hard)
+    if soft == infinity:
         return MAX_PARTITIONS
-    return max(1, min(MAX_PARTITIONS, (soft - 64) // 2))
+    return max(1, min(MAX_PARTITIONS, (soft - SPARE_FILES) // 2))
+
+
+def raise_file_limit(files: int) -> None:
+    """Raise this process's soft open-file limit (RLIMIT_NOFILE) to hold `files`, as far as
+    the hard limit allows; never lowers it. A spill calls it before it opens its parts (the
+    default soft limit, often 1024, is below what MAX_PARTITIONS parts need). Where the limit
+    cannot be raised, nothing changes, and opening too many files fails with EMFILE."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < files:
+            target = files if hard == resource.RLIM_INFINITY else min(files, hard)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):  # no such limit here, or not allowed to raise it
+        return
 
 
 def release_memory() -> None:
@@ -74,6 +98,7 @@ class HashSpill:
 
     def __init__(self, folder: Path, n: int):
         self.folder, self.n = folder, n
+        raise_file_limit(files_needed(n))  # the parts are opened as rows arrive
         self.writers: dict[str, list[Any]] = {"req": [None] * n, "res": [None] * n}
         self.sinks: list[pa.NativeFile] = []
         self.queued: dict[str, list[pa.RecordBatch]] = {"req": [], "res": []}
