@@ -171,6 +171,7 @@ def main() -> int:
     from dagster import DagsterInstance, materialize
 
     import assets.embeddings as flow
+    from batch_workflows.flows.embeddings.documents import DOCUMENT_SUFFIXES
     from batch_workflows.flows.embeddings.search import format_hit, search
     from batch_workflows.flows.embeddings.vectors import QdrantSettings
     from batch_workflows.flows.sources import list_source_files
@@ -207,7 +208,7 @@ def main() -> int:
             "(batches may take up to the completion window)")
 
     # 2. partitions
-    inbox = [f.name for f in list_source_files(settings.watch_uri)]
+    inbox = [f.name for f in list_source_files(settings.watch_uri, suffixes=DOCUMENT_SUFFIXES)]
     keys = flow.corpus_partition_keys() + inbox
     if missing := flow.missing_partitions(instance, keys):
         instance.add_dynamic_partitions(flow.embeddings_partitions.name, missing)

@@ -47,7 +47,9 @@ from dagster import (
 
 from assets.lifecycle import batch_lifecycle, fetch_results, partition_dir
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.corpus import pydoc_shard_keys
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
+from batch_workflows.flows.embeddings.documents import DOCUMENT_SUFFIXES, documents_for_key
 from batch_workflows.flows.embeddings.index import (
     ChunkTableWriter,
     EmbeddingsSettings,
@@ -59,15 +61,10 @@ from batch_workflows.flows.embeddings.index import (
     tally_chunk_table,
     tally_results,
 )
-from batch_workflows.flows.sources import (
-    documents_for_key,
-    is_s3,
-    list_source_files,
-    make_s3_client,
-    pydoc_shard_keys,
-)
+from batch_workflows.flows.sources import list_source_files
 from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.s3 import is_s3, make_s3_client
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
 from resources.vectors import QdrantResource
@@ -291,7 +288,8 @@ def chunks_retrieve_themselves(
 )
 def embeddings_inbox_sensor(context: SensorEvaluationContext) -> SensorResult:
     s = settings()
-    files = list_source_files(s.watch_uri, _s3_client(s.watch_uri))
+    files = list_source_files(s.watch_uri, suffixes=DOCUMENT_SUFFIXES,
+                              s3_client=_s3_client(s.watch_uri))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     new = missing_partitions(
         context.instance, corpus_partition_keys() + [f.name for f in files]

@@ -78,10 +78,10 @@ def evaluate(contextual: bool, per_document: bool, embedder: CachedEmbedder,
     """Hit rates of one configuration over the eval set."""
     from qdrant_client import QdrantClient
 
+    from batch_workflows.flows.corpus import pydoc_documents
     from batch_workflows.flows.embeddings.chunking import chunk_documents
     from batch_workflows.flows.embeddings.index import EmbeddingsSettings
     from batch_workflows.flows.embeddings.vectors import VectorIndex, point_id
-    from batch_workflows.flows.sources import pydoc_documents
 
     s = EmbeddingsSettings()
     chunks = list(chunk_documents(pydoc_documents(), None, s.chunk_tokens, s.chunk_overlap))

@@ -22,6 +22,9 @@ from dagster import ConfigurableResource, EnvVar
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+from batch_workflows.s3 import is_s3 as is_s3_uri
+from batch_workflows.s3 import s3_endpoint_from_env, split_s3_prefix
+
 DEFAULT_BASE_URI = ".data/artifacts"
 
 
@@ -77,8 +80,8 @@ class ArtifactStore(ConfigurableResource):
         ``AWS_ENDPOINT_URL``, ``AWS_REGION``; credentials stay EnvVars (resolved at run time)."""
         base = os.environ.get("BATCH_ARTIFACTS_URI") or default_base_uri
         settings: dict[str, Any] = {"base_uri": base}
-        if base.startswith("s3://"):
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if is_s3_uri(base):
+            endpoint = s3_endpoint_from_env()
             if endpoint:
                 settings["s3_endpoint_url"] = endpoint
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -94,15 +97,10 @@ class ArtifactStore(ConfigurableResource):
     # -- where things are --------------------------------------------------------------------
     @property
     def is_s3(self) -> bool:
-        return self.base_uri.startswith("s3://")
+        return is_s3_uri(self.base_uri)
 
     def _bucket_prefix(self) -> tuple[str, str]:
-        rest = self.base_uri[len("s3://"):]
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise ValueError(f"no bucket in {self.base_uri!r}")
-        prefix = prefix.strip("/")
-        return bucket, (prefix + "/" if prefix else "")
+        return split_s3_prefix(self.base_uri)
 
     def _root(self) -> Path:
         base = self.base_uri

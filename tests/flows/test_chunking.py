@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.corpus import Document, pydoc_documents
 from batch_workflows.flows.embeddings.chunking import (
     MAX_TITLE_CHARS,
     HFTokenizer,
@@ -15,7 +16,6 @@ from batch_workflows.flows.embeddings.chunking import (
     embedding_text,
     load_tokenizer,
 )
-from batch_workflows.flows.sources import Document, pydoc_documents
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 import assets.embeddings as flow
+from batch_workflows.flows.corpus import pydoc_shard_keys
 from batch_workflows.flows.embeddings.vectors import QdrantSettings, VectorIndex, open_client
-from batch_workflows.flows.sources import pydoc_shard_keys
 
 DAGSTER = Path(sys.executable).with_name("dagster")
 SHARDS = 40  # EMBEDDINGS_PYDOC_SHARDS: shard 1 of 40 is two short topics, a fast run

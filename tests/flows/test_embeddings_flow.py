@@ -13,13 +13,13 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 import assets.embeddings as flow
+from batch_workflows.flows.corpus import first_line, pydoc_shard_keys, pydoc_topics
 from batch_workflows.flows.embeddings.vectors import (
     QdrantSettings,
     VectorIndex,
     open_client,
     point_id,
 )
-from batch_workflows.flows.sources import first_line, pydoc_shard_keys, pydoc_topics
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
 from resources.vectors import QdrantResource

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batch_workflows.flows.sources import pydoc_topics
+from batch_workflows.flows.corpus import pydoc_topics
 
 EVAL = Path(__file__).parent / "data" / "search_eval.json"
 

@@ -1,4 +1,5 @@
-"""Document sources: the shipped pydoc corpus and the readers of user files, local and S3."""
+"""The shared source reading every flow uses: listing a folder or S3 prefix, the rows of JSONL,
+CSV and Parquet files with their 1-based lines, and S3 URIs."""
 
 from __future__ import annotations
 
@@ -6,130 +7,88 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.s3 import start_s3_server
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
 from batch_workflows.flows.sources import (
-    documents_for_key,
+    ROW_SUFFIXES,
+    ProblemLog,
+    join_uri,
     list_source_files,
-    pydoc_documents,
-    pydoc_shard_keys,
-    pydoc_topics,
-    read_documents,
+    read_rows,
 )
+from batch_workflows.s3 import is_s3, split_s3, split_s3_prefix
 
 
-def test_pydoc_corpus_shards_cover_every_topic_once():
-    topics = pydoc_topics()
-    assert len(topics) >= 70 and "try" in topics and "lambda" in topics
-    keys = pydoc_shard_keys(3)
-    assert keys == ["pydoc-1-of-3", "pydoc-2-of-3", "pydoc-3-of-3"]
-    shards = [list(documents_for_key(k, "unused")) for k in keys]
-    ids = [d.id for shard in shards for d in shard]
-    assert sorted(ids) == sorted(topics) and len(ids) == len(set(ids))
-    assert all(shard for shard in shards)
-    sizes = [sum(len(d.text) for d in shard) for shard in shards]
-    assert max(sizes) < 2 * min(sizes)  # balanced by text size
-    doc = next(d for d in pydoc_documents() if d.id == "try")
-    assert doc.source == "pydoc_data" and "except" in doc.text
+def _rows(path, required=("prompt",), optional=("system",)):
+    problems = ProblemLog(str(path))
+    rows = [(r.line, r.values) for r in read_rows(str(path), problems, required, optional)]
+    return rows, problems
 
 
-def _write_all_formats(root):
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "a.jsonl").write_bytes(
-        b"\xef\xbb\xbf" + orjson.dumps({"id": "j1", "text": "first"}) + b"\r\n\n"
-        + orjson.dumps({"id": 2, "text": "second", "extra": 1}) + b"\n"
+def test_rows_of_each_format_carry_their_line_and_the_columns_asked_for(tmp_path):
+    (tmp_path / "p.jsonl").write_bytes(
+        b"\xef\xbb\xbf" + orjson.dumps({"prompt": "a", "system": "s", "other": 1}) + b"\n\n"
+        + orjson.dumps({"prompt": "b"}) + b"\n"
     )
-    (root / "b.csv").write_text('id,text\nc1,"one, with comma"\nc2,"two\nlines"\n')
-    pq.write_table(pa.table({"id": ["p1", "p2"], "text": ["pa", "pb"], "x": [1, 2]}), root / "c.parquet")
-    (root / "notes.md").write_text("# Title\n\nbody line\n")
-    (root / ".hidden.jsonl").write_text("ignored")
-    (root / "skip.bin").write_bytes(b"\x00")
+    (tmp_path / "p.csv").write_text('prompt,system\n"multi\nline",s\nb,\n')
+    pq.write_table(pa.table({"prompt": ["a", "b"], "x": [1, 2]}), tmp_path / "p.parquet")
+    rows, problems = _rows(tmp_path / "p.jsonl")
+    assert rows == [(1, {"prompt": "a", "system": "s"}), (3, {"prompt": "b", "system": None})]
+    rows, _ = _rows(tmp_path / "p.csv")
+    assert rows == [(3, {"prompt": "multi\nline", "system": "s"}), (4, {"prompt": "b", "system": ""})]
+    rows, _ = _rows(tmp_path / "p.parquet")  # an optional column the file lacks reads as None
+    assert rows == [(1, {"prompt": "a", "system": None}), (2, {"prompt": "b", "system": None})]
+    assert not problems.problems
 
 
-def _read(uri, **kw):
-    return [(d.id, d.text) for d in read_documents(uri, **kw)]
-
-
-def test_readers_for_each_format(tmp_path):
-    _write_all_formats(tmp_path)
-    assert _read(str(tmp_path / "a.jsonl")) == [("j1", "first"), ("2", "second")]
-    assert _read(str(tmp_path / "b.csv")) == [("c1", "one, with comma"), ("c2", "two\nlines")]
-    assert _read(str(tmp_path / "c.parquet")) == [("p1", "pa"), ("p2", "pb")]
-    assert _read(str(tmp_path / "notes.md")) == [("notes", "# Title\n\nbody line\n")]
-    assert _read(str(tmp_path / "notes.md"), text_unit="line") == [
-        ("notes:1", "# Title"),
-        ("notes:3", "body line"),
-    ]
-    names = [f.name for f in list_source_files(str(tmp_path))]
-    assert names == ["a.jsonl", "b.csv", "c.parquet", "notes.md"]
-    assert list_source_files(str(tmp_path / "missing")) == []
-    docs = list(documents_for_key("b.csv", str(tmp_path)))
-    assert {d.source for d in docs} == {"b.csv"}
-
-
-def test_bad_rows_are_reported_with_file_line_and_field(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(
-        '{"id": "ok", "text": "fine"}\n'
-        '{"id": "no-text"}\n'
-        "not json\n"
-        '{"id": "ok", "text": "duplicate"}\n'
-        '{"text": "no id"}\n'
-        '{"id": "e", "text": "  "}\n'
-    )
-    got = []
+def test_unreadable_lines_and_missing_columns_go_into_one_problem_log(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "ok"}\nnot json\n[1, 2]\n{"prompt": "ok2"}\n')
+    rows, problems = _rows(tmp_path / "bad.jsonl")
+    assert [line for line, _ in rows] == [1, 4]  # the good rows still stream
+    assert [(p.line, p.field) for p in problems.problems] == [(2, None), (3, None)]
+    problems.add(4, "prompt", "too long")  # the caller's own checks join the same log
     with pytest.raises(InvalidInputError) as err:
-        for doc in read_documents(str(path)):
-            got.append(doc.id)
-    assert got == ["ok"]  # valid rows before the end were streamed
-    problems = [(p.line, p.field) for p in err.value.problems]
-    assert problems == [(2, "text"), (3, None), (4, "id"), (5, "id"), (6, "text")]
-    assert str(err.value.problems[2]).startswith(f"{path}:4: id: duplicate")
-    csv_path = tmp_path / "bad.csv"
-    csv_path.write_text("name,body\nx,y\n")
-    with pytest.raises(InvalidInputError, match="column missing"):
-        list(read_documents(str(csv_path)))
+        problems.raise_if_any()
+    assert str(err.value.problems[-1]) == f"{tmp_path / 'bad.jsonl'}:4: prompt: too long"
+    (tmp_path / "bad.csv").write_text("text\nx\n")
+    pq.write_table(pa.table({"text": ["x"]}), tmp_path / "bad.parquet")
+    for name in ("bad.csv", "bad.parquet"):
+        rows, problems = _rows(tmp_path / name)
+        assert rows == [] and [(p.line, p.field) for p in problems.problems] == [(1, "prompt")]
     with pytest.raises(ConfigurationError, match="unsupported"):
-        list(read_documents(str(tmp_path / "x.docx")))
+        _rows(tmp_path / "x.docx")
 
 
-def test_s3_prefix_listing_and_streamed_reading(tmp_path):
-    local = tmp_path / "src"
-    _write_all_formats(local)
-    with start_s3_server() as s3:
-        client = s3.client()
-        s3.create_bucket("docs")
-        for f in local.iterdir():
-            client.upload_file(str(f), "docs", f"inbox/{f.name}")
-        files = list_source_files("s3://docs/inbox", s3_client=client)
-        assert [f.name for f in files] == ["a.jsonl", "b.csv", "c.parquet", "notes.md"]
-        assert files[-1].uri == "s3://docs/inbox/notes.md" and files[-1].version
-        for name in ("a.jsonl", "b.csv", "c.parquet", "notes.md"):
-            remote = [(d.id, d.text) for d in documents_for_key(name, "s3://docs/inbox", s3_client=client)]
-            assert remote == _read(str(local / name))
+def test_the_problem_log_stops_at_its_cap_and_says_so():
+    log = ProblemLog("f.jsonl", max_problems=2)
+    for line in range(1, 6):
+        log.add(line, None, "bad")
+    assert len(log.problems) == 2 and log.truncated
+    with pytest.raises(InvalidInputError, match="stopped counting"):
+        log.raise_if_any()
+    ProblemLog("empty").raise_if_any()  # nothing wrong: nothing raised
 
 
-def test_titles_pydoc_headings_optional_title_fields_and_markdown_headings(tmp_path):
-    titles = {d.id: d.title for d in pydoc_documents()}
-    assert titles["try"] == 'The "try" statement' and titles["lambda"] == "Lambdas"
-    assert all(titles.values())
-    (tmp_path / "t.jsonl").write_bytes(
-        orjson.dumps({"id": "a", "text": "body", "title": " Intro "}) + b"\n"
-        + orjson.dumps({"id": "b", "text": "body", "title": 7}) + b"\n"  # not a string: none
-        + orjson.dumps({"id": "c", "text": "body"}) + b"\n"
-    )
-    (tmp_path / "t.csv").write_text("id,text,title\nx,body,CSV title\n")
-    pq.write_table(pa.table({"id": ["p"], "text": ["body"], "title": ["PQ title"]}),
-                   tmp_path / "t.parquet")
-    (tmp_path / "guide.md").write_text("\n# Install guide\n\nbody\n")
-    (tmp_path / "plain.md").write_text("no heading here\n")
+def test_listing_keeps_the_flow_s_formats_and_leaves_hidden_files_out(tmp_path):
+    for name in ("b.csv", "a/x.jsonl", "a/.partial.jsonl", ".hidden/y.jsonl", "notes.md", "c.PARQUET"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    files = list_source_files(str(tmp_path), suffixes=ROW_SUFFIXES)
+    assert [f.name for f in files] == ["a/x.jsonl", "b.csv", "c.PARQUET"]
+    assert files[0].uri == join_uri(str(tmp_path), "a/x.jsonl") and files[0].size == 1
+    before = files[1].version
+    (tmp_path / "b.csv").write_text("changed")
+    assert list_source_files(str(tmp_path), suffixes=ROW_SUFFIXES)[1].version != before
 
-    def got(name: str) -> list[tuple[str, str]]:
-        return [(d.id, d.title) for d in read_documents(str(tmp_path / name))]
 
-    assert got("t.jsonl") == [("a", "Intro"), ("b", ""), ("c", "")]
-    assert got("t.csv") == [("x", "CSV title")]
-    assert got("t.parquet") == [("p", "PQ title")]
-    assert got("guide.md") == [("guide", "Install guide")]
-    assert got("plain.md") == [("plain", "")]
+def test_s3_uris_parse_in_one_place():
+    assert is_s3("s3://b/k") and not is_s3("/tmp/s3://b")
+    assert split_s3("s3://bucket/a/b.jsonl") == ("bucket", "a/b.jsonl")
+    assert split_s3("s3://bucket") == ("bucket", "")
+    assert split_s3_prefix("s3://bucket/inbox") == ("bucket", "inbox/")
+    assert split_s3_prefix("s3://bucket/inbox/") == ("bucket", "inbox/")
+    assert split_s3_prefix("s3://bucket") == ("bucket", "")
+    assert join_uri("s3://bucket/inbox/", "a.jsonl") == "s3://bucket/inbox/a.jsonl"
+    for bad in ("s3:///key", "https://bucket/key"):
+        with pytest.raises(ConfigurationError):
+            split_s3(bad)

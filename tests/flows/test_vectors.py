@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.flows.corpus import Document
 from batch_workflows.flows.embeddings.chunking import RegexTokenizer, chunk_documents
 from batch_workflows.flows.embeddings.index import (
     CHUNK_SCHEMA,
@@ -24,7 +25,6 @@ from batch_workflows.flows.embeddings.index import (
 )
 from batch_workflows.flows.embeddings.index import _parts as index_parts
 from batch_workflows.flows.embeddings.vectors import PartitionConflictError, point_id
-from batch_workflows.flows.sources import Document
 from batch_workflows.results import join_results
 from resources.vectors import QdrantResource
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.flows.sources import Document
+from batch_workflows.flows.corpus import Document
 
 DEFAULT_CHUNK_SIZE = 200  # the model reads 256 word pieces; leave room for [CLS]/[SEP]
 DEFAULT_CHUNK_OVERLAP = 32
