@@ -14,6 +14,8 @@ BatchError
     ├── InvalidRequestError     400/409/413/422: the provider's message
     └── RateLimitError          429 after every retry
 
+`Problem` is one thing wrong with one line (file, 1-based line, field, reason); `ProblemLog`
+gathers a source's problems, capped, and raises them as one `InvalidInputError`.
 `ProviderError` is what a client sees; `ApiError` is what the local server raises inside its
 handlers and renders as OpenAI's error envelope. Messages never carry an API key: callers pass
 only status codes and body excerpts.
@@ -22,6 +24,7 @@ only status codes and body excerpts.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from dataclasses import dataclass
 
 
@@ -46,6 +49,43 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}"
         return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+class ProblemLog:
+    """The problems of one source, at most `max_problems` of them: past the cap, the ones on
+    the earliest lines. `raise_if_any` turns them into one InvalidInputError.
+
+    Problems may arrive out of line order (request validation settles duplicate ids at the
+    end), so an early one found late still displaces a later line. `found` counts every
+    problem, kept or not.
+    """
+
+    def __init__(self, source: str, max_problems: int = 100):
+        self.source = source
+        self.max_problems = max_problems
+        self.found = 0
+        self.truncated = False
+        # a max-heap on (line, order): (-line, -order, problem)
+        self._heap: list[tuple[int, int, Problem]] = []
+
+    def add(self, line: int, field: str | None, reason: str, code: str | None = None) -> None:
+        self.found += 1
+        key = (-line, -self.found)
+        if len(self._heap) < self.max_problems:
+            heapq.heappush(self._heap, (*key, Problem(self.source, line, field, reason, code)))
+            return
+        self.truncated = True
+        if self._heap and key > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, (*key, Problem(self.source, line, field, reason, code)))
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The problems kept, by line (ties in the order found)."""
+        return [item[2] for item in sorted(self._heap, reverse=True)]
+
+    def raise_if_any(self) -> None:
+        if self._heap:
+            raise InvalidInputError(self.problems, self.truncated)
 
 
 class InvalidInputError(BatchError):

@@ -5,7 +5,7 @@
     fast_check.py   the cheap yes for a line that is completely fine
     body_rules.py   the rules for a body that depend on its endpoint (chat, embeddings)
     duplicates.py   which lines share a custom_id, in flat memory
-    report.py       the capped problem log and the ValidationReport
+    report.py       ValidationReport: what one run found
     shards.py       write_shards: validated JSONL files within the per-file limits
     manifest.py     what write_shards wrote (Shard, ShardManifest)
     dataframe.py    requests built from DataFrame rows

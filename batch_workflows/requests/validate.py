@@ -21,14 +21,14 @@ from typing import IO, Any
 
 import orjson
 
-from batch_workflows.errors import ConfigurationError, Problem
+from batch_workflows.errors import ConfigurationError, Problem, ProblemLog
 from batch_workflows.profiles import ProviderProfile
 from batch_workflows.requests.body_rules import check_body
 from batch_workflows.requests.describe import json_type, quote
 from batch_workflows.requests.duplicates import DuplicateIndex, confirm_duplicates
 from batch_workflows.requests.fast_check import FastCheck, build_fast_check
 from batch_workflows.requests.lines import BOM, OverlongLine, file_lines, iter_line_batches
-from batch_workflows.requests.report import ProblemLog, ValidationReport
+from batch_workflows.requests.report import ValidationReport
 from batch_workflows.wire import BatchRequest
 
 _JSONDecodeError = orjson.JSONDecodeError
@@ -100,7 +100,7 @@ class RequestValidator:
     @property
     def problems(self) -> list[Problem]:
         """The problems kept so far, by line (ties in the order found)."""
-        return self._log.sorted()
+        return self._log.problems
 
     @property
     def truncated(self) -> bool:
