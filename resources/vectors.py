@@ -9,7 +9,6 @@ or the next run can open it after.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from batch_workflows.flows.embeddings.vectors import (
+    API_KEY_VAR,
     DEFAULT_COLLECTION,
     DEFAULT_PATH,
     QdrantSettings,
@@ -37,16 +37,16 @@ class QdrantResource(ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> QdrantResource:
-        """QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH / QDRANT_COLLECTION, as `search` reads them."""
-        settings: dict = {
-            "path": os.environ.get("QDRANT_PATH") or DEFAULT_PATH,
-            "collection": os.environ.get("QDRANT_COLLECTION") or DEFAULT_COLLECTION,
-        }
-        if os.environ.get("QDRANT_URL"):
-            settings["url"] = os.environ["QDRANT_URL"]
-        if os.environ.get("QDRANT_API_KEY"):
-            settings["api_key"] = EnvVar("QDRANT_API_KEY")
-        return cls(**settings)
+        """The environment as `batch-workflows search` reads it (`QdrantSettings.from_env`),
+        with the key kept as ``EnvVar("QDRANT_API_KEY")``: Dagster resolves it at run time and
+        never shows its value."""
+        env = QdrantSettings.from_env()
+        return cls(
+            path=env.path,
+            url=env.url,
+            api_key=EnvVar(API_KEY_VAR) if env.api_key else None,
+            collection=env.collection,
+        )
 
     def settings(self) -> QdrantSettings:
         return QdrantSettings(

@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from dagster import EnvVar
 
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import Document
@@ -24,7 +25,11 @@ from batch_workflows.flows.embeddings.index import (
     tally_results,
 )
 from batch_workflows.flows.embeddings.index import _parts as index_parts
-from batch_workflows.flows.embeddings.vectors import PartitionConflictError, point_id
+from batch_workflows.flows.embeddings.vectors import (
+    PartitionConflictError,
+    QdrantSettings,
+    point_id,
+)
 from batch_workflows.results import join_results
 from resources.vectors import QdrantResource
 
@@ -195,6 +200,14 @@ def test_from_env_reads_the_same_variables_as_search(monkeypatch, tmp_path):
     res = QdrantResource.from_env()
     assert (res.path, res.collection) == (str(tmp_path / "q"), "c1")
     assert "secret-key-value" not in res.describe()
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant.invalid:6333")
+    res, plain = QdrantResource.from_env(), QdrantSettings.from_env()
+    assert (res.url, res.path, res.collection) == (plain.url, plain.path, plain.collection)
+    assert plain.api_key == "secret-key-value"  # search reads the key itself ...
+    assert isinstance(res.api_key, EnvVar)  # ... the resource leaves it to Dagster
+    assert res.api_key.env_var_name == "QDRANT_API_KEY"
+    monkeypatch.delenv("QDRANT_API_KEY")
+    assert QdrantResource.from_env().api_key is None
 
 
 def test_titled_chunks_are_embedded_under_their_title_and_stored_raw(tmp_path, qdrant):

@@ -21,6 +21,7 @@ DEFAULT_COLLECTION = "documents"
 # Fixed namespace: the same (document id, chunk index) is the same point in every run.
 POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "batch-workflows/embeddings/point")
 PAYLOAD_INDEXES = ("partition", "document_id")
+API_KEY_VAR = "QDRANT_API_KEY"
 
 
 def point_id(document_id: str, chunk_index: int) -> str:
@@ -52,11 +53,12 @@ class QdrantSettings:
 
     @classmethod
     def from_env(cls) -> QdrantSettings:
-        """QDRANT_URL, QDRANT_API_KEY, QDRANT_PATH, QDRANT_COLLECTION (same as the code location)."""
+        """QDRANT_URL, QDRANT_API_KEY, QDRANT_PATH, QDRANT_COLLECTION: the one reading of the
+        Qdrant environment, by `batch-workflows search` and the code location's resource."""
         return cls(
             path=os.environ.get("QDRANT_PATH") or DEFAULT_PATH,
             url=os.environ.get("QDRANT_URL") or None,
-            api_key=os.environ.get("QDRANT_API_KEY") or None,
+            api_key=os.environ.get(API_KEY_VAR) or None,
             collection=os.environ.get("QDRANT_COLLECTION") or DEFAULT_COLLECTION,
         )
 
