@@ -7,8 +7,8 @@ streamed (S3 objects as a stream too), Parquet is read a row group at a time (an
 object through a temporary local copy, because Parquet needs random access).
 
 Rows come with their 1-based line (the row number for Parquet), and everything wrong with a file
-goes into one `ProblemLog` (file, line, field, reason) that the caller extends with its own
-checks and raises as one InvalidInputError at the end: nothing is dropped silently.
+goes into one `errors.ProblemLog` (file, line, field, reason) that the caller extends with its
+own checks and raises as one InvalidInputError at the end: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from batch_workflows.errors import ConfigurationError, InvalidInputError, Problem
+from batch_workflows.errors import ConfigurationError, ProblemLog
 from batch_workflows.parquet import open_parquet
 from batch_workflows.s3 import is_s3, make_s3_client, split_s3, split_s3_prefix
 
@@ -133,27 +133,6 @@ def local_path(uri: str, s3_client: Any = None, suffix: str = "") -> Iterator[st
 
 
 # --- rows ---------------------------------------------------------------------------------
-
-
-class ProblemLog:
-    """What is wrong with one source file, up to `max_problems` entries; `raise_if_any` turns
-    them into one InvalidInputError naming file, 1-based line and field."""
-
-    def __init__(self, source: str, max_problems: int = 100):
-        self.source = source
-        self.max_problems = max_problems
-        self.problems: list[Problem] = []
-        self.truncated = False
-
-    def add(self, line: int, field: str | None, reason: str) -> None:
-        if len(self.problems) < self.max_problems:
-            self.problems.append(Problem(self.source, line, field, reason))
-        else:
-            self.truncated = True
-
-    def raise_if_any(self) -> None:
-        if self.problems:
-            raise InvalidInputError(self.problems, self.truncated)
 
 
 @dataclass(frozen=True)

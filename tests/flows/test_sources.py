@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_workflows.errors import ConfigurationError, InvalidInputError
+from batch_workflows.errors import ConfigurationError, InvalidInputError, ProblemLog
 from batch_workflows.flows.sources import (
     ROW_SUFFIXES,
-    ProblemLog,
     join_uri,
     list_source_files,
     read_rows,

@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batch_workflows.errors import ConfigurationError
+from batch_workflows.errors import ConfigurationError, ProblemLog
 from batch_workflows.flows.corpus import Document, first_line, parse_pydoc_key, pydoc_documents
 from batch_workflows.flows.sources import (
     ROW_SUFFIXES,
-    ProblemLog,
     decode_line,
     join_uri,
     open_lines,
