@@ -24,7 +24,7 @@ from batch_workflows.results import (
     ResultSet,
     join_results,
 )
-from batch_workflows.results.join import _RESULT_JSON
+from batch_workflows.results.arrow_rows import RESULT_LINE_SCHEMA
 
 CHAT = "/v1/chat/completions"
 EMB = "/v1/embeddings"
@@ -242,6 +242,29 @@ def test_corrupt_result_line_names_file_and_line(chat_case: tuple[str, str, str]
         join_results(reqs, bad)
 
 
+def test_a_failure_that_is_no_malformed_line_is_not_called_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what a malformed line raises becomes CorruptResultError; a MemoryError (here from
+    the JSON library, on the line-by-line reader's path) propagates as itself."""
+    reqs = write_jsonl(tmp_path / "req.jsonl", [request(c, url=EMB) for c in "ab"])
+    # a base64 vector: Arrow's reader refuses the block, so each line goes through orjson
+    out = write_jsonl(tmp_path / "out.jsonl", [emb_ok("a", [[1.0]], b64=True), emb_ok("b", [[2.0]])])
+    real_loads = orjson.loads
+    failed: list[bytes] = []
+
+    def loads(data: bytes | str) -> object:  # fails once, as an allocation might
+        if b'"custom_id":"b"' in bytes(data) and not failed:
+            failed.append(bytes(data))
+            raise MemoryError
+        return real_loads(data)
+
+    monkeypatch.setattr(orjson, "loads", loads)
+    with pytest.raises(MemoryError):
+        join_results(reqs, out)
+    assert failed
+
+
 def test_corrupt_line_number_in_a_later_block(tmp_path: Path) -> None:
     n = 300
     reqs = write_jsonl(tmp_path / "req.jsonl", [request(f"id-{i}") for i in range(n)])
@@ -320,7 +343,7 @@ def test_slow_reader_matches_fast_reader(tmp_path: Path) -> None:
     slow = tmp_path / "slow.jsonl"  # one base64 vector forces the whole block to the slow reader
     slow.write_bytes(b"".join(lines) + orjson.dumps(emb_ok("stray-b64", [[1.0]], b64=True)) + b"\n")
     # the premise: Arrow's reader takes the first file and refuses the second
-    options = pj.ParseOptions(explicit_schema=_RESULT_JSON, unexpected_field_behavior="ignore")
+    options = pj.ParseOptions(explicit_schema=RESULT_LINE_SCHEMA, unexpected_field_behavior="ignore")
     assert pj.read_json(fast, parse_options=options).num_rows == len(lines)
     with pytest.raises(pa.ArrowInvalid):
         pj.read_json(slow, parse_options=options)
