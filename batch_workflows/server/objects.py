@@ -6,6 +6,7 @@ schemas type them as plain strings/integers, and the `openai` SDK reads a missin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -93,8 +94,12 @@ def batch_object(row: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def list_object(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    obj: dict[str, Any] = {"object": "list", "data": data, "has_more": has_more}
+def list_object(rows: list[dict[str, Any]], limit: int,
+                render: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """A page of a list call: the first `limit` rows rendered; rows were fetched with one more
+    than `limit`, so a row past it means has_more."""
+    data = [render(row) for row in rows[:limit]]
+    obj: dict[str, Any] = {"object": "list", "data": data, "has_more": len(rows) > limit}
     obj["first_id"] = data[0]["id"] if data else ""
     obj["last_id"] = data[-1]["id"] if data else ""
     return obj

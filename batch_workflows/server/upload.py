@@ -1,7 +1,8 @@
 """Streaming multipart upload: the file part goes straight to disk in chunks, never to memory.
 
 An upload over the size limit is drained (so the client sees the 413 rather than a reset
-connection) and leaves nothing behind.
+connection) and leaves nothing behind. A refused upload raises ApiError, answered as OpenAI's
+error envelope.
 """
 
 from __future__ import annotations
@@ -17,15 +18,10 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from batch_workflows.errors import ApiError
+
 FLUSH_BYTES = 1 << 20
 MAX_FIELD_BYTES = 4096
-
-
-class UploadError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
 
 
 @dataclass
@@ -59,7 +55,7 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
     """Parse a multipart body; the `file` part lands in a temp file under `tmp_dir`."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(400, "Expected a multipart/form-data body with a `file` part.")
+        raise ApiError(400, "Expected a multipart/form-data body with a `file` part.")
     tmp_path = tmp_dir / f"upload-{secrets.token_hex(12)}.part"
     # Closed in the finally below on every path.
     state = _State(tmp_path=tmp_path, max_bytes=max_bytes, handle=open(tmp_path, "wb"))  # noqa: SIM115
@@ -72,20 +68,20 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
                 await _flush(state)
         parser.finalize()
         if state.too_big:
-            raise UploadError(
+            raise ApiError(
                 413, f"File is larger than the server limit of {max_bytes} bytes.",
                 "file", "file_too_large",
             )
         if not state.seen_file:
-            raise UploadError(400, "Missing the `file` part.", "file")
+            raise ApiError(400, "Missing the `file` part.", "file")
         await _flush(state)
         await anyio.to_thread.run_sync(_sync_close, state.handle)
         kept = True
         return Upload(state.tmp_path, state.size, state.filename or "upload.jsonl", state.fields)
     except ClientDisconnect:
-        raise UploadError(400, "Upload interrupted.") from None
+        raise ApiError(400, "Upload interrupted.") from None
     except ValueError as exc:  # python-multipart's parse errors derive from ValueError
-        raise UploadError(400, f"Invalid multipart body: {exc}") from None
+        raise ApiError(400, f"Invalid multipart body: {exc}") from None
     finally:
         state.handle.close()
         if not kept:  # a refused or broken upload leaves nothing behind
