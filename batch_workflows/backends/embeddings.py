@@ -23,12 +23,11 @@ from batch_workflows.backends.base import (
     never,
     server_error,
 )
-from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.profiles import DEFAULT_EMBEDDING_MODEL_IDS, EMBEDDINGS
+from batch_workflows.wire import MAX_INPUTS_PER_REQUEST
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_IDS = ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]
-MAX_INPUTS_PER_REQUEST = 2048  # OpenAI's limit on `input` arrays
 _KNOWN_PARAMS = {"input", "model", "encoding_format", "dimensions", "user"}
 # Sorted texts are encoded this many forward batches at a time: memory stays bounded, and a
 # cancel or expiry takes effect within one window (seconds), not after the whole chunk.
@@ -61,9 +60,9 @@ class EmbeddingBackend:
     ) -> None:
         if model_path is None:
             self.model_path = default_model_path()
-            self.model_ids = [model_id] if model_id else list(DEFAULT_MODEL_IDS)
-            if model_id and model_id not in DEFAULT_MODEL_IDS:
-                self.model_ids += DEFAULT_MODEL_IDS
+            self.model_ids = [model_id] if model_id else list(DEFAULT_EMBEDDING_MODEL_IDS)
+            if model_id and model_id not in DEFAULT_EMBEDDING_MODEL_IDS:
+                self.model_ids += DEFAULT_EMBEDDING_MODEL_IDS
         else:
             self.model_path = Path(model_path)
             self.model_ids = [model_id or self.model_path.name]

@@ -18,11 +18,10 @@ from typing import Any
 import httpx
 
 from batch_workflows.errors import ConfigurationError, ProviderError
+from batch_workflows.profiles import DEFAULT_EMBEDDING_MODEL_IDS
 from batch_workflows.redaction import excerpt
 
 EXCERPT = 300  # characters of a failed response kept in the error (the key redacted first)
-
-LOCAL_MODEL_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
 class QueryEmbedder:
@@ -40,7 +39,7 @@ class QueryEmbedder:
         self.api_key = api_key
         self.timeout = timeout
         self._backend: Any = None
-        if self.base_url is None and model not in LOCAL_MODEL_IDS:
+        if self.base_url is None and model not in DEFAULT_EMBEDDING_MODEL_IDS:
             raise ConfigurationError(
                 f"model {model!r} is not served locally: set BATCH_PROVIDER or BATCH_BASE_URL "
                 "(and BATCH_API_KEY) to the provider that embedded the collection"

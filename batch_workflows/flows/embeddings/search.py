@@ -122,18 +122,19 @@ def search(
 def query_base_url(model: str, base_url: str | None = None) -> str | None:
     """Where the query is embedded: `base_url` if given; None (in-process) for a model the
     local engine serves from disk; else BATCH_BASE_URL, else BATCH_PROVIDER's profile URL."""
-    from batch_workflows.flows.embeddings.query import LOCAL_MODEL_IDS
-    from batch_workflows.profiles import resolve_base_url
+    from batch_workflows.profiles import DEFAULT_EMBEDDING_MODEL_IDS, resolve_base_url
 
     if base_url is not None:
         return base_url
-    if model in LOCAL_MODEL_IDS:
+    if model in DEFAULT_EMBEDDING_MODEL_IDS:
         return None
     return resolve_base_url()
 
 
 def _collection_model(client: object, collection: str) -> str:
     """The model recorded on the collection's points; EMBEDDING_MODEL when none is recorded."""
+    from batch_workflows.profiles import DEFAULT_EMBEDDING_MODEL
+
     records, _ = client.scroll(collection, limit=1, with_payload=["model"], with_vectors=False)
     recorded = (records[0].payload or {}).get("model") if records else None
-    return recorded or os.environ.get("EMBEDDING_MODEL") or "all-MiniLM-L6-v2"
+    return recorded or os.environ.get("EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL
