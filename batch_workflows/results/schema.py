@@ -8,8 +8,11 @@ SUCCEEDED, FAILED, ERRORED, MISSING = "succeeded", "failed", "errored", "missing
 STATUSES = (SUCCEEDED, FAILED, ERRORED, MISSING)
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
-# The Parquet schema (documented in the contract). `embedding` holds the vector when the
-# response holds exactly one; `embeddings` holds all of them (in `index` order) when it holds more.
+# The Parquet file's columns, one row per submitted request: its status and HTTP status code,
+# the error code and message of a failure, the model that answered, the first choice's
+# `content` and `finish_reason` for chat, and token usage. `embedding` holds the vector when
+# the response holds exactly one; `embeddings` holds all of them (in `index` order) when it
+# holds more.
 SCHEMA = pa.schema(
     [
         ("custom_id", pa.string()),
