@@ -43,8 +43,17 @@ DEFAULT_CHUNK = 64
 CHUNK_BYTES = 4 << 20
 IDLE_WAIT = 0.25
 MAX_FAULTS = 6  # consecutive failed steps (backing off 2, 4, ... 30 s) before a batch fails
+MAX_BACKOFF = 30.0
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 HALT_POLL = 0.5  # seconds between a running chunk's looks for a cancel or an expiry
+
+
+@dataclass
+class Backoff:
+    """A batch whose last steps failed: how many in a row, and when it may be tried again."""
+
+    faults: int
+    retry_at: float  # time.monotonic()
 
 
 @dataclass
@@ -132,7 +141,9 @@ class Worker:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._last_seq = 0
-        self._faults: dict[str, int] = {}
+        # Batches backing off after a failed step; the scheduler skips them until retry_at,
+        # so a faulting batch never holds a worker thread while it waits.
+        self._backoff: dict[str, Backoff] = {}
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -176,14 +187,15 @@ class Worker:
             free = self.settings.max_concurrent_batches - sum(
                 r["status"] in ("in_progress", "finalizing") for r in rows
             )
-            clock = now()
+            clock, tick = now(), time.monotonic()
             eligible = []
             for row in rows:
                 if row["status"] == "validating" and row["expires_at"] > clock:
                     if free <= 0:
                         continue  # queued: over the concurrent-batch limit
-                    free -= 1
-                if row["id"] not in self._busy:
+                    free -= 1  # admitted, even while backing off: it keeps its slot
+                backoff = self._backoff.get(row["id"])
+                if row["id"] not in self._busy and (backoff is None or backoff.retry_at <= tick):
                     eligible.append(row)
             if not eligible:
                 return None
@@ -202,7 +214,8 @@ class Worker:
                 continue
             try:
                 self.step(batch)
-                self._faults.pop(batch["id"], None)
+                with self._lock:
+                    self._backoff.pop(batch["id"], None)
             except Exception as exc:  # keep the worker alive; the batch is retried later
                 log.exception("batch %s: step failed", batch["id"])
                 self._on_fault(batch, exc)
@@ -211,13 +224,18 @@ class Worker:
                     self._busy.discard(batch["id"])
 
     def _on_fault(self, batch: dict[str, Any], exc: Exception) -> None:
-        """Back off; after MAX_FAULTS failures in a row, fail the batch (keeping what it has)."""
-        faults = self._faults.get(batch["id"], 0) + 1
-        self._faults[batch["id"]] = faults
-        if faults < MAX_FAULTS:
-            time.sleep(min(2.0**faults, 30.0))
-            return
-        self._faults.pop(batch["id"], None)
+        """Set the batch's retry time (2, 4, ... 30 s on); after MAX_FAULTS failures in a row,
+        fail the batch (keeping what it has). The thread goes straight on to other batches."""
+        with self._lock:
+            previous = self._backoff.get(batch["id"])
+            faults = previous.faults + 1 if previous else 1
+            if faults < MAX_FAULTS:
+                delay = min(2.0**faults, MAX_BACKOFF)
+                self._backoff[batch["id"]] = Backoff(faults, time.monotonic() + delay)
+                log.warning("batch %s: retrying in %gs (failure %d of %d)", batch["id"], delay,
+                            faults, MAX_FAULTS)
+                return
+            self._backoff.pop(batch["id"], None)
         error = {"code": "server_error", "line": None, "param": None,
                  "message": f"the server could not process this batch: {type(exc).__name__}"}
         self.store.update_batch(batch["id"], errors=orjson.dumps([error]).decode())

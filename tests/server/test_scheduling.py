@@ -63,3 +63,30 @@ def test_upstream_mode_forwards_to_another_server(tmp_path: Path) -> None:
         assert "UpstreamBackend" in front.log_text()
         assert "loaded embedding model" in upstream.log_text()
         assert "loaded embedding model" not in front.log_text()
+
+
+def test_a_healthy_batch_runs_while_faulting_batches_back_off(tmp_path: Path) -> None:
+    # Two faulting batches, as many as worker threads: a backoff that slept inside a thread
+    # (2, 4, ... 30 s) would leave no thread for the healthy batch for about a minute.
+    with start_server(tmp_path, chunk_size=5, workers=2) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="warm up")
+        faulting = []
+        for i in range(2):
+            path = write_requests(tmp_path / f"faulty{i}.jsonl", 5000, prefix=f"f{i}")
+            file_id = client.files.create(file=path.open("rb"), purpose="batch").id
+            batch_id = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                             completion_window="24h").id
+            wait_for(client, batch_id, timeout=60, statuses={"in_progress"})
+            # The input body vanishes from disk mid-run: every later step of the batch fails.
+            (srv.data_dir / "files" / file_id).unlink()
+            faulting.append(batch_id)
+        deadline = time.monotonic() + 60
+        while not all(f"batch {b}: step failed" in srv.log_text() for b in faulting):
+            assert time.monotonic() < deadline, srv.log_text()[-3000:]
+            time.sleep(0.05)
+        healthy = _create(client, write_requests(tmp_path / "healthy.jsonl", 60, prefix="h"))
+        done = wait_for(client, healthy, timeout=30)
+        assert done.status == "completed" and done.request_counts.completed == 60
+        for batch_id in faulting:  # still backing off, neither run nor failed yet
+            assert client.batches.retrieve(batch_id).status == "in_progress"
