@@ -81,12 +81,13 @@ class EmbeddingBackend:
         """Load the model once (thread-safe); later calls return it."""
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 import torch
                 from sentence_transformers import SentenceTransformer
 
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-                self._model = SentenceTransformer(str(self.model_path), device=device)
+                # A local folder, never a download: weights cannot be fetched on these machines.
+                self._model = SentenceTransformer(str(self.model_path), device=device,
+                                                  local_files_only=True)
                 self._model.eval()
                 if self.batch_size is None:
                     # Large forward batches pay off on a GPU; on CPU ~128 is the sweet spot.

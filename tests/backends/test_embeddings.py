@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,3 +176,21 @@ def test_should_stop_leaves_unfinished_requests_as_none(embedder):
     assert sum(r is not None for r in results) == window - 1
     assert all(r.status_code == 200 for r in results[len(short) + 1 :] if r is not None)
     assert None not in embedder.run(bodies[:10])  # no stop asked: everything answered
+
+
+def test_load_stays_offline_without_writing_the_environment():
+    # A fresh process with no HF_HUB_OFFLINE and a hub address that refuses connections: the
+    # model still loads (local files only), and the process environment is left as it was.
+    script = (
+        "import os\n"
+        "from batch_workflows.backends.embeddings import EmbeddingBackend\n"
+        "backend = EmbeddingBackend(device='cpu')\n"
+        "(res,) = backend.run([{'model': 'all-MiniLM-L6-v2', 'input': 'x'}])\n"
+        "assert res.status_code == 200, res.body\n"
+        "assert 'HF_HUB_OFFLINE' not in os.environ\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
