@@ -69,7 +69,7 @@ def _fig(name: str, value: float, unit: str, baseline: float | None, target: str
 def bench_sensor(n_batches: int, repeats: int) -> list[dict]:
     from dagster import DagsterInstance, DynamicPartitionsDefinition, build_sensor_context
 
-    from assets.lifecycle import batch_lifecycle, track_batches
+    from assets.lifecycle import batch_lifecycle
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
     from batch_workflows.profiles import EMBEDDINGS
@@ -94,15 +94,15 @@ def bench_sensor(n_batches: int, repeats: int) -> list[dict]:
 
         def first_tick() -> float:
             t = time.perf_counter()
-            tick = track_batches(client, name, None)
+            tick = lc.track_batches(client, name, None)
             assert tick.in_flight == n_batches and len(tick.observations) == n_batches
             return time.perf_counter() - t
 
-        cursor = track_batches(client, name, None).cursor
+        cursor = lc.track_batches(client, name, None).cursor
 
         def next_tick() -> float:
             t = time.perf_counter()
-            tick = track_batches(client, name, cursor)
+            tick = lc.track_batches(client, name, cursor)
             assert tick.in_flight == n_batches and not tick.observations and not tick.ready
             return time.perf_counter() - t
 
@@ -147,6 +147,7 @@ def bench_overhead(repeats: int) -> list[dict]:
     from batch_workflows.client import BatchClient
     from batch_workflows.profiles import EMBEDDINGS, get_profile
     from batch_workflows.requests.shards import write_shards
+    from batch_workflows.wire import is_terminal
     from resources.artifacts import ArtifactStore
     from resources.batch import BatchResource
 
@@ -159,7 +160,7 @@ def bench_overhead(repeats: int) -> list[dict]:
             t = time.perf_counter()
             file_id = client.upload_file(path)["id"]
             batch = client.create_batch(file_id, EMBEDDINGS)
-            while batch["status"] not in lc.TERMINAL_STATUSES:
+            while not is_terminal(batch):
                 time.sleep(POLL)
                 batch = client.retrieve_batch(batch["id"])
             client.download_file(batch["output_file_id"], WORK / f"bare-{i}.out.jsonl")

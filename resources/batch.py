@@ -24,29 +24,24 @@ as at a real provider); stop it with the pid in ``<engine_data_dir>/engine.pid``
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from batch_workflows.client import BatchClient
-from batch_workflows.errors import BudgetExceededError, ConfigurationError
+from batch_workflows.errors import ConfigurationError
+from batch_workflows.lifecycle import Budget, Policy
+from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile, resolve_base_url
+from batch_workflows.server import launch
+from batch_workflows.wire import parse_duration
 
 PROVIDERS = ("local", "nebius", "openai", "custom")
 DEFAULT_ENGINE_DATA_DIR = ".data/engine"
-# Engines started by this process: kept referenced so that they are never reaped as garbage.
-_STARTED_ENGINES: list[subprocess.Popen] = []
 
 
 class BatchResource(ConfigurableResource):
@@ -99,11 +94,12 @@ class BatchResource(ConfigurableResource):
         if env.get("BATCH_BLOCKING"):
             settings["blocking"] = env["BATCH_BLOCKING"].strip().lower() in ("1", "true", "yes")
         if env.get("BATCH_MAX_COST_USD"):
-            settings["max_cost_usd"] = float(env["BATCH_MAX_COST_USD"])
+            settings["max_cost_usd"] = _env_number("BATCH_MAX_COST_USD", float, minimum=0)
         if env.get("BATCH_MAX_ATTEMPTS"):
-            settings["max_attempts"] = int(env["BATCH_MAX_ATTEMPTS"])
-        settings["poll_interval_seconds"] = float(
-            env.get("BATCH_POLL_INTERVAL") or (2.0 if provider == "local" else 60.0))
+            settings["max_attempts"] = _env_number("BATCH_MAX_ATTEMPTS", int, minimum=1)
+        settings["poll_interval_seconds"] = (
+            _env_number("BATCH_POLL_INTERVAL", float, minimum=0) if env.get("BATCH_POLL_INTERVAL")
+            else 2.0 if provider == "local" else 60.0)
         if env.get("BATCH_PRICE_FILE"):
             settings["price_file"] = env["BATCH_PRICE_FILE"]
         if env.get("BATCH_ENGINE_DATA_DIR"):
@@ -156,8 +152,6 @@ class BatchResource(ConfigurableResource):
 
     @property
     def wait_timeout(self) -> float:
-        from batch_workflows.lifecycle import parse_duration
-
         if self.wait_timeout_seconds is not None:
             return self.wait_timeout_seconds
         return parse_duration(self.completion_window) + 3600.0
@@ -179,95 +173,53 @@ class BatchResource(ConfigurableResource):
         return BatchClient(self.resolved_base_url, api_key=self.resolved_api_key,
                            timeout=self.request_timeout_seconds, max_retries=self.max_retries)
 
-    def price_table(self) -> Any:
-        from batch_workflows.pricing import PriceTable
-
+    def price_table(self) -> PriceTable:
         return PriceTable.load(self.price_file) if self.price_file else PriceTable.default()
 
-    def check_budget(self, request_files: list[str]) -> Decimal | None:
-        """The estimated cost of submitting `request_files`; BudgetExceededError above the cap."""
-        if self.max_cost_usd is None:
-            return None
-        from batch_workflows.pricing import estimate_cost
+    def policy(self, *, metadata: Mapping[str, str] | None = None,
+               extra_body: Mapping[str, Any] | None = None,
+               warn: Callable[[str], Any] | None = None) -> Policy:
+        """The lifecycle's policy from these settings: limits, attempts, patience, budget, prices.
 
-        estimate = estimate_cost(request_files, self.price_table())
-        usd = Decimal(str(estimate.usd))
-        if usd > Decimal(str(self.max_cost_usd)):
-            raise BudgetExceededError(
-                f"estimated cost ${usd} ({estimate.input_tokens} input, {estimate.output_tokens} "
-                f"output tokens at the batch rate) is above max_cost_usd=${self.max_cost_usd}; "
-                "nothing was submitted and nothing was cancelled")
-        return usd
+        A price table that cannot be read leaves the cost out (reported through `warn`), unless
+        a budget needs it: then the error propagates and nothing is submitted.
+        """
+        try:
+            prices: PriceTable | None = self.price_table()
+        except (ConfigurationError, OSError) as exc:
+            if self.max_cost_usd is not None:
+                raise
+            if warn is not None:
+                warn(f"no price table ({exc}); cost left out")
+            prices = None
+        budget = (Budget(Decimal(str(self.max_cost_usd)), prices)
+                  if self.max_cost_usd is not None and prices is not None else None)
+        return Policy(self.get_profile(), max_attempts=self.max_attempts,
+                      poll_interval=self.poll_interval_seconds, wait_timeout=self.wait_timeout,
+                      budget=budget, prices=prices, metadata=dict(metadata or {}),
+                      extra_body=extra_body)
 
-    # -- the embedded engine -----------------------------------------------------------------
-    def _health_url(self) -> str:
-        parts = urlsplit(self.resolved_base_url)
-        return f"{parts.scheme}://{parts.netloc}/health"
-
+    # -- the embedded engine (batch_workflows.server.launch) ---------------------------------
     def engine_is_up(self) -> bool:
-        try:
-            return httpx.get(self._health_url(), timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def _listening(self) -> bool:
-        """Whether anything accepts connections at base_url (an engine, a proxy, ...)."""
-        parts = urlsplit(self.resolved_base_url)
-        try:
-            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
-                                          timeout=2.0):
-                return True
-        except OSError:
-            return False
+        return launch.engine_is_up(self.resolved_base_url)
 
     def ensure_local_engine(self) -> None:
-        """Start ``batch-workflows serve`` in the background when nothing listens at base_url.
+        """Start ``batch-workflows serve`` in the background when nothing listens at base_url."""
+        launch.ensure_engine(self.resolved_base_url, self.engine_data_dir,
+                             self.resolved_api_key, self.engine_start_timeout_seconds)
 
-        Something that listens but answers badly (a proxy, an engine still starting) is left
-        alone: the client's retries deal with it.
-        """
-        parts = urlsplit(self.resolved_base_url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        if self._listening():
-            return
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigurationError(
-                f"nothing answers at {self.resolved_base_url} and it is not a loopback address; "
-                "the embedded engine only starts on this machine")
-        data_dir = Path(self.engine_data_dir).expanduser().resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with _file_lock(data_dir / "engine.lock"):
-            if self._listening():  # someone else started it while we waited for the lock
-                self._wait_for_health(None, data_dir)
-                return
-            command = [sys.executable, "-m", "batch_workflows.cli", "serve", "--host", host,
-                       "--port", str(port), "--data-dir", str(data_dir)]
-            env = dict(os.environ)
-            env.setdefault("HF_HUB_OFFLINE", "1")
-            env.setdefault("TRANSFORMERS_OFFLINE", "1")
-            if self.resolved_api_key:
-                env["BATCH_SERVER_API_KEY"] = self.resolved_api_key
-            with open(data_dir / "engine.log", "ab") as log:
-                process = subprocess.Popen(  # detached: batches outlive the Dagster run
-                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, start_new_session=True)
-            _STARTED_ENGINES.append(process)
-            (data_dir / "engine.pid").write_text(str(process.pid))
-            self._wait_for_health(process, data_dir)
 
-    def _wait_for_health(self, process: subprocess.Popen | None, data_dir: Path) -> None:
-        deadline = time.monotonic() + self.engine_start_timeout_seconds
-        while time.monotonic() < deadline:
-            if self.engine_is_up():
-                return
-            if process is not None and process.poll() is not None:
-                raise ConfigurationError(
-                    f"the embedded batch engine exited with code {process.returncode}; "
-                    f"see {data_dir / 'engine.log'}")
-            time.sleep(0.25)
+def _env_number(name: str, kind: type, *, minimum: float) -> Any:
+    """A numeric environment variable; ConfigurationError naming it when it is not one."""
+    text = os.environ[name].strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value != value or value < minimum:  # value != value: NaN
         raise ConfigurationError(
-            f"the embedded batch engine did not answer at {self._health_url()} within "
-            f"{self.engine_start_timeout_seconds:g}s; see {data_dir / 'engine.log'}")
+            f"{name}={text!r}: expected a {kind.__name__} of at least {minimum:g}")
+    return value
 
 
 def pool_name(provider: str) -> str:
@@ -283,15 +235,3 @@ def provider_from_env() -> str:
 def default_pool() -> str:
     """The pool of the provider the code location is configured for (see ``from_env``)."""
     return pool_name(provider_from_env())
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    import fcntl
-
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

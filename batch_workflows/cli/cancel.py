@@ -36,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
     from batch_workflows.profiles import resolve_base_url
+    from batch_workflows.wire import is_live
 
     base_url = resolve_base_url(args.provider, args.base_url)
     partition = None if args.all_partitions else args.partition
     with BatchClient(base_url, api_key=os.environ.get("BATCH_API_KEY")) as client:
         live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
-                if not lc.is_terminal(b) and b.get("status") != "cancelling"]
+                if is_live(b)]
         where = "all partitions" if partition is None else f"partition {partition!r}"
         if not live:
             print(f"no live batches for asset {args.asset!r}, {where}")

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS, GB
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a window such as "24h", "30s", "15m", "2d" or "90" (seconds)."""
-    match = _DURATION.match(str(text))
-    if not match or int(match.group(1)) <= 0:
-        raise ConfigurationError(f"bad duration {text!r}: use e.g. 24h, 15m, 30s")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+from batch_workflows.wire import parse_duration  # noqa: F401 - the server's callers import it here
 
 
 @dataclass

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 
-from assets.lifecycle import batch_lifecycle, load_results, requests_accounted, results_key
+from assets.lifecycle import batch_lifecycle, load_results, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.lifecycle import read_summary
 from batch_workflows.profiles import EMBEDDINGS
 
 PARTS = StaticPartitionsDefinition(["p1", "p2"])
@@ -57,11 +58,11 @@ def test_materialize_end_to_end_then_again_submits_nothing(server, store, flow_n
     assert len(df) == 5
 
     # The accounted check also fails on result lines for ids never submitted, or duplicates.
-    summary = json.loads(store.read_bytes(f"{flow_name}/p1/summary.json"))
-    assert summary["unexpected"] == summary["duplicates"] == 0
-    assert requests_accounted(summary)[0]
+    summary = read_summary(store, flow_name, "p1")
+    assert summary.unexpected == summary.duplicates == 0
+    assert summary.accounted
     for bad in ({"unexpected": 2}, {"duplicates": 1}, {"rows": 4}):
-        assert requests_accounted({**summary, **bad})[0] is False, bad
+        assert replace(summary, **bad).accounted is False, bad
 
 
 def test_changed_content_supersedes(server, store, flow_name, instance):
@@ -72,5 +73,5 @@ def test_changed_content_supersedes(server, store, flow_name, instance):
                        resources=resources).success
     batches = _ours(server, flow_name)
     assert len({b["metadata"]["bw_key"] for b in batches}) == 2
-    summary = json.loads(store.read_bytes(f"{flow_name}/p2/summary.json"))
-    assert summary["submitted"] == summary["rows"] == 4
+    summary = read_summary(store, flow_name, "p2")
+    assert summary.submitted == summary.rows == 4

@@ -13,6 +13,7 @@ import pytest
 
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.wire import is_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -91,7 +92,7 @@ def test_interrupting_the_waiting_run_cancels_its_batches(server, tmp_path, flow
     reader.start()
     try:
         assert waiting.wait(timeout=240), "".join(lines[-50:])
-        assert not lc.is_terminal(_ours(server, flow_name)[0])
+        assert not is_terminal(_ours(server, flow_name)[0])
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
         reader.join(timeout=10)

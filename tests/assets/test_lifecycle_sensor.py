@@ -17,6 +17,7 @@ from assets.lifecycle import batch_lifecycle, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
 from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.wire import is_terminal
 
 PARTS = StaticPartitionsDefinition(["a", "b"])
 
@@ -31,7 +32,7 @@ def _wait_terminal(server, name, count):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             ours = list(lc.iter_lifecycle_batches(client, asset=name))
-            if len(ours) == count and all(lc.is_terminal(b) for b in ours):
+            if len(ours) == count and all(is_terminal(b) for b in ours):
                 return ours
             time.sleep(0.2)
     raise AssertionError("batches did not finish")
@@ -169,9 +170,9 @@ def test_sensor_recovers_partition_keys_longer_than_metadata_allows(server, stor
     assert request.partition_key == long_key
 
     # Without the record the batch asset keeps, the partitions definition's keys are hashed.
-    from assets.lifecycle import _partition_index_key
+    from batch_workflows.lifecycle.layout import partition_index_key
 
-    store.delete(_partition_index_key(flow_name, lc.partition_tag(long_key)))
+    store.delete(partition_index_key(flow_name, lc.partition_tag(long_key)))
     tick = _tick(flow, instance, resources, None)
     assert [r.partition_key for r in tick.run_requests] == [long_key]
     assert [e.partition for e in tick.asset_events] == [long_key]

@@ -11,6 +11,7 @@ from assets.lifecycle import batch_lifecycle, load_results, partition_dir, resul
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
 from batch_workflows.profiles import EMBEDDINGS
+from batch_workflows.wire import is_terminal
 
 
 def test_unpartitioned_flow_blocking_then_tracked(server, store, flow_name, instance):
@@ -27,7 +28,7 @@ def test_unpartitioned_flow_blocking_then_tracked(server, store, flow_name, inst
     tracking = {"batch": batch_resource(server.base_url, blocking=False), "artifacts": store}
     with BatchClient(server.base_url, api_key=server.api_key) as client:
         for _ in range(100):
-            if all(lc.is_terminal(b) for b in lc.iter_lifecycle_batches(client, asset=flow_name)):
+            if all(is_terminal(b) for b in lc.iter_lifecycle_batches(client, asset=flow_name)):
                 break
             time.sleep(0.1)
     tick = flow.sensor(build_sensor_context(instance=instance, resources=tracking))

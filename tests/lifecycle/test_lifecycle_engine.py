@@ -15,6 +15,7 @@ from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
 from batch_workflows.errors import BatchTimeoutError, ConfigurationError
 from batch_workflows.profiles import EMBEDDINGS, get_profile
+from batch_workflows.wire import MAX_METADATA_PAIRS
 
 
 def test_submission_key_depends_on_exactly_what_is_submitted():
@@ -34,7 +35,7 @@ def test_submission_key_depends_on_exactly_what_is_submitted():
 
 def test_batch_metadata_stays_within_provider_limits():
     meta = lc.batch_metadata("k" * 64, "asset", "p" * 600, 1, 0, 3, {"team": "ml"})
-    assert len(meta) <= lc.MAX_METADATA_PAIRS - 1  # room for the client's idempotency pair
+    assert len(meta) <= MAX_METADATA_PAIRS - 1  # room for the client's idempotency pair
     assert all(len(k) <= 64 and len(v) <= 512 for k, v in meta.items())
     assert meta[lc.META_PARTITION].startswith("sha256:")  # long keys are digested, not cut
     with pytest.raises(ConfigurationError, match="reserved"):
@@ -259,7 +260,8 @@ def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_
             endpoint=EMBEDDINGS, profile=get_profile("local"), max_attempts=3,
             poll_interval=0.1, timeout=120)
         assert [a.attempt for a in outcome.attempts] == [1, 2, 3]
-        retried = [r["custom_id"] for r in iter_requests(outcome.attempts[1].batches[0].input_path)]
+        retried = [r["custom_id"] for r in
+                   iter_requests(outcome.store.path(outcome.attempts[1].batches[0].input_path))]
         assert retried == ["m3"]
         assert outcome.summary.counts == {"succeeded": 4, "failed": 1}
         assert outcome.summary.error_breakdown == {"unsupported_parameter": 1}

@@ -1,0 +1,58 @@
+"""The lifecycle's asset checks on ``<name>_results``, read from the partition's summary."""
+
+import warnings
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetsDefinition,
+    PreviewWarning,
+    asset_check,
+)
+
+from assets.lifecycle.metadata import accounted_metadata, error_rate_metadata
+from assets.lifecycle.spec import LifecycleSpec
+from batch_workflows import lifecycle as lc
+
+CHECK_ACCOUNTED = "all_requests_accounted"
+CHECK_ERROR_RATE = "error_rate"
+
+
+def check_accounted(spec: LifecycleSpec, context: AssetCheckExecutionContext) -> AssetCheckResult:
+    summary = lc.read_summary(spec.store(context), spec.name, spec.partition(context))
+    return AssetCheckResult(passed=summary.accounted, metadata=accounted_metadata(summary))
+
+
+def check_error_rate(spec: LifecycleSpec,
+                     context: AssetCheckExecutionContext) -> AssetCheckResult:
+    summary = lc.read_summary(spec.store(context), spec.name, spec.partition(context))
+    return AssetCheckResult(passed=summary.error_rate <= spec.max_error_rate,
+                            severity=AssetCheckSeverity.ERROR,
+                            metadata=error_rate_metadata(summary, spec.max_error_rate))
+
+
+def lifecycle_checks(spec: LifecycleSpec,
+                     results: AssetsDefinition) -> list[AssetChecksDefinition]:
+    """``all_requests_accounted`` and ``error_rate`` on the results asset."""
+    # Partitioned asset checks are a Dagster preview feature: accepted knowingly, not warned
+    # about (set at each definition: test runners reset the warning filters between tests).
+    warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*",
+                            category=PreviewWarning)
+    common = {"asset": results, "partitions_def": spec.partitions_def,
+              "required_resource_keys": {spec.artifacts_resource_key}}
+
+    @asset_check(name=CHECK_ACCOUNTED, **common,
+                 description="Every submitted custom_id has exactly one row in the results, and no "
+                             "result line came back for an id never submitted or twice for one id.")
+    def accounted(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        return check_accounted(spec, context)
+
+    @asset_check(name=CHECK_ERROR_RATE, **common,
+                 description="Share of requests not succeeded after every attempt "
+                             f"≤ {spec.max_error_rate:.2%}.")
+    def error_rate(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        return check_error_rate(spec, context)
+
+    return [accounted, error_rate]

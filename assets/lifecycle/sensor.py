@@ -1,0 +1,91 @@
+"""``<name>_batch_sensor``: tracks in-flight batches and requests the results run when done."""
+
+from typing import Any
+
+from dagster import (
+    AssetObservation,
+    AssetsDefinition,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from assets.lifecycle.metadata import observation_metadata
+from assets.lifecycle.spec import LifecycleSpec
+from batch_workflows import lifecycle as lc
+from batch_workflows.wire import parse_duration
+
+SUBMISSION_TAG = "batch_workflows/submission"
+
+
+def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: AssetsDefinition,
+             context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    """One tick: one paginated list scan (``lc.track_batches``), turned into Dagster events."""
+    batch, store = spec.resources(context)
+    if batch.is_blocking:
+        return SkipReason("blocking mode: runs wait for their own batches")
+    with batch.get_client() as client:
+        tick = lc.track_batches(client, spec.name, context.cursor,
+                                horizon_seconds=parse_duration(batch.completion_window))
+    partitions = _PartitionKeys(spec, store, context)
+    events = [
+        AssetObservation(asset_key=batch_asset.key, partition=partitions.key(o.partition),
+                         metadata=observation_metadata(o))
+        for o in tick.observations if partitions.known(o.partition)
+    ]
+    runs = [
+        RunRequest(run_key=f"{spec.results_name}:{partitions.key(tag)}:{marker}",
+                   partition_key=partitions.key(tag),
+                   asset_selection=[results.key],  # its checks come along
+                   tags={SUBMISSION_TAG: marker})
+        for tag, marker in tick.ready if partitions.known(tag)
+    ]
+    if not runs and not events:
+        return SensorResult(skip_reason=SkipReason(tick.describe()), cursor=tick.cursor)
+    return SensorResult(run_requests=runs, asset_events=events, cursor=tick.cursor)
+
+
+class _PartitionKeys:
+    """The real partition key behind a metadata tag (hashed when the key is long), cached."""
+
+    def __init__(self, spec: LifecycleSpec, store: Any, context: SensorEvaluationContext):
+        self.spec, self.store, self.context = spec, store, context
+        self.keys: dict[str, str | None] = {}
+
+    def key(self, tag: str | None) -> str | None:
+        partitions_def = self.spec.partitions_def
+        if partitions_def is None or tag is None:
+            return None
+        if tag not in self.keys:
+            self.keys[tag] = lc.partition_from_tag(
+                self.store, self.spec.name, tag,
+                lambda: partitions_def.get_partition_keys(
+                    dynamic_partitions_store=self.context.instance))
+            if self.keys[tag] is None:
+                self.context.log.warning(
+                    f"{self.spec.name}: no partition key found for tag {tag[:80]!r}")
+        return self.keys[tag]
+
+    def known(self, tag: str | None) -> bool:
+        return self.spec.partitions_def is None or self.key(tag) is not None
+
+
+def batch_sensor(spec: LifecycleSpec, batch_asset: AssetsDefinition,
+                 results: AssetsDefinition) -> SensorDefinition:
+    @sensor(
+        name=f"{spec.name}_batch_sensor",
+        minimum_interval_seconds=spec.sensor_interval_seconds,
+        asset_selection=[results.key],
+        required_resource_keys={spec.batch_resource_key, spec.artifacts_resource_key},
+        default_status=spec.sensor_default_status,
+        description=f"Tracks the in-flight batches of {spec.name}; requests "
+                    f"{spec.results_name} when they are done.",
+    )
+    def tracking_sensor(context: SensorEvaluationContext, **_direct: Any):
+        # direct invocation (build_sensor_context) also passes the resources as keywords
+        return evaluate(spec, batch_asset, results, context)
+
+    return tracking_sensor

@@ -1,0 +1,391 @@
+"""A partition's lifecycle over a store: write its requests, submit them, collect the results
+with bounded resubmission, and publish the final Parquet and summary.
+
+This is the only implementation of the loop. The Dagster assets call these functions step by
+step (one asset each); ``run_to_completion`` calls them in one go for a script. Everything a
+later step needs is in the store (``layout.PartitionLayout``) or at the provider (batch
+metadata), so each step can run in another process, after a crash, or again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from batch_workflows.errors import BudgetExceededError, ConfigurationError
+from batch_workflows.lifecycle.collect import (
+    collect,
+    merge_attempts,
+    summarize,
+    unfinished_sample,
+    write_retry_shards,
+)
+from batch_workflows.lifecycle.keys import partition_tag, submission_key
+from batch_workflows.lifecycle.layout import AttemptLayout, PartitionLayout, partition_index_key
+from batch_workflows.lifecycle.manifests import (
+    JoinFigures,
+    RequestPointer,
+    ShardRecord,
+    SubmissionManifest,
+    Summary,
+)
+from batch_workflows.lifecycle.policy import Policy
+from batch_workflows.lifecycle.provider import CLOCK_SLACK, BatchAPI, find_submission, logger
+from batch_workflows.lifecycle.storage import Storage
+from batch_workflows.lifecycle.submit import submit
+from batch_workflows.lifecycle.track import (
+    cancel,
+    cancel_partition,
+    finished_at,
+    progress,
+    snapshot,
+    wait,
+)
+from batch_workflows.requests.shards import write_shards
+from batch_workflows.results import SUCCEEDED, ResultSet
+from batch_workflows.wire import BatchRequest, is_terminal
+
+SAMPLE_ROWS = 20
+
+
+class Log(Protocol):
+    """Where progress lines go: a ``logging.Logger``, or Dagster's ``context.log``."""
+
+    def info(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> Any: ...
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+def write_requests(
+    store: Storage,
+    name: str,
+    partition: str | None,
+    endpoint: str,
+    requests: Iterable[Mapping[str, Any] | BatchRequest],
+    profile: Any,
+    params: Mapping[str, Any] | None = None,
+) -> RequestPointer:
+    """Validate and shard a partition's requests, store the shards and the request pointer.
+
+    Every line is validated before anything is stored (InvalidInputError with file, line and
+    reason). `params` (settings not visible in the lines) enter the submission key.
+    """
+    layout = PartitionLayout(name, partition)
+    with tempfile.TemporaryDirectory(prefix="bw-shards-") as tmp:
+        manifest = write_shards(requests, tmp, profile, endpoint=endpoint)
+        if not manifest.shards:
+            raise ConfigurationError(f"{name}: no requests for partition {partition!r}")
+        key = submission_key(name, partition, endpoint, manifest.content_hash, manifest.model,
+                             params)
+        shards = []
+        for shard in manifest.shards:
+            artifact = layout.shard(key, Path(shard.path).name)
+            store.put_file(shard.path, artifact)
+            shards.append(ShardRecord(artifact, shard.lines, shard.bytes, shard.sha256))
+    pointer = RequestPointer(key, name, partition, endpoint, manifest.model, dict(params or {}),
+                             manifest.content_hash, manifest.total_requests, shards)
+    store.write_bytes(layout.pointer, pointer.to_json())
+    return pointer
+
+
+def read_pointer(store: Storage, name: str, partition: str | None) -> RequestPointer:
+    """The request pointer ``write_requests`` stored for a partition."""
+    return RequestPointer.from_json(store.read_bytes(PartitionLayout(name, partition).pointer))
+
+
+def read_summary(store: Storage, name: str, partition: str | None) -> Summary:
+    """The summary ``collect_partition`` published for a partition."""
+    return Summary.from_json(store.read_bytes(PartitionLayout(name, partition).summary))
+
+
+# -- partition keys too long for batch metadata -----------------------------------------------
+
+def remember_partition(store: Storage, name: str, partition: str | None) -> None:
+    """Record a partition key too long for batch metadata, so a tracker can recover it."""
+    tag = partition_tag(partition)
+    index = partition_index_key(name, tag)
+    if partition and index is not None:
+        store.write_bytes(index, partition.encode())
+
+
+def partition_from_tag(store: Storage, name: str, tag: str,
+                       known_keys: Callable[[], Iterable[str]] | None = None) -> str | None:
+    """The partition key behind a batch's partition tag (None when it cannot be recovered).
+
+    A short key is its own tag. A hashed one is looked up where ``remember_partition`` put it,
+    else among `known_keys()` (e.g. a partitions definition's keys), hashing each.
+    """
+    index = partition_index_key(name, tag)
+    if index is None:
+        return tag
+    if store.exists(index):
+        return store.read_bytes(index).decode()
+    for key in known_keys() if known_keys is not None else ():
+        if partition_tag(key) == tag:
+            return key
+    return None
+
+
+# -- submit -------------------------------------------------------------------------------------
+
+@dataclass
+class Submitted:
+    """What ``submit_partition`` did at the provider."""
+
+    manifest: SubmissionManifest
+    superseded: list[dict]  # live batches of the partition's older submissions, now cancelled
+    estimate_usd: Decimal | None  # the budget's estimate of what was created (None: no budget)
+    uri: str  # where the manifest is stored
+
+
+def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, policy: Policy,
+                     *, log: Log = logger) -> Submitted:
+    """Submit a partition's shards as attempt 1, re-attaching to what the provider has.
+
+    One scan of the provider's list finds the batches of this submission key; only the shards
+    still to create are fetched from the store and priced. Above the budget it raises
+    BudgetExceededError having submitted and cancelled nothing. Then the partition's batches
+    of other (superseded) keys are cancelled, and it waits for room under the in-flight cap.
+    """
+    layout = PartitionLayout(pointer.asset, pointer.partition)
+    remember_partition(store, pointer.asset, pointer.partition)
+    existing = find_submission(client, pointer.key, 1)
+    with tempfile.TemporaryDirectory(prefix="bw-sub-") as tmp:
+        paths = [s.artifact if i in existing
+                 else str(store.get_file(s.artifact, Path(tmp) / f"shard-{i:05d}.jsonl"))
+                 for i, s in enumerate(pointer.shards)]
+        estimate = policy.check_budget([p for i, p in enumerate(paths) if i not in existing])
+        superseded = cancel_partition(client, pointer.asset, pointer.partition,
+                                      keep_key=pointer.key)
+        for b in superseded:
+            log.info(f"cancelled superseded batch {b.get('id')}")
+        manifest = _submit_attempt(client, pointer, policy, paths, 1,
+                                   [s.lines for s in pointer.shards], existing=existing)
+    for sb, shard in zip(manifest.batches, pointer.shards, strict=True):
+        sb.input_path = shard.artifact
+    store.write_bytes(layout.attempt(pointer.key, 1).submission, manifest.to_json())
+    uri = store.write_bytes(layout.submission, manifest.to_json())
+    if manifest.reattached:
+        log.info(f"re-attached to {len(manifest.batches)} existing batch(es); nothing submitted")
+    return Submitted(manifest, superseded, estimate, uri)
+
+
+def _submit_attempt(client: BatchAPI, pointer: RequestPointer, policy: Policy,
+                    paths: Sequence[str], attempt: int, counts: Sequence[int],
+                    **kw: Any) -> SubmissionManifest:
+    return submit(
+        client, paths, pointer.key, asset=pointer.asset, partition=pointer.partition,
+        endpoint=pointer.endpoint, model=pointer.model, attempt=attempt,
+        completion_window=policy.completion_window, metadata=policy.metadata,
+        extra_body=policy.extra_body, request_counts=counts,
+        max_in_flight=policy.profile.max_batches_in_flight, poll_interval=policy.poll_interval,
+        capacity_timeout=policy.wait_timeout, **kw)
+
+
+def load_attempts(store: Storage, pointer: RequestPointer) -> list[SubmissionManifest]:
+    """The stored manifests of a submission's attempts, in order."""
+    layout = PartitionLayout(pointer.asset, pointer.partition)
+    attempts = []
+    while store.exists(key := layout.attempt(pointer.key, len(attempts) + 1).submission):
+        attempts.append(SubmissionManifest.from_json(store.read_bytes(key)))
+    return attempts
+
+
+# -- collect ------------------------------------------------------------------------------------
+
+@dataclass
+class Collected:
+    """A partition's published results."""
+
+    summary: Summary
+    results_uri: str
+    unfinished_sample: list[dict[str, Any]]  # the first rows that did not succeed
+
+
+def collect_partition(
+    client: BatchAPI,
+    store: Storage,
+    pointer: RequestPointer,
+    policy: Policy,
+    *,
+    blocking: bool,
+    on_progress: Callable[[dict[str, dict]], None] | None = None,
+    interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+    log: Log = logger,
+) -> Collected | None:
+    """Collect a partition: join every attempt, resubmit what did not succeed, publish.
+
+    Returns None when batches are still running and `blocking` is off (collect again once
+    they are terminal). With `blocking`, it waits; an exception in `interrupts` raised while
+    waiting cancels the batches before it propagates. Attempts already collected (by an
+    earlier call) are read back from the store, not joined again; resubmissions go up to
+    ``policy.max_attempts``, each priced against the budget first.
+    """
+    attempts = load_attempts(store, pointer)
+    if not attempts:
+        raise ConfigurationError(f"{pointer.asset}: no submission for partition "
+                                 f"{pointer.partition!r}; submit it first")
+    layout = PartitionLayout(pointer.asset, pointer.partition)
+    waiting = _Waiter(client, policy, blocking, on_progress, interrupts, log)
+    parquets: list[str] = []
+    figures = JoinFigures()
+    last_batches: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bw-collect-") as tmp:
+        work = Path(tmp)
+        i = 0
+        while True:
+            sub, latest = attempts[i], i == len(attempts) - 1
+            alayout = layout.attempt(pointer.key, sub.attempt)
+            collected = store.exists(alayout.results)
+            batches: dict[str, dict] = {}
+            if latest or not collected:
+                if (batches := waiting.until_terminal(sub)) is None:
+                    return None
+                last_batches = batches
+            local = work / f"attempt-{sub.attempt}"
+            requests = [store.get_file(b.input_path, local / "requests" / f"shard-{b.shard:05d}.jsonl")
+                        for b in sub.batches]
+            parquet, found = _attempt_results(client, store, alayout, sub, batches, requests,
+                                              local, collected, log)
+            parquets.append(str(parquet))
+            figures = figures.plus(found)
+            i += 1
+            if not latest:  # its resubmission exists already: go on with it
+                continue
+            unfinished = _to_resubmit(parquet, sub, batches, policy, log)
+            if not unfinished:
+                break
+            attempts.append(_resubmit(client, store, layout, pointer, policy, sub, requests,
+                                      parquet, work, unfinished, log))
+        final = work / "results.parquet"
+        merge_attempts(parquets, final)
+        summary = summarize(final, parquets, policy.prices, figures=figures)
+        return _publish(store, layout, pointer, attempts, last_batches, summary, final)
+
+
+class _Waiter:
+    """Gets an attempt's batches once terminal: now, by waiting (blocking), or not at all."""
+
+    def __init__(self, client: BatchAPI, policy: Policy, blocking: bool,
+                 on_progress: Callable[[dict[str, dict]], None] | None,
+                 interrupts: tuple[type[BaseException], ...], log: Log) -> None:
+        self.client, self.policy, self.blocking = client, policy, blocking
+        self.on_progress, self.interrupts, self.log = on_progress, interrupts, log
+
+    def until_terminal(self, sub: SubmissionManifest) -> dict[str, dict] | None:
+        batches = snapshot(self.client, sub.batch_ids)
+        if all(is_terminal(b) for b in batches.values()):
+            return batches
+        if not self.blocking:
+            self.log.info(f"attempt {sub.attempt}: batches still running "
+                          f"({progress(batches.values()).describe()}); collect again once "
+                          "they are terminal")
+            return None
+        try:
+            return wait(self.client, sub.batch_ids, poll_interval=self.policy.poll_interval,
+                        timeout=self.policy.wait_timeout,
+                        on_progress=self.on_progress or self._reporter(sub))
+        except self.interrupts:
+            self.log.warning(f"interrupted: cancelling {len(sub.batch_ids)} batch(es)")
+            cancel(self.client, sub.batch_ids)
+            raise
+
+    def _reporter(self, sub: SubmissionManifest) -> Callable[[dict[str, dict]], None]:
+        """Logs the attempt's progress each time it changes."""
+        last: list[str] = []
+
+        def report(batches: dict[str, dict]) -> None:
+            line = progress(batches.values()).describe()
+            if line not in last:
+                last[:] = [line]
+                self.log.info(f"attempt {sub.attempt}: {line}")
+        return report
+
+
+def _attempt_results(client: BatchAPI, store: Storage, alayout: AttemptLayout,
+                     sub: SubmissionManifest, batches: Mapping[str, dict],
+                     requests: Sequence[Path], local: Path, collected: bool,
+                     log: Log) -> tuple[Path, JoinFigures]:
+    """An attempt's results Parquet (local) and join figures: read back, or joined now."""
+    parquet = local / "results.parquet"
+    if collected:
+        store.get_file(alayout.results, parquet)
+        found = (JoinFigures.from_json(store.read_bytes(alayout.join))
+                 if store.exists(alayout.join) else JoinFigures())
+        return parquet, found
+    result = collect(client, sub, batches, requests, local)
+    for raw in result.output_files + result.error_files:
+        store.put_file(raw, alayout.raw(Path(raw).name))
+    store.write_bytes(alayout.join, result.figures.to_json())
+    store.put_file(result.path, alayout.results)
+    log.info(f"attempt {sub.attempt}: {result.counts}")
+    if result.unexpected or result.duplicates:
+        log.warning(f"attempt {sub.attempt}: {result.unexpected} result line(s) with a custom_id "
+                    f"that was never submitted, {result.duplicates} duplicate line(s)")
+    return parquet, result.figures
+
+
+def _to_resubmit(parquet: Path, sub: SubmissionManifest, batches: Mapping[str, dict],
+                 policy: Policy, log: Log) -> int:
+    """How many requests the next attempt takes (0: this attempt is the last)."""
+    done = ResultSet.from_parquet(parquet)
+    unfinished = done.total - done.counts.get(SUCCEEDED, 0)
+    if not unfinished or sub.attempt >= policy.max_attempts:
+        return 0
+    cancelled = [b["id"] for b in batches.values() if b.get("status") == "cancelled"]
+    if cancelled:
+        log.warning(f"attempt {sub.attempt}: batches were cancelled ({cancelled[:5]}); "
+                    "their unfinished requests are not resubmitted")
+        return 0
+    return unfinished
+
+
+def _resubmit(client: BatchAPI, store: Storage, layout: PartitionLayout, pointer: RequestPointer,
+              policy: Policy, sub: SubmissionManifest, requests: Sequence[Path], results: Path,
+              work: Path, unfinished: int, log: Log) -> SubmissionManifest:
+    """Submit exactly the unfinished requests of attempt `sub` as the next attempt.
+
+    The budget is checked before anything is stored or submitted (BudgetExceededError then).
+    """
+    n = sub.attempt + 1
+    log.info(f"attempt {sub.attempt}: resubmitting {unfinished} unfinished request(s)")
+    shards = write_retry_shards(requests, results, work / f"attempt-{n}" / "requests",
+                                policy.profile, endpoint=pointer.endpoint).shards
+    paths = [s.path for s in shards]
+    try:
+        policy.check_budget(paths)
+    except BudgetExceededError as exc:
+        raise BudgetExceededError(
+            f"resubmission of {unfinished} unfinished request(s) as attempt {n}: {exc}"
+        ) from None
+    alayout = layout.attempt(pointer.key, n)
+    keys = [alayout.shard(Path(p).name) for p in paths]
+    for path, key in zip(paths, keys, strict=True):
+        store.put_file(path, key)
+    retry = _submit_attempt(client, pointer, policy, paths, n, [s.lines for s in shards],
+                            created_after=sub.created_at - CLOCK_SLACK)  # it comes after `sub`
+    for sb, key in zip(retry.batches, keys, strict=True):
+        sb.input_path = key
+    store.write_bytes(alayout.submission, retry.to_json())
+    return retry
+
+
+def _publish(store: Storage, layout: PartitionLayout, pointer: RequestPointer,
+             attempts: list[SubmissionManifest], last_batches: Mapping[str, dict],
+             summary: Summary, final: Path) -> Collected:
+    """Store the final Parquet and the summary."""
+    uri = store.put_file(final, layout.results)
+    finished = finished_at(last_batches.values())
+    summary.submission_key = pointer.key
+    summary.submitted = pointer.total_requests
+    summary.batch_ids = [bid for a in attempts for bid in a.batch_ids]
+    summary.time_to_complete_seconds = (round(finished - attempts[0].created_at, 3)
+                                        if finished else None)
+    store.write_bytes(layout.summary, summary.to_json())
+    sample = unfinished_sample(final, SAMPLE_ROWS) if summary.unfinished else []
+    return Collected(summary, uri, sample)
