@@ -50,17 +50,15 @@ from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import pydoc_shard_keys
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
 from batch_workflows.flows.embeddings.documents import DOCUMENT_SUFFIXES, documents_for_key
-from batch_workflows.flows.embeddings.index import (
+from batch_workflows.flows.embeddings.index import index_results
+from batch_workflows.flows.embeddings.requests import (
     ChunkTableWriter,
-    EmbeddingsSettings,
     build_requests,
     chunk_rows,
     embedded_texts,
-    index_results,
-    sample_rows,
-    tally_chunk_table,
-    tally_results,
 )
+from batch_workflows.flows.embeddings.settings import EmbeddingsSettings
+from batch_workflows.flows.side_table import sample_rows, tally_results, tally_side_table
 from batch_workflows.flows.sources import list_source_files
 from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
@@ -167,8 +165,8 @@ def embeddings_index(
         results = fetch_results(artifacts, NAME, pkey, Path(tmp) / "results.parquet")
         chunks_path = artifacts.get_file(chunks_key(pkey), Path(tmp) / "chunks.parquet")
         # Streamed counts + fingerprints of the request ids: memory-flat, unlike id sets.
-        planned, got = tally_chunk_table(chunks_path), tally_results(results)
-        if (planned.requests, planned.fingerprint) != (got.requests, got.fingerprint):
+        planned, got = tally_side_table(chunks_path), tally_results(results)
+        if not planned.same_requests(got):
             raise ConfigurationError(
                 f"{pkey}: the chunk table and the results name different requests "
                 f"({planned.requests} planned, {got.requests} with a result); "

@@ -41,7 +41,7 @@ def generate(n: int) -> tuple[Path, Path]:
     import pyarrow.parquet as pq
 
     from batch_workflows.flows.embeddings.chunking import Chunk
-    from batch_workflows.flows.embeddings.index import ChunkTableWriter, group_chunks
+    from batch_workflows.flows.embeddings.requests import ChunkTableWriter, group_chunks
     from batch_workflows.results import SCHEMA
 
     folder = WORK / f"n{n}"

@@ -45,7 +45,7 @@ BATCH = 256
 def generate(n: int) -> tuple[Path, Path]:
     """Chunk table + results Parquet for n chunks (deterministic)."""
     from batch_workflows.flows.embeddings.chunking import Chunk
-    from batch_workflows.flows.embeddings.index import ChunkTableWriter, group_chunks
+    from batch_workflows.flows.embeddings.requests import ChunkTableWriter, group_chunks
     from batch_workflows.results import SCHEMA
 
     folder = WORK / f"n{n}"
@@ -79,7 +79,7 @@ def generate(n: int) -> tuple[Path, Path]:
 
 def _bare_inputs(chunks_path: Path, results_path: Path) -> tuple[list, np.ndarray, list]:
     """ids, vectors and payloads in memory, as a hand-written upload would hold them."""
-    from batch_workflows.flows.embeddings.index import read_chunk_table
+    from batch_workflows.flows.embeddings.requests import read_chunk_table
 
     table = read_chunk_table(chunks_path).to_pylist()
     vectors = []

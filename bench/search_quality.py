@@ -80,7 +80,7 @@ def evaluate(contextual: bool, per_document: bool, embedder: CachedEmbedder,
 
     from batch_workflows.flows.corpus import pydoc_documents
     from batch_workflows.flows.embeddings.chunking import chunk_documents
-    from batch_workflows.flows.embeddings.index import EmbeddingsSettings
+    from batch_workflows.flows.embeddings.settings import EmbeddingsSettings
     from batch_workflows.flows.embeddings.vectors import VectorIndex, point_id
 
     s = EmbeddingsSettings()

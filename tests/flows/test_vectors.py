@@ -13,23 +13,22 @@ from dagster import EnvVar
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import Document
 from batch_workflows.flows.embeddings.chunking import RegexTokenizer, chunk_documents
-from batch_workflows.flows.embeddings.index import (
+from batch_workflows.flows.embeddings.index import _parts as index_parts
+from batch_workflows.flows.embeddings.index import index_results
+from batch_workflows.flows.embeddings.requests import (
     CHUNK_SCHEMA,
     ChunkTableWriter,
     build_requests,
     chunk_rows,
     embedded_texts,
-    index_results,
     read_chunk_table,
-    tally_chunk_table,
-    tally_results,
 )
-from batch_workflows.flows.embeddings.index import _parts as index_parts
 from batch_workflows.flows.embeddings.vectors import (
     PartitionConflictError,
     QdrantSettings,
     point_id,
 )
+from batch_workflows.flows.side_table import tally_results, tally_side_table
 from batch_workflows.results import join_results
 from resources.vectors import QdrantResource
 
@@ -144,16 +143,17 @@ def test_same_document_id_in_two_partitions_fails_instead_of_overwriting(
 
 def test_request_tallies_agree_exactly_when_both_files_name_the_same_requests(tmp_path):
     table, results = _fake_batch(tmp_path / "one", DOCS, "p1")
-    planned, got = tally_chunk_table(table.path), tally_results(results)
+    planned, got = tally_side_table(table.path), tally_results(results)
     requests = pq.read_table(results, columns=["custom_id"]).column(0).to_pylist()
-    assert planned.chunks == table.chunks
+    assert planned.rows == table.chunks
     assert planned.requests == got.requests == len(set(requests)) > 1
-    assert planned.fingerprint == got.fingerprint
+    assert planned.fingerprint == got.fingerprint and planned.same_requests(got)
     # Same number of requests, other ids (a document renamed): the fingerprints differ.
     edited = [Document("z", DOCS[0].text, "s"), *DOCS[1:]]
     _, other = _fake_batch(tmp_path / "two", edited, "p1")
     changed = tally_results(other)
     assert changed.requests == got.requests and changed.fingerprint != got.fingerprint
+    assert not changed.same_requests(got)
     # A result missing.
     part = pq.read_table(results).slice(1)
     pq.write_table(part, tmp_path / "fewer.parquet")

@@ -1,19 +1,16 @@
-"""The embeddings flow as plain functions: chunks → /v1/embeddings requests (+ a chunk table),
-and result Parquet + chunk table → points in Qdrant. The Dagster assets wrap these.
+"""Joined results + chunk table → points in Qdrant: the embeddings flow's output step.
 
-One request carries many chunks (`input` is a list). Its custom_id is
-``<document_id>#<first chunk index>+<number of inputs>``; the chunk table (Parquet, one row per
-chunk: custom_id, input_index, point_id, document_id, chunk_index, source, partition, text,
-tokens, title) says which chunk is the i-th input of which request. An input is the chunk's text
-under its document's title (`chunking.embedding_text`, a contextual chunk header); the point's
-payload keeps the raw chunk. Results + chunk table are all it takes to rebuild the collection.
+Points: id = uuid5(document id, chunk index), so a re-run overwrites instead of duplicating;
+payload = text, document_id, chunk_index, source, partition, model. A failed request's chunks
+are counted, not indexed; the partition's points that its chunk table no longer holds are
+deleted as stale. A partition too large to hold in memory is indexed in parts (split by the
+hash of the custom_id) and its result rows are always streamed: memory stays flat.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,177 +18,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_workflows.errors import BatchError, ConfigurationError
-from batch_workflows.flows.embeddings.chunking import Chunk, embedding_text
-from batch_workflows.flows.embeddings.vectors import VectorIndex, point_id
+from batch_workflows.errors import BatchError
+from batch_workflows.flows.embeddings.requests import CHUNK_SCHEMA, normalized, read_chunk_table
+from batch_workflows.flows.embeddings.vectors import VectorIndex
 from batch_workflows.parquet import open_parquet
-from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.spill import HashSpill, partitions_for, release_memory
 
-# OpenAI's per-request limits for /v1/embeddings: ≤ 2048 inputs, ≤ 300,000 tokens in total.
-MAX_INPUTS_PER_REQUEST = 2048
-MAX_TOKENS_PER_REQUEST = 300_000
-DEFAULT_INPUTS_PER_REQUEST = 128
-DEFAULT_TOKENS_PER_REQUEST = 100_000
-
-CHUNK_SCHEMA = pa.schema(
-    [
-        ("custom_id", pa.string()),
-        ("input_index", pa.int32()),
-        ("point_id", pa.string()),
-        ("document_id", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("source", pa.string()),
-        ("partition", pa.string()),
-        ("text", pa.string()),
-        ("tokens", pa.int32()),
-        ("title", pa.string()),  # the contextual header the chunk was embedded under
-    ]
-)
-
-
-def group_chunks(
-    chunks: Iterable[Chunk],
-    max_inputs: int = DEFAULT_INPUTS_PER_REQUEST,
-    max_tokens: int = DEFAULT_TOKENS_PER_REQUEST,
-) -> Iterator[list[Chunk]]:
-    """Consecutive chunks grouped into requests of ≤ max_inputs inputs and ≤ max_tokens tokens."""
-    max_inputs = max(1, min(max_inputs, MAX_INPUTS_PER_REQUEST))
-    max_tokens = max(1, min(max_tokens, MAX_TOKENS_PER_REQUEST))
-    group: list[Chunk] = []
-    tokens = 0
-    for chunk in chunks:
-        if group and (len(group) >= max_inputs or tokens + chunk.tokens > max_tokens):
-            yield group
-            group, tokens = [], 0
-        group.append(chunk)
-        tokens += chunk.tokens
-    if group:
-        yield group
-
-
-def custom_id_of(group: list[Chunk]) -> str:
-    return f"{group[0].chunk_id}+{len(group)}"
-
-
-class ChunkTableWriter:
-    """Streams the chunk table to Parquet in row groups (memory stays flat)."""
-
-    def __init__(self, path: str | Path, partition: str, row_group: int = 4096):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partition = partition
-        self.row_group = row_group
-        self.rows: dict[str, list] = {name: [] for name in CHUNK_SCHEMA.names}
-        self.writer = pq.ParquetWriter(str(self.path), CHUNK_SCHEMA)
-        self.chunks = 0
-        self.documents = 0
-        self.tokens = 0
-        self._last_doc: str | None = None
-
-    def add(self, custom_id: str, group: list[Chunk]) -> None:
-        r = self.rows
-        for i, c in enumerate(group):
-            r["custom_id"].append(custom_id)
-            r["input_index"].append(i)
-            r["point_id"].append(point_id(c.document_id, c.chunk_index))
-            r["document_id"].append(c.document_id)
-            r["chunk_index"].append(c.chunk_index)
-            r["source"].append(c.source)
-            r["partition"].append(self.partition)
-            r["text"].append(c.text)
-            r["tokens"].append(c.tokens)
-            r["title"].append(c.title)
-            self.chunks += 1
-            self.tokens += c.tokens
-            if c.document_id != self._last_doc:
-                self.documents += 1
-                self._last_doc = c.document_id
-        if len(r["custom_id"]) >= self.row_group:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.rows["custom_id"]:
-            self.writer.write_table(pa.table(self.rows, schema=CHUNK_SCHEMA))
-            self.rows = {name: [] for name in CHUNK_SCHEMA.names}
-
-    def close(self) -> None:
-        self._flush()
-        self.writer.close()
-
-
-def build_requests(
-    chunks: Iterable[Chunk],
-    model: str,
-    table: ChunkTableWriter,
-    max_inputs: int = DEFAULT_INPUTS_PER_REQUEST,
-    max_tokens: int = DEFAULT_TOKENS_PER_REQUEST,
-) -> Iterator[dict[str, Any]]:
-    """/v1/embeddings batch requests, recording each request's chunks in `table` as it goes."""
-    for group in group_chunks(chunks, max_inputs, max_tokens):
-        cid = custom_id_of(group)
-        table.add(cid, group)
-        yield {
-            "custom_id": cid,
-            "method": "POST",
-            "url": EMBEDDINGS,
-            "body": {"model": model, "input": [c.embedding_text for c in group]},
-        }
-
-
-# --- accounting: do the chunk table and the results name the same requests? -----------------
-
-
-@dataclass(frozen=True)
-class RequestTally:
-    """How many requests a file names, and an order-free fingerprint of their custom_ids
-    (the sum of 64-bit hashes, mod 2**64): two files name the same set of requests when both
-    agree, with memory that does not grow with the file."""
-
-    requests: int
-    fingerprint: int
-    chunks: int = 0  # rows of a chunk table (0 for results)
-
-
-_MASK = (1 << 64) - 1
-
-
-def _id_hash(custom_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(custom_id.encode(), digest_size=8).digest(), "little")
-
-
-def _custom_ids(path: str | Path, batch_rows: int = 65_536) -> Iterator[list[str]]:
-    for batch in open_parquet(path).iter_batches(batch_size=batch_rows,
-                                                        columns=["custom_id"]):
-        yield batch.column(0).to_pylist()
-
-
-def tally_chunk_table(path: str | Path) -> RequestTally:
-    """The requests of a chunk table, streamed. A request's rows are consecutive (the writer
-    adds them together), so a request starts wherever the custom_id changes."""
-    requests = fingerprint = chunks = 0
-    last: str | None = None
-    for ids in _custom_ids(path):
-        chunks += len(ids)
-        for cid in ids:
-            if cid != last:
-                requests += 1
-                fingerprint = (fingerprint + _id_hash(cid)) & _MASK
-                last = cid
-    return RequestTally(requests, fingerprint, chunks)
-
-
-def tally_results(path: str | Path) -> RequestTally:
-    """The requests of a joined results Parquet (one row per submitted custom_id), streamed."""
-    requests = fingerprint = 0
-    for ids in _custom_ids(path):
-        requests += len(ids)
-        for cid in ids:
-            fingerprint = (fingerprint + _id_hash(cid)) & _MASK
-    return RequestTally(requests, fingerprint)
-
-
-# --- indexing -------------------------------------------------------------------------------
+FAILED_SAMPLE = 10  # failed custom_ids named in the report
 
 
 @dataclass
@@ -210,48 +43,15 @@ class IndexReport:
     seconds: float = 0.0
     failed_sample: list[str] = field(default_factory=list)
 
+    def failed(self, custom_id: str, chunks: int) -> None:
+        """Count a request that brought no vectors, and its chunks."""
+        self.failed_requests += 1
+        self.failed_chunks += chunks
+        if len(self.failed_sample) < FAILED_SAMPLE:
+            self.failed_sample.append(custom_id)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _normalized(table: pa.Table | pa.RecordBatch) -> pa.Table:
-    """Rows of a chunk table in CHUNK_SCHEMA; one written before titles existed gets empty ones."""
-    if not isinstance(table, pa.Table):
-        table = pa.Table.from_batches([table])
-    if "title" not in table.column_names:
-        table = table.append_column("title", pa.array([""] * table.num_rows, pa.string()))
-    return table.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA)
-
-
-def read_chunk_table(path: str | Path) -> pa.Table:
-    """A whole chunk table in memory (small tables; index_results streams large ones)."""
-    return _normalized(pq.read_table(str(path)))
-
-
-def chunk_rows(path: str | Path, rows: list[int]) -> pa.Table:
-    """The chunk table's rows at `rows` (ascending), reading only the row groups that hold them."""
-    pf = open_parquet(path)
-    parts, start, wanted = [], 0, iter(rows)
-    row = next(wanted, None)
-    for group in range(pf.metadata.num_row_groups):
-        end = start + pf.metadata.row_group(group).num_rows
-        take = []
-        while row is not None and row < end:
-            take.append(row - start)
-            row = next(wanted, None)
-        if take:
-            parts.append(_normalized(pf.read_row_group(group)).take(take))
-        start = end
-    return pa.concat_tables(parts) if parts else CHUNK_SCHEMA.empty_table()
-
-
-def embedded_texts(table: pa.Table, rows: Iterable[int] | None = None) -> list[str]:
-    """The exact inputs the chunks at `rows` (all by default) were embedded from."""
-    if rows is not None:
-        table = table.take(list(rows))
-    texts = table.column("text").to_pylist()
-    titles = table.column("title").to_pylist()
-    return [embedding_text(t, h) for t, h in zip(texts, titles, strict=True)]
 
 
 def _vectors_of_batch(batch: pa.RecordBatch) -> Iterator[tuple[str, str, Any]]:
@@ -296,7 +96,7 @@ def _parts(
         return
     with HashSpill.temporary(parts, Path(results_path).resolve().parent, ".index-") as spill:
         for batch in chunks.iter_batches(batch_size=8192):
-            spill.add("req", _normalized(batch).to_batches())
+            spill.add("req", normalized(batch).to_batches())
         for batch in results.iter_batches(_RESULT_ROWS, columns=_RESULT_COLUMNS):
             spill.add("res", [batch])
         spill.close()
@@ -349,6 +149,97 @@ def _delete_stale(
         return deleted
 
 
+class _PointWriter:
+    """Buffers the points of embedded chunks and upserts them `batch_size` at a time."""
+
+    def __init__(self, index: VectorIndex, report: IndexReport, partition: str, model: str,
+                 batch_size: int, skip_unchanged: bool):
+        self.index, self.report = index, report
+        self.partition, self.model = partition, model
+        self.batch_size, self.skip_unchanged = batch_size, skip_unchanged
+        self.ids: list[str] = []
+        self.vectors: list[Any] = []
+        self.payloads: list[dict[str, Any]] = []
+
+    def add(self, chunks: pa.Table, matrix: Any) -> None:
+        """One request's chunk rows (in input order) and its vectors, one row each."""
+        import numpy as np
+
+        report = self.report
+        if report.dimension is None:
+            report.dimension = int(matrix.shape[1])
+            report.created_collection = self.index.ensure_collection(report.dimension)
+        self.ids.extend(chunks.column("point_id").to_pylist())
+        for text, doc, idx, source in zip(
+            chunks.column("text").to_pylist(),
+            chunks.column("document_id").to_pylist(),
+            chunks.column("chunk_index").to_pylist(),
+            chunks.column("source").to_pylist(),
+            strict=True,
+        ):
+            self.payloads.append({"text": text, "document_id": doc, "chunk_index": idx,
+                                  "source": source, "partition": self.partition,
+                                  "model": self.model})
+        self.vectors.append(matrix.astype(np.float32, copy=False))
+        if len(self.ids) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        import numpy as np
+
+        if not self.ids:
+            return
+        vectors = np.concatenate(self.vectors)
+        if self.skip_unchanged:
+            written, same = self.index.upsert_changed(self.ids, vectors, self.payloads)
+        else:
+            written, same = self.index.upsert(self.ids, vectors, self.payloads), 0
+        self.report.upserted += written
+        self.report.unchanged += same
+        self.ids, self.vectors, self.payloads = [], [], []
+
+
+def _request_rows(table: pa.Table) -> dict[str, tuple[int, int]]:
+    """Per request (not per chunk): its first row and number of rows in `table`. The chunks'
+    columns stay in Arrow and are read a request's slice at a time."""
+    where: dict[str, tuple[int, int]] = {}
+    row = 0
+    for batch in table.select(["custom_id"]).to_batches(max_chunksize=65_536):
+        for cid in batch.column(0).to_pylist():
+            first, n = where.get(cid, (row, 0))
+            where[cid] = (first, n + 1)
+            row += 1
+    return where
+
+
+def _index_part(table: pa.Table, result_batches: Iterator[pa.RecordBatch], points: _PointWriter,
+                results_path: str | Path) -> None:
+    """Index one part: its chunk rows and the result rows of the same requests."""
+    report = points.report
+    report.chunks += table.num_rows
+    where = _request_rows(table)
+    seen: set[str] = set()
+    for batch in result_batches:
+        for cid, status, matrix in _vectors_of_batch(batch):
+            if cid not in where:
+                continue  # not a request of this chunk table (the lifecycle reports these)
+            first, n = where[cid]
+            seen.add(cid)
+            if status != "succeeded" or matrix is None:
+                report.failed(cid, n)
+                continue
+            if matrix.shape[0] != n:
+                raise BatchError(
+                    f"{results_path}: request {cid} returned {matrix.shape[0]} embeddings "
+                    f"for {n} inputs"
+                )
+            points.add(table.slice(first, n), matrix)
+    points.flush()
+    for cid, (_, n) in where.items():  # the lifecycle accounts for every custom_id; be safe
+        if cid not in seen:
+            report.failed(cid, n)
+
+
 def index_results(
     index: VectorIndex,
     chunk_table: str | Path,
@@ -362,92 +253,13 @@ def index_results(
 ) -> IndexReport:
     """Upsert every embedded chunk of a partition, then delete the partition's stale points.
 
-    Points: id = uuid5(document id, chunk index); payload = text, document_id, chunk_index,
-    source, partition, model. A failed request's chunks are counted, not indexed. With
-    `skip_unchanged`, points already stored identically are not rewritten. A chunk table over
-    `part_bytes` is indexed in parts (spilled next to the results file): memory stays flat."""
-    import numpy as np
-
+    With `skip_unchanged`, points already stored identically are not rewritten. A chunk table
+    over `part_bytes` is indexed in parts (spilled next to the results file)."""
     started = time.perf_counter()
     report = IndexReport(partition=partition)
-    buf_ids: list[str] = []
-    buf_vecs: list[Any] = []
-    buf_payloads: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        if buf_ids:
-            vectors = np.concatenate(buf_vecs)
-            if skip_unchanged:
-                written, same = index.upsert_changed(buf_ids, vectors, buf_payloads)
-            else:
-                written, same = index.upsert(buf_ids, vectors, buf_payloads), 0
-            report.upserted += written
-            report.unchanged += same
-            buf_ids.clear()
-            buf_vecs.clear()
-            buf_payloads.clear()
-
-    def failed(cid: str, chunks: int) -> None:
-        report.failed_requests += 1
-        report.failed_chunks += chunks
-        if len(report.failed_sample) < 10:
-            report.failed_sample.append(cid)
-
+    points = _PointWriter(index, report, partition, model, batch_size, skip_unchanged)
     for table, result_batches in _parts(chunk_table, results_path, part_bytes):
-        report.chunks += table.num_rows
-        # Per request (not per chunk): its first row and number of rows in this part. The
-        # chunks' columns stay in Arrow and are read a request's slice at a time.
-        where: dict[str, tuple[int, int]] = {}
-        row = 0
-        for batch in table.select(["custom_id"]).to_batches(max_chunksize=65_536):
-            for cid in batch.column(0).to_pylist():
-                first, n = where.get(cid, (row, 0))
-                where[cid] = (first, n + 1)
-                row += 1
-        seen: set[str] = set()
-        for batch in result_batches:
-            for cid, status, matrix in _vectors_of_batch(batch):
-                if cid not in where:
-                    continue  # not a request of this chunk table (the lifecycle reports these)
-                first, n = where[cid]
-                seen.add(cid)
-                if status != "succeeded" or matrix is None:
-                    failed(cid, n)
-                    continue
-                if matrix.shape[0] != n:
-                    raise BatchError(
-                        f"{results_path}: request {cid} returned {matrix.shape[0]} embeddings "
-                        f"for {n} inputs"
-                    )
-                if report.dimension is None:
-                    report.dimension = int(matrix.shape[1])
-                    report.created_collection = index.ensure_collection(report.dimension)
-                part = table.slice(first, n)
-                buf_ids.extend(part.column("point_id").to_pylist())
-                for text, doc, idx, source in zip(
-                    part.column("text").to_pylist(),
-                    part.column("document_id").to_pylist(),
-                    part.column("chunk_index").to_pylist(),
-                    part.column("source").to_pylist(),
-                    strict=True,
-                ):
-                    buf_payloads.append(
-                        {
-                            "text": text,
-                            "document_id": doc,
-                            "chunk_index": idx,
-                            "source": source,
-                            "partition": partition,
-                            "model": model,
-                        }
-                    )
-                buf_vecs.append(matrix.astype(np.float32, copy=False))
-                if len(buf_ids) >= batch_size:
-                    flush()
-        flush()
-        for cid, (_, n) in where.items():  # the lifecycle accounts for every custom_id; be safe
-            if cid not in seen:
-                failed(cid, n)
+        _index_part(table, result_batches, points, results_path)
     present = report.upserted + report.unchanged  # points of this pass, all in `partition`
     # A collection created by this pass holds nothing stale; otherwise one count tells whether
     # anything else carries this partition before paying for a scroll over its ids.
@@ -461,61 +273,3 @@ def index_results(
                                              part_bytes)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def sample_rows(n_rows: int, k: int) -> list[int]:
-    """k evenly spread row numbers (deterministic) out of n_rows."""
-    if n_rows <= k:
-        return list(range(n_rows))
-    step = n_rows / k
-    return [int(i * step) for i in range(k)]
-
-
-# --- settings -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EmbeddingsSettings:
-    """The flow's knobs, read once from the environment by the code location and the demo."""
-
-    model: str = "all-MiniLM-L6-v2"
-    watch_uri: str = ".data/inbox"
-    chunk_tokens: int = 200
-    chunk_overlap: int = 32
-    inputs_per_request: int = DEFAULT_INPUTS_PER_REQUEST
-    tokens_per_request: int = DEFAULT_TOKENS_PER_REQUEST
-    tokenizer: str | None = None  # a model folder, "regex", or None = the shipped model's
-    id_field: str = "id"
-    text_field: str = "text"
-    text_unit: str = "file"
-    pydoc_shards: int = 2
-    check_sample: int = 8
-
-    @classmethod
-    def from_env(cls) -> EmbeddingsSettings:
-        import os
-
-        env = os.environ
-        d = cls()
-
-        def num(name: str, default: int) -> int:
-            raw = env.get(name)
-            try:
-                return int(raw) if raw else default
-            except ValueError:
-                raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-
-        return cls(
-            model=env.get("EMBEDDING_MODEL") or d.model,
-            watch_uri=env.get("EMBEDDINGS_WATCH_URI") or d.watch_uri,
-            chunk_tokens=num("EMBEDDINGS_CHUNK_TOKENS", d.chunk_tokens),
-            chunk_overlap=num("EMBEDDINGS_CHUNK_OVERLAP", d.chunk_overlap),
-            inputs_per_request=num("EMBEDDINGS_INPUTS_PER_REQUEST", d.inputs_per_request),
-            tokens_per_request=num("EMBEDDINGS_TOKENS_PER_REQUEST", d.tokens_per_request),
-            tokenizer=env.get("EMBEDDINGS_TOKENIZER") or None,
-            id_field=env.get("EMBEDDINGS_ID_FIELD") or d.id_field,
-            text_field=env.get("EMBEDDINGS_TEXT_FIELD") or d.text_field,
-            text_unit=env.get("EMBEDDINGS_TEXT_UNIT") or d.text_unit,
-            pydoc_shards=num("EMBEDDINGS_PYDOC_SHARDS", d.pydoc_shards),
-            check_sample=num("EMBEDDINGS_CHECK_SAMPLE", d.check_sample),
-        )
