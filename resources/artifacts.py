@@ -12,9 +12,6 @@ resolves them at run time and never shows their values.
 from __future__ import annotations
 
 import os
-import posixpath
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +19,11 @@ from dagster import ConfigurableResource, EnvVar
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+from batch_workflows.lifecycle.storage import LocalFolder, atomic_target, check_key
 from batch_workflows.s3 import is_s3 as is_s3_uri
 from batch_workflows.s3 import s3_endpoint_from_env, split_s3_prefix
 
 DEFAULT_BASE_URI = ".data/artifacts"
-
-
-def check_key(key: str) -> str:
-    """Return `key` if it is a safe relative posix path; raise ValueError otherwise."""
-    if not isinstance(key, str) or not key:
-        raise ValueError("artifact key must be a non-empty string")
-    if key.startswith("/") or "\\" in key or (len(key) > 1 and key[1] == ":"):
-        raise ValueError(f"artifact key must be a relative posix path: {key!r}")
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"artifact key must not contain empty, '.' or '..' parts: {key!r}")
-    return key
 
 
 def _resolved(value: str | None) -> str | None:
@@ -102,16 +88,12 @@ class ArtifactStore(ConfigurableResource):
     def _bucket_prefix(self) -> tuple[str, str]:
         return split_s3_prefix(self.base_uri)
 
-    def _root(self) -> Path:
-        base = self.base_uri
-        if base.startswith("file://"):
-            base = base[len("file://"):]
+    def _local(self) -> LocalFolder:
+        """The local folder behind a non-S3 base URI (a plain path or ``file://``)."""
+        base = self.base_uri.removeprefix("file://")
         if "://" in base:
             raise ValueError(f"unsupported artifact URI scheme: {self.base_uri!r}")
-        return Path(base).expanduser().resolve()
-
-    def _path(self, key: str) -> Path:
-        return self._root().joinpath(*check_key(key).split("/"))
+        return LocalFolder(base)
 
     def _s3_key(self, key: str) -> str:
         return self._bucket_prefix()[1] + check_key(key)
@@ -130,56 +112,46 @@ class ArtifactStore(ConfigurableResource):
 
     def uri(self, key: str) -> str:
         """Where `key` lives: ``s3://bucket/prefix/key`` or an absolute local path."""
-        if self.is_s3:
-            bucket, _ = self._bucket_prefix()
-            return f"s3://{bucket}/{self._s3_key(key)}"
-        return str(self._path(key))
+        if not self.is_s3:
+            return self._local().uri(key)
+        bucket, _ = self._bucket_prefix()
+        return f"s3://{bucket}/{self._s3_key(key)}"
 
     # -- operations --------------------------------------------------------------------------
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> str:
         """Store a local file under `key` (streamed; atomic locally); returns its URI."""
+        if not self.is_s3:
+            return self._local().put_file(local_path, key)
         source = Path(local_path)
         if not source.is_file():
             raise FileNotFoundError(f"no such file: {source}")
-        if self.is_s3:
-            bucket, _ = self._bucket_prefix()
-            self._s3().upload_file(str(source), bucket, self._s3_key(key))
-        else:
-            dest = self._path(key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with _atomic_target(dest) as tmp:
-                shutil.copyfile(source, tmp)
+        bucket, _ = self._bucket_prefix()
+        self._s3().upload_file(str(source), bucket, self._s3_key(key))
         return self.uri(key)
 
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
         """Copy `key` to `local_path` (streamed); raises FileNotFoundError if absent."""
+        if not self.is_s3:
+            return self._local().get_file(key, local_path)
+        if not self.exists(key):
+            raise FileNotFoundError(f"no artifact at {self.uri(key)}")
+        bucket, _ = self._bucket_prefix()
         dest = Path(local_path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if self.is_s3:
-            if not self.exists(key):
-                raise FileNotFoundError(f"no artifact at {self.uri(key)}")
-            bucket, _ = self._bucket_prefix()
-            with _atomic_target(dest) as tmp:
-                self._s3().download_file(bucket, self._s3_key(key), str(tmp))
-        else:
-            source = self._path(key)
-            if not source.is_file():
-                raise FileNotFoundError(f"no artifact at {source}")
-            with _atomic_target(dest) as tmp:
-                shutil.copyfile(source, tmp)
+        with atomic_target(dest) as tmp:
+            self._s3().download_file(bucket, self._s3_key(key), str(tmp))
         return dest
 
     def exists(self, key: str) -> bool:
         """Whether an artifact is stored under `key`."""
         if not self.is_s3:
-            return self._path(key).is_file()
+            return self._local().exists(key)
         from botocore.exceptions import ClientError
 
         bucket, _ = self._bucket_prefix()
         try:
             self._s3().head_object(Bucket=bucket, Key=self._s3_key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _is_missing(exc):
                 return False
             raise
         return True
@@ -187,17 +159,14 @@ class ArtifactStore(ConfigurableResource):
     def read_bytes(self, key: str) -> bytes:
         """The whole content of a (small) artifact, e.g. a manifest."""
         if not self.is_s3:
-            path = self._path(key)
-            if not path.is_file():
-                raise FileNotFoundError(f"no artifact at {path}")
-            return path.read_bytes()
+            return self._local().read_bytes(key)
         from botocore.exceptions import ClientError
 
         bucket, _ = self._bucket_prefix()
         try:
             response = self._s3().get_object(Bucket=bucket, Key=self._s3_key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _is_missing(exc):
                 raise FileNotFoundError(f"no artifact at {self.uri(key)}") from None
             raise
         with response["Body"] as body:
@@ -205,67 +174,32 @@ class ArtifactStore(ConfigurableResource):
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Store `data` under `key` (atomic locally); returns its URI."""
-        if self.is_s3:
-            bucket, _ = self._bucket_prefix()
-            self._s3().put_object(Bucket=bucket, Key=self._s3_key(key), Body=data)
-        else:
-            dest = self._path(key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with _atomic_target(dest) as tmp:
-                tmp.write_bytes(data)
+        if not self.is_s3:
+            return self._local().write_bytes(key, data)
+        bucket, _ = self._bucket_prefix()
+        self._s3().put_object(Bucket=bucket, Key=self._s3_key(key), Body=data)
         return self.uri(key)
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys starting with `prefix` (a plain string prefix, as in S3), sorted."""
         _check_prefix(prefix)
-        if self.is_s3:
-            bucket, base = self._bucket_prefix()
-            keys = []
-            pages = self._s3().get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=base + prefix)
-            for page in pages:
-                keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
-            return sorted(keys)
-        root = self._root()
-        # Walk only the folder the prefix is in, not the whole store.
-        folder = posixpath.dirname(prefix)
-        start = root.joinpath(*folder.split("/")) if folder else root
-        if not start.is_dir():
-            return []
+        if not self.is_s3:
+            return self._local().list(prefix)
+        bucket, base = self._bucket_prefix()
         keys = []
-        for dirpath, _dirs, files in os.walk(start):
-            for name in files:
-                if name.endswith(".artifact-tmp"):
-                    continue
-                key = Path(dirpath, name).relative_to(root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
+        pages = self._s3().get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=base + prefix)
+        for page in pages:
+            keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
         return sorted(keys)
 
     def delete(self, key: str) -> None:
         """Remove `key`; deleting a missing key is not an error."""
-        if self.is_s3:
-            bucket, _ = self._bucket_prefix()
-            self._s3().delete_object(Bucket=bucket, Key=self._s3_key(key))
-        else:
-            self._path(key).unlink(missing_ok=True)
+        if not self.is_s3:
+            return self._local().delete(key)
+        bucket, _ = self._bucket_prefix()
+        self._s3().delete_object(Bucket=bucket, Key=self._s3_key(key))
 
 
-class _atomic_target:
-    """A temporary sibling path that replaces `dest` only if the block succeeds."""
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-
-    def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.dest.parent, prefix=f".{self.dest.name}.",
-                                    suffix=".artifact-tmp")
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.dest)
-        else:
-            self.tmp.unlink(missing_ok=True)
+def _is_missing(exc: Any) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
