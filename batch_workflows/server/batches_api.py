@@ -28,6 +28,7 @@ log = logging.getLogger("batch_workflows.server")
 BATCH_ENDPOINTS = (CHAT, EMBEDDINGS)
 KNOWN_CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata"}
 CANCELLABLE = ("validating", "in_progress")
+OPENAI_WINDOW = "24h"  # the only completion_window OpenAI's Batch API accepts
 
 
 def check_metadata(metadata: Any) -> dict[str, str] | None:
@@ -52,13 +53,33 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
 
 
 def _window_seconds(window: Any, state: ServerState) -> int:
-    """The seconds a batch with this completion window gets: at most the server's window."""
+    """The seconds a batch with this completion window gets.
+
+    "24h", OpenAI's one value, is always taken; a server started with a shorter
+    `--completion-window` (expiry tests) expires such batches at its own window. A shorter
+    duration is honoured as asked. Anything else, e.g. "48h" on a 24 h server, is a 400: the
+    server could not keep it."""
+    limit = state.settings.completion_window_seconds
     try:
-        seconds = parse_duration(window)
+        seconds: int | None = parse_duration(window)
     except ConfigurationError:
-        raise ApiError(400, "completion_window must be a duration such as 24h",
-                       "completion_window") from None
-    return min(seconds, state.settings.completion_window_seconds)
+        seconds = None
+    if seconds is None or (window != OPENAI_WINDOW and seconds > limit):
+        raise ApiError(
+            400,
+            f"Invalid value for 'completion_window': {window!r}. Supported values are: "
+            f"{OPENAI_WINDOW!r} (this server also takes a shorter duration, up to "
+            f"{_duration_text(limit)}).",
+            "completion_window", "invalid_value")
+    return min(seconds, limit)
+
+
+def _duration_text(seconds: int) -> str:
+    """`seconds` in the largest unit that divides it: 86400 → "24h", 90 → "90s"."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _check_endpoint(endpoint: Any, state: ServerState) -> str:
@@ -77,7 +98,7 @@ async def create_batch(request: Request) -> Response:
     if not isinstance(input_file_id, str) or not input_file_id:
         raise ApiError(400, "input_file_id is required", "input_file_id")
     endpoint = _check_endpoint(body.get("endpoint"), state)
-    window = body.get("completion_window", "24h")
+    window = body.get("completion_window", OPENAI_WINDOW)
     window_seconds = _window_seconds(window, state)
     metadata = check_metadata(body.get("metadata"))
     info = await stored_or_404(state.store.get_file, input_file_id, "File", "input_file_id")

@@ -103,6 +103,24 @@ def test_create_rejections(client: openai.OpenAI, tmp_path: Path) -> None:
         client.batches.retrieve("batch_nope")
 
 
+@pytest.mark.parametrize("window", ["48h", "25h", "2d", "soon", ""])
+def test_a_completion_window_the_server_cannot_keep_is_refused(client: openai.OpenAI, server,
+                                                               tmp_path: Path, window) -> None:
+    # OpenAI answers 400 for anything but "24h"; this server (a 24 h window) also takes a
+    # shorter duration, which it can keep, and never silently shortens a longer one.
+    file_id = _upload(client, write_requests(tmp_path / "in.jsonl", 1))
+    before = {b.id for b in client.batches.list(limit=100)}
+    answer = httpx.post(f"{server.base_url}/batches", headers=server.headers(),
+                        json={"input_file_id": file_id, "endpoint": "/v1/embeddings",
+                              "completion_window": window})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_value"
+    assert error["param"] == "completion_window" and repr(window) in error["message"]
+    assert "'24h'" in error["message"]
+    assert {b.id for b in client.batches.list(limit=100)} == before  # nothing was started
+
+
 @pytest.mark.parametrize(
     ("metadata", "code"),
     [

@@ -90,3 +90,15 @@ def test_window_passes_while_queued(tmp_path: Path) -> None:
                    for line in expired)
         counts = done.request_counts
         assert (counts.total, counts.completed, counts.failed) == (25, 0, 25)
+
+
+def test_a_server_with_a_longer_window_keeps_a_longer_batch(tmp_path: Path) -> None:
+    # "48h" is refused by a 24 h server (test_batches) but kept by one started with 72h.
+    with start_server(tmp_path, completion_window="72h") as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
+        file_id = client.files.create(
+            file=write_requests(tmp_path / "in.jsonl", 1).open("rb"), purpose="batch").id
+        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings",
+                                      completion_window="48h")  # type: ignore[arg-type]
+        assert batch.completion_window == "48h"
+        assert batch.expires_at == batch.created_at + 48 * 3600
