@@ -1,4 +1,5 @@
-"""Backends that run request bodies for the local batch server (DESIGN.md §5).
+"""Backends that run request bodies for the local batch server: sentence-transformers
+embeddings, a transformers chat model, or an upstream real-time OpenAI-compatible endpoint.
 
 Every backend follows the `Backend` protocol of `base.py`; models load on the first run(), so
 building backends is cheap. Heavy imports (torch, transformers) happen inside the modules'

@@ -31,7 +31,7 @@ class BackendResult:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs request bodies for one endpoint (DESIGN.md §5).
+    """Runs request bodies for one endpoint: a local model or an upstream real-time server.
 
     run() is called from several threads at once (batch workers and real-time requests); each
     backend serialises what must not run concurrently, as finely as it can."""

@@ -1,6 +1,6 @@
 """Forward requests to a real-time OpenAI-compatible endpoint at set request/token rates.
 
-This is the queue-and-retry logic users otherwise write themselves (DESIGN.md §5):
+This is the queue-and-retry logic that a real-time API otherwise leaves to its users:
 
 * requests-per-minute and tokens-per-minute limits, paced by a GCRA limiter (evenly spaced
   slots, no bursts) shared by every run() call of the backend;

@@ -27,7 +27,7 @@ from batch_workflows.wire import TERMINAL_STATUSES
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 BATCH_ID = re.compile(r"^batch_[0-9a-f]{24}$")
 
-# Every status but models.TERMINAL_STATUSES (an IN list, so the status index is used).
+# Every status but wire.TERMINAL_STATUSES (an IN list, so the status index is used).
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
 _SCHEMA = """

@@ -33,7 +33,9 @@ class Upload:
 
 
 @dataclass
-class _State:
+class _ParseState:
+    """What the multipart callbacks know so far: the current part, the file written, the fields."""
+
     tmp_path: Path
     max_bytes: int
     handle: BinaryIO
@@ -58,7 +60,7 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
         raise ApiError(400, "Expected a multipart/form-data body with a `file` part.")
     tmp_path = tmp_dir / f"upload-{secrets.token_hex(12)}.part"
     # Closed in the finally below on every path.
-    state = _State(tmp_path=tmp_path, max_bytes=max_bytes, handle=open(tmp_path, "wb"))  # noqa: SIM115
+    state = _ParseState(tmp_path=tmp_path, max_bytes=max_bytes, handle=open(tmp_path, "wb"))  # noqa: SIM115
     parser = MultipartParser(params[b"boundary"], _callbacks(state))
     kept = False
     try:
@@ -93,13 +95,13 @@ def _sync_close(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
-async def _flush(state: _State) -> None:
+async def _flush(state: _ParseState) -> None:
     if state.pending:
         data, state.pending = bytes(state.pending), bytearray()
         await anyio.to_thread.run_sync(state.handle.write, data)
 
 
-def _callbacks(state: _State) -> dict[str, Callable[..., None]]:
+def _callbacks(state: _ParseState) -> dict[str, Callable[..., None]]:
     def on_part_begin() -> None:
         state.headers, state.name, state.filename = {}, "", None
         state.value = bytearray()

@@ -261,7 +261,7 @@ class Worker:
     def _input_path(self, batch: dict[str, Any]) -> Path:
         return self.store.file_path(batch["input_file_id"])
 
-    def _check(self, batch: dict[str, Any]) -> InputCheck:
+    def _check_input(self, batch: dict[str, Any]) -> InputCheck:
         """Validate the input file; a validating batch whose input is bad is failed here."""
         info = self.store.get_file(batch["input_file_id"])
         filename = info["filename"] if info else batch["input_file_id"]
@@ -286,7 +286,7 @@ class Worker:
         return check
 
     def _validate(self, batch: dict[str, Any]) -> None:
-        check = self._check(batch)
+        check = self._check_input(batch)
         if check.errors:
             return
         self.store.update_batch(
@@ -323,7 +323,7 @@ class Worker:
                      first + len(chunk.items) - 1)
             bodies = [chunk.items[i][1] for i in runnable]
             try:
-                outcome = self.backends.run(endpoint, bodies, self._halt_check(batch))
+                outcome = self.backends.run(endpoint, bodies, self._stop_check(batch))
                 if len(outcome) != len(bodies):
                     raise RuntimeError(f"backend returned {len(outcome)} results for {len(bodies)}")
             except Exception as exc:  # a backend fault fails these requests, not the server
@@ -369,7 +369,7 @@ class Worker:
             return "cancelled"
         return "expired" if now() >= batch["expires_at"] else None
 
-    def _halt_check(self, batch: dict[str, Any]) -> StopCheck:
+    def _stop_check(self, batch: dict[str, Any]) -> StopCheck:
         """should_stop for the backend: asks the store at most every HALT_POLL seconds."""
         asked, halted = 0.0, False
 
@@ -399,7 +399,7 @@ class Worker:
         A batch still queued (validating) is validated first: a bad input fails as it would
         have, a good one gets a batch_expired line for every request from the first."""
         if batch["status"] == "validating":
-            check = self._check(batch)
+            check = self._check_input(batch)
             if check.errors:
                 return
             if not self.store.update_batch(batch["id"], only_if=("validating",),
