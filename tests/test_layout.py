@@ -1,6 +1,14 @@
-"""The engine package stays usable without Dagster (DESIGN.md §2)."""
+"""The layout's rules, enforced: one direction of imports between the project's packages.
+
+* the engine (``batch_workflows``) imports no Dagster and nothing of ``assets`` or ``resources``;
+* ``resources`` never imports ``assets``;
+* flows never import each other (``batch_workflows/flows/<flow>`` nor ``assets/<flow>``);
+* ``bench`` uses only the public names of ``assets`` packages (their ``__all__``);
+* no module reaches into another module's private (``_``) names.
+"""
 
 import ast
+import importlib
 import pkgutil
 import subprocess
 import sys
@@ -8,31 +16,54 @@ from pathlib import Path
 
 import batch_workflows
 
-ENGINE = Path(batch_workflows.__file__).parent
+ROOT = Path(batch_workflows.__file__).parent.parent
+ENGINE = ROOT / "batch_workflows"
+FLOWS = ENGINE / "flows"
+DAGSTER_SIDE = {"dagster", "dagster_aws", "assets", "resources"}
 
 
-def _imported_roots(path: Path) -> set[str]:
-    roots = set()
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of each absolute import in a file; names empty for ``import x``."""
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def _roots(path: Path) -> set[str]:
+    return {module.split(".")[0] for module, _ in _imports(path)}
+
+
+def _sources(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob("*.py")]
+
+
+def _flow_of(module: str, package: str) -> str | None:
+    """The flow a dotted module belongs to under `package` (e.g. batch_workflows.flows)."""
+    parts = module.split(".")
+    depth = len(package.split("."))
+    return parts[depth] if module.startswith(package + ".") and len(parts) > depth else None
+
+
+def _flow_names() -> set[str]:
+    return {p.name for p in FLOWS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
 
 
 def test_engine_sources_never_import_dagster_or_our_dagster_packages():
     offenders = {
-        str(path.relative_to(ENGINE)): sorted(roots & {"dagster", "dagster_aws", "assets", "resources"})
-        for path in ENGINE.rglob("*.py")
-        if (roots := _imported_roots(path)) & {"dagster", "dagster_aws", "assets", "resources"}
+        str(path.relative_to(ENGINE)): sorted(roots & DAGSTER_SIDE)
+        for path in _sources(ENGINE)
+        if (roots := _roots(path)) & DAGSTER_SIDE
     }
     assert offenders == {}
 
 
 def test_importing_every_engine_module_loads_no_dagster():
     names = [m.name for m in pkgutil.walk_packages([str(ENGINE)], prefix="batch_workflows.")]
-    assert "batch_workflows.cli" in names
+    assert "batch_workflows.cli" in names and "batch_workflows.lifecycle.partition" in names
     code = (
         "import importlib, sys\n"
         f"for name in {names!r}:\n"
@@ -44,6 +75,45 @@ def test_importing_every_engine_module_loads_no_dagster():
 
 
 def test_resources_never_import_assets():
-    root = ENGINE.parent / "resources"
-    offenders = [p.name for p in root.rglob("*.py") if "assets" in _imported_roots(p)]
+    offenders = [p.name for p in _sources(ROOT / "resources") if "assets" in _roots(p)]
     assert offenders == []
+
+
+def test_flows_never_import_each_other():
+    flows = _flow_names()
+    assert {"embeddings"} <= flows
+    offenders = []
+    for package, folder in (("batch_workflows.flows", FLOWS), ("assets", ROOT / "assets")):
+        for path in _sources(folder):
+            own = path.relative_to(folder).parts[0].removesuffix(".py")
+            for module, _ in _imports(path):
+                other = _flow_of(module, package)
+                if other in flows and other != own and own in flows:
+                    offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert offenders == []
+
+
+def test_bench_uses_only_public_names_of_assets():
+    offenders = []
+    for path in _sources(ROOT / "bench"):
+        for module, names in _imports(path):
+            if module.split(".")[0] != "assets":
+                continue
+            public = set(getattr(importlib.import_module(module), "__all__", ()))
+            offenders += [f"{path.name}: {module}.{n}" for n in names if n not in public]
+    assert offenders == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in _sources(ENGINE, ROOT / "resources", ROOT / "assets", ROOT / "bench"):
+        for module, names in _imports(path):
+            if module.split(".")[0] in {"batch_workflows", "resources", "assets", "bench"}:
+                offenders += [f"{path.relative_to(ROOT)}: {module}.{n}" for n in names
+                              if n.startswith("_") and not n.startswith("__")]
+    assert offenders == []
+
+
+def test_the_public_engine_api_resolves():
+    for name in batch_workflows.__all__:
+        assert getattr(batch_workflows, name) is not None, name

@@ -243,7 +243,7 @@ def test_wait_for_capacity_honours_the_in_flight_cap(server, tmp_path, asset_nam
 def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_name):
     import json
 
-    from batch_workflows.requests.shards import iter_requests
+    from batch_workflows.requests import iter_requests
 
     path = tmp_path / "mixed.jsonl"
     with open(path, "w") as fh:
@@ -253,12 +253,11 @@ def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_
                 body["dimensions"] = 5  # unsupported: a 400 for this request only
             fh.write(json.dumps({"custom_id": f"m{i}", "method": "POST",
                                  "url": "/v1/embeddings", "body": body}) + "\n")
-    key = lc.submission_key(asset_name, None, EMBEDDINGS, "mixed", "all-MiniLM-L6-v2")
+    policy = lc.Policy(get_profile("local"), max_attempts=3, poll_interval=0.1,
+                       wait_timeout=120)
     with BatchClient(server.base_url, api_key=server.api_key) as client:
-        outcome = lc.run_to_completion(
-            client, [path], key, tmp_path / "work", asset=asset_name, partition=None,
-            endpoint=EMBEDDINGS, profile=get_profile("local"), max_attempts=3,
-            poll_interval=0.1, timeout=120)
+        outcome = lc.run_to_completion(client, iter_requests(path), tmp_path / "work",
+                                       name=asset_name, endpoint=EMBEDDINGS, policy=policy)
         assert [a.attempt for a in outcome.attempts] == [1, 2, 3]
         retried = [r["custom_id"] for r in
                    iter_requests(outcome.store.path(outcome.attempts[1].batches[0].input_path))]
@@ -268,9 +267,7 @@ def test_run_to_completion_resubmits_exactly_the_failed(server, tmp_path, asset_
         rows = pq.read_table(outcome.results_path).to_pylist()
         assert sorted(r["custom_id"] for r in rows) == [f"m{i}" for i in range(5)]
         # Again, as after a crash: every attempt re-attaches, nothing new is created.
-        again = lc.run_to_completion(
-            client, [path], key, tmp_path / "work2", asset=asset_name, partition=None,
-            endpoint=EMBEDDINGS, profile=get_profile("local"), max_attempts=3,
-            poll_interval=0.1, timeout=120)
+        again = lc.run_to_completion(client, iter_requests(path), tmp_path / "work2",
+                                     name=asset_name, endpoint=EMBEDDINGS, policy=policy)
         assert all(a.reattached for a in again.attempts)
         assert len(list(lc.iter_lifecycle_batches(client, asset=asset_name))) == 3
