@@ -193,7 +193,7 @@ class EmbeddingBackend:
             flat = [t for _, texts, _, _ in parsed for t in texts]
             try:
                 vectors, counts, done = self._encode(flat, should_stop)
-            except Exception:
+            except Exception:  # torch/tokenizer errors have no common base; find the bad request
                 log.exception("grouped encode failed; retrying requests one by one")
                 for i, texts, fmt, model in parsed:
                     results[i] = self._run_one(texts, fmt, model)
@@ -211,7 +211,7 @@ class EmbeddingBackend:
     def _run_one(self, texts: list[str], fmt: str, model: str) -> BackendResult:
         try:
             vectors, counts, _ = self._encode(texts)
-        except Exception as exc:
+        except Exception as exc:  # a backend answers with results, never raises (base.Backend)
             return server_error(f"Embedding failed: {type(exc).__name__}: {exc}")
         return _response(vectors, counts, fmt, model)
 

@@ -6,19 +6,21 @@ import argparse
 import os
 from typing import Any
 
-DEFAULT_DATA_DIR = ".data/server"
+# Light (a dataclass): the server's other modules load only when `serve` runs.
+from batch_workflows.server.settings import ServerSettings
 
 
 def register(subparsers: Any) -> None:
+    defaults = ServerSettings()  # one place for every default; argparse shows them
     p = subparsers.add_parser(
         "serve",
         help="run the local OpenAI-compatible batch server",
         description="Serve the OpenAI Files and Batches APIs (plus real-time embeddings and "
         "chat) on top of local models or an upstream real-time endpoint.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="state and file bodies")
+    p.add_argument("--host", default=defaults.host, help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=defaults.port)
+    p.add_argument("--data-dir", default=str(defaults.data_dir), help="state and file bodies")
     p.add_argument("--api-key", default=None,
                    help="require `Authorization: Bearer KEY` (default: env BATCH_SERVER_API_KEY)")
     p.add_argument("--embedding-model", default=None,
@@ -30,26 +32,31 @@ def register(subparsers: Any) -> None:
                    help="key for the upstream (default: env BATCH_UPSTREAM_API_KEY)")
     p.add_argument("--upstream-rpm", type=int, default=None, help="upstream requests per minute")
     p.add_argument("--upstream-tpm", type=int, default=None, help="upstream tokens per minute")
-    p.add_argument("--upstream-concurrency", type=int, default=16)
-    p.add_argument("--upstream-endpoints", default="/v1/chat/completions,/v1/embeddings",
+    p.add_argument("--upstream-concurrency", type=int,
+                   default=defaults.upstream_concurrency)
+    p.add_argument("--upstream-endpoints", default=",".join(defaults.upstream_endpoints),
                    help="comma-separated endpoints sent upstream when --upstream-url is set")
-    p.add_argument("--max-concurrent-batches", type=int, default=4)
-    p.add_argument("--max-requests-per-file", type=int, default=5_000_000)
-    p.add_argument("--max-bytes-per-file", type=int, default=10_000_000_000)
-    p.add_argument("--max-upload-bytes", type=int, default=10_000_000_000)
-    p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024,
+    p.add_argument("--max-concurrent-batches", type=int,
+                   default=defaults.max_concurrent_batches)
+    p.add_argument("--max-requests-per-file", type=int,
+                   default=defaults.max_requests_per_file)
+    p.add_argument("--max-bytes-per-file", type=int,
+                   default=defaults.max_bytes_per_file)
+    p.add_argument("--max-upload-bytes", type=int,
+                   default=defaults.max_upload_bytes)
+    p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
                    help="size limit of JSON request bodies")
     p.add_argument("--completion-window", default="24h",
                    help="longest completion window, e.g. 24h or 30s (expiry tests)")
-    p.add_argument("--workers", type=int, default=2, help="batch worker threads")
+    p.add_argument("--workers", type=int, default=defaults.workers, help="batch worker threads")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="requests per backend call (default: the backend's preferred size)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=defaults.log_level, choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    from batch_workflows.server.settings import ServerSettings, parse_duration
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    from batch_workflows.wire import parse_duration
 
     return ServerSettings(
         host=args.host,

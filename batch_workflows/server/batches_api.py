@@ -14,13 +14,13 @@ from batch_workflows.errors import ApiError, ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 from batch_workflows.server.http_input import json_body, limit_param, stored_or_404
 from batch_workflows.server.objects import JSON, batch_object, list_object
-from batch_workflows.server.settings import parse_duration
 from batch_workflows.server.state import ServerState, server_state
 from batch_workflows.server.store import now
 from batch_workflows.wire import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS,
+    parse_duration,
 )
 
 log = logging.getLogger("batch_workflows.server")

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_workflows.profiles import CHAT, EMBEDDINGS, GB
-from batch_workflows.wire import parse_duration  # noqa: F401 - the server's callers import it here
 
 
 @dataclass
