@@ -171,10 +171,9 @@ def main() -> int:
     from dagster import DagsterInstance, materialize
 
     import assets.embeddings as flow
-    from batch_workflows.flows.embeddings.documents import DOCUMENT_SUFFIXES
+    from assets.lifecycle import partition_dir
     from batch_workflows.flows.embeddings.search import format_hit, search
     from batch_workflows.flows.embeddings.vectors import QdrantSettings
-    from batch_workflows.flows.sources import list_source_files
     from resources.artifacts import ArtifactStore
     from resources.batch import BatchResource
     from resources.vectors import QdrantResource
@@ -208,10 +207,8 @@ def main() -> int:
             "(batches may take up to the completion window)")
 
     # 2. partitions
-    inbox = [f.name for f in list_source_files(settings.watch_uri, suffixes=DOCUMENT_SUFFIXES)]
-    keys = flow.corpus_partition_keys() + inbox
-    if missing := flow.missing_partitions(instance, keys):
-        instance.add_dynamic_partitions(flow.embeddings_partitions.name, missing)
+    keys = flow.partition_keys()  # the shipped corpus's shards, then one per inbox file
+    flow.register_partitions(instance, keys)
     say(f"partitions: {', '.join(keys)} (model {settings.model}, chunks of "
         f"{settings.chunk_tokens} tokens with {settings.chunk_overlap} overlap, "
         f"≤{settings.inputs_per_request} chunks per request)")
@@ -255,7 +252,7 @@ def main() -> int:
     tokens = 0
     for key in keys:
         try:
-            summary = json.loads(artifacts.read_bytes(f"{flow.partition_dir(flow.NAME, key)}/summary.json"))
+            summary = json.loads(artifacts.read_bytes(f"{partition_dir(flow.NAME, key)}/summary.json"))
             tokens += int(summary.get("prompt_tokens") or 0)
         except (OSError, ValueError, KeyError):
             pass

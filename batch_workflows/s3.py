@@ -49,3 +49,9 @@ def make_s3_client() -> Any:
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_endpoint_from_env())
+
+
+def s3_client_for(uri: str) -> Any:
+    """A client from the environment when `uri` is on S3; None for a local path (readers then
+    open files directly)."""
+    return make_s3_client() if is_s3(uri) else None

@@ -1,21 +1,25 @@
-"""The shipped corpus's partitions exist wherever the code location loads with a real instance,
-so Dagster's own CLI can materialize them on a fresh DAGSTER_HOME (it cannot add partitions)."""
+"""Dagster's own CLI materializes a shipped partition on a fresh DAGSTER_HOME once the flow's
+partitions are registered (Dagster's CLI cannot add dynamic partitions); registering is an
+explicit, idempotent step whose errors propagate, never a side effect of loading the code."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance
+import pytest
+from dagster import DagsterError, DagsterInstance
 
 import assets.embeddings as flow
+from assets.register_partitions import main as register_main
+from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import pydoc_shard_keys
 from batch_workflows.flows.embeddings.vectors import QdrantSettings, VectorIndex, open_client
 
 DAGSTER = Path(sys.executable).with_name("dagster")
+ROOT = Path(flow.__file__).parents[2]
 SHARDS = 40  # EMBEDDINGS_PYDOC_SHARDS: shard 1 of 40 is two short topics, a fast run
 PARTITION = f"pydoc-1-of-{SHARDS}"
 ASSETS = "embeddings_requests,embeddings_batch,embeddings_results,embeddings_index"
@@ -40,10 +44,14 @@ def test_dagster_cli_materializes_a_shipped_partition_on_a_fresh_instance(tmp_pa
     }
     for name in ("QDRANT_URL", "QDRANT_API_KEY", "BATCH_API_KEY"):
         env.pop(name, None)
+    register = subprocess.run([sys.executable, "-m", "assets.register_partitions"],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert register.returncode == 0, register.stderr[-3000:]
+    assert f"assets.embeddings: added {SHARDS} partition(s)" in register.stdout
     proc = subprocess.run(
         [str(DAGSTER), "asset", "materialize", "-m", "assets.definitions",
          "--select", ASSETS, "--partition", PARTITION],
-        capture_output=True, text=True, env=env, timeout=300, cwd=Path(flow.__file__).parents[1],
+        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
@@ -54,27 +62,39 @@ def test_dagster_cli_materializes_a_shipped_partition_on_a_fresh_instance(tmp_pa
         assert VectorIndex(client, "cli").count(PARTITION) > 0
 
 
-def test_registration_is_idempotent_and_never_fails_the_load(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "3")
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    assert flow.register_corpus_partitions() == []  # no real instance: nothing to remember
+def test_loading_the_code_location_registers_nothing(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with DagsterInstance.get() as instance:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "EMBEDDINGS_WATCH_URI": str(tmp_path / "in")}
+    subprocess.run([sys.executable, "-c", "import assets.definitions"], env=env, cwd=ROOT,
+                   check=True, timeout=120)
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions(flow.embeddings_partitions.name) == []
+
+
+def test_registration_is_idempotent_and_its_errors_propagate(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "3")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "notes.md").write_text("# Notes\n\nabout generators\n")
+    monkeypatch.setenv("EMBEDDINGS_WATCH_URI", str(inbox))
+    home = tmp_path / "home"
+    home.mkdir()
+    with DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(flow.embeddings_partitions.name, ["pydoc-2-of-3"])
-    assert flow.register_corpus_partitions() == ["pydoc-1-of-3", "pydoc-3-of-3"]
-    assert flow.register_corpus_partitions() == []
-    with DagsterInstance.get() as instance:
+        assert flow.register_partitions(instance) == ["pydoc-1-of-3", "pydoc-3-of-3", "notes.md"]
+        assert flow.register_partitions(instance) == []
+        assert flow.register_partitions(instance, ["extra.jsonl"]) == ["extra.jsonl"]
         known = instance.get_dynamic_partitions(flow.embeddings_partitions.name)
-    assert sorted(known) == pydoc_shard_keys(3)
-    # A broken instance (DAGSTER_HOME not a folder) or bad settings: a warning, no exception.
+        assert sorted(known) == sorted([*pydoc_shard_keys(3), "notes.md", "extra.jsonl"])
+        monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "many")  # bad settings: the error itself
+        with pytest.raises(ConfigurationError, match="EMBEDDINGS_PYDOC_SHARDS"):
+            flow.register_partitions(instance)
+    # No instance to remember them, or a broken one: the command fails, saying why.
+    monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "3")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(DagsterError, match="DAGSTER_HOME"):
+        register_main()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
-    with caplog.at_level(logging.WARNING, logger="assets.embeddings"):
-        assert flow.register_corpus_partitions() == []
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "many")
-    with caplog.at_level(logging.WARNING, logger="assets.embeddings"):
-        assert flow.register_corpus_partitions() == []
-    warnings = [r.getMessage() for r in caplog.records if r.name == "assets.embeddings"]
-    assert len(warnings) == 2 and "EMBEDDINGS_PYDOC_SHARDS" in warnings[1]
+    with pytest.raises(DagsterError, match="DAGSTER_HOME"):
+        register_main()
