@@ -102,7 +102,7 @@ def bare_loads(path: Path) -> int:
 
 def ours_validate(path: Path) -> int:
     from batch_workflows.profiles import get_profile
-    from batch_workflows.requests.validate import validate_file
+    from batch_workflows.requests import validate_file
 
     report = validate_file(path, get_profile("nebius"))
     if not report.ok:
@@ -121,7 +121,7 @@ def bare_write(n: int, out: Path) -> int:
 
 def ours_write(n: int, out: Path) -> int:
     from batch_workflows.profiles import get_profile
-    from batch_workflows.requests.shards import write_shards
+    from batch_workflows.requests import write_shards
 
     manifest = write_shards(requests(n), out / "shards", get_profile("openai"))
     return manifest.total_requests

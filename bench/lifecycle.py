@@ -146,7 +146,7 @@ def bench_overhead(repeats: int) -> list[dict]:
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
     from batch_workflows.profiles import EMBEDDINGS, get_profile
-    from batch_workflows.requests.shards import write_shards
+    from batch_workflows.requests import write_shards
     from batch_workflows.wire import is_terminal
     from resources.artifacts import ArtifactStore
     from resources.batch import BatchResource

@@ -24,7 +24,7 @@ from batch_workflows.lifecycle.manifests import JoinFigures, SubmissionManifest,
 from batch_workflows.lifecycle.provider import BatchAPI, logger
 from batch_workflows.parquet import open_parquet
 from batch_workflows.pricing import cost_of_results
-from batch_workflows.requests.shards import iter_requests, write_shards
+from batch_workflows.requests import iter_requests, write_shards
 from batch_workflows.results import SUCCEEDED, ResultSet, join_results
 from batch_workflows.spill import HashSpill, partitions_for
 from batch_workflows.wire import is_terminal

@@ -45,7 +45,7 @@ from batch_workflows.lifecycle.track import (
     snapshot,
     wait,
 )
-from batch_workflows.requests.shards import write_shards
+from batch_workflows.requests import write_shards
 from batch_workflows.results import SUCCEEDED, ResultSet
 from batch_workflows.wire import BatchRequest, is_terminal
 

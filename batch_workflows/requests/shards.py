@@ -18,13 +18,12 @@ import orjson
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
 from batch_workflows.profiles import ProviderProfile
-from batch_workflows.requests.lines import iter_file_lines, iter_requests
+from batch_workflows.requests.lines import iter_file_lines
 from batch_workflows.requests.manifest import Shard, ShardManifest
 from batch_workflows.requests.validate import RequestValidator
 from batch_workflows.wire import BatchRequest
 
-# `iter_requests` reads shards back; it lives with the line reader and is importable from here
-__all__ = ["iter_requests", "write_shards"]
+__all__ = ["write_shards"]
 
 _FLUSH_BYTES = 1 << 18  # write and hash blocks this big: small enough to stay in CPU cache
 

@@ -10,7 +10,7 @@ from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
 from assets.lifecycle import batch_lifecycle, partition_dir, results_key
 from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.requests.shards import iter_requests
+from batch_workflows.requests import iter_requests
 
 PARTS = StaticPartitionsDefinition(["x"])
 

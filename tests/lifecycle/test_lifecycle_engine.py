@@ -166,7 +166,7 @@ def test_cancelled_shard_is_submitted_again_and_timeouts_raise(server, tmp_path,
 
 def _results_without(folder, requests, unfinished: set[str]):
     """A results Parquet where every request succeeded but those in `unfinished` (missing)."""
-    from batch_workflows.requests.shards import iter_requests
+    from batch_workflows.requests import iter_requests
     from batch_workflows.results import join_results
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def _results_without(folder, requests, unfinished: set[str]):
 
 @pytest.mark.parametrize("partition_bytes", [lc.RETRY_PARTITION_BYTES, 256])
 def test_retry_shards_hold_exactly_the_unfinished(tmp_path, partition_bytes):
-    from batch_workflows.requests.shards import iter_requests
+    from batch_workflows.requests import iter_requests
 
     src = write_requests(tmp_path / "all.jsonl", 200)
     unfinished = {f"r{i}" for i in range(0, 200, 7)}
