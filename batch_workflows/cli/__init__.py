@@ -23,6 +23,7 @@ COMMANDS = {
     "serve": "batch_workflows.cli.serve",
     "cancel": "batch_workflows.cli.cancel",
     "search": "batch_workflows.flows.embeddings.search",
+    "sft-check": "batch_workflows.cli.sft_check",
 }
 
 

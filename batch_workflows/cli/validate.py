@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from batch_workflows.cli.reports import print_reports
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import PROFILES, get_profile
 
@@ -74,15 +75,4 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"batch-workflows validate: error: cannot read {path}: {exc}", file=sys.stderr)
             return 2
-    bad = [r for r in reports if not r.ok]
-    if not bad:
-        for report in reports:
-            print(report.summary())
-        return 0
-    for report in bad:
-        for problem in report.problems:
-            print(problem)
-    for report in reports:  # context goes to stderr so stdout stays one line per problem
-        note = " (list truncated)" if report.truncated else ""
-        print(report.summary() + note, file=sys.stderr)
-    return 1
+    return print_reports(reports)
