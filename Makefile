@@ -41,10 +41,9 @@ serve: $(STAMP)
 
 # The demo records its runs in .data/dagster; the UI shows them from the same instance
 # (its dagster.yaml, pool limits included, copied from the repo's when absent).
+DAGSTER ?= $(BIN)/dagster
 dev: $(STAMP)
-	home="$${DAGSTER_HOME:-$(CURDIR)/.data/dagster}"; mkdir -p "$$home" && \
-	{ [ -e "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; } && \
-	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml
+	home="$$($(BIN)/python -m assets.instance)" && DAGSTER_HOME="$$home" $(DAGSTER) dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache bench/results.json

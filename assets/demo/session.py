@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -15,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from assets.demo.console import RunWatcher, say
+from assets.instance import prepare_dagster_home
 
-REPO = Path(__file__).resolve().parents[2]
 TIMINGS_PATH = Path(".data/demo-timings.json")
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -76,14 +75,8 @@ def open_session() -> Session:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    home = Path(os.environ.get("DAGSTER_HOME") or ".data/dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home = prepare_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
-    settings = home / "dagster.yaml"
-    # The repo's instance settings (pool limits for submissions, no telemetry) when there are
-    # none yet, or only the telemetry line earlier demos wrote.
-    if not settings.exists() or settings.read_text() == "telemetry:\n  enabled: false\n":
-        shutil.copyfile(REPO / "dagster.yaml", settings)
     warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
     from dagster import DagsterInstance

@@ -3,7 +3,9 @@ settings (dagster.yaml, copied into DAGSTER_HOME by `make dev` and the demo) giv
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -30,11 +32,30 @@ def test_repo_instance_settings_limit_every_pool_to_one_slot(tmp_path):
         assert instance.telemetry_enabled is False
 
 
-def test_make_dev_and_the_demo_install_it_when_absent():
-    makefile = (ROOT / "Makefile").read_text()
-    dev = makefile[makefile.index("\ndev:"):]
-    assert 'cp dagster.yaml "$$home/"' in dev.split("\n\n")[0]
-    assert '"dagster.yaml"' in (ROOT / "assets" / "demo.py").read_text()
+def test_make_dev_installs_it_when_absent_and_keeps_yours(tmp_path):
+    """`make dev` run for real, with `dagster` replaced by a command that prints its setting."""
+    def make_dev(home):
+        run = subprocess.run(
+            ["make", "-s", "dev", "DAGSTER=sh -c 'echo $$DAGSTER_HOME' dagster"],
+            cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True,
+            text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    home = tmp_path / "home"
+    assert make_dev(home) == str(home)
+    assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")  # the user's own
+    make_dev(home)
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
+
+
+def test_the_demo_installs_it_when_absent(tmp_path, monkeypatch):
+    from assets.instance import prepare_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "demo-home"))
+    home = prepare_dagster_home()  # what assets.demo.session.open_session calls first
+    assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
 
 
 def test_a_run_under_the_pool_limit_completes_and_frees_its_slot(server, store, flow_name,

@@ -113,14 +113,15 @@ def test_one_reattach_rule_for_client_and_lifecycle(server, tmp_path, asset_name
     """A failed batch stands for its submission (in both places); a cancelled one does not."""
     from batch_workflows.client import is_reattachable
 
+    # A line for another endpoint: the server rejects the input file, the batch is `failed`.
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/embeddings",
-                               "body": {"model": "no-such-model", "input": "hi"}}) + "\n")
-    key = lc.submission_key(asset_name, None, EMBEDDINGS, "bad", "no-such-model")
+    bad.write_text(json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions",
+                               "body": {"model": "m", "messages": []}}) + "\n")
+    key = lc.submission_key(asset_name, None, EMBEDDINGS, "bad", "m")
     with BatchClient(server.base_url, api_key=server.api_key) as client:
         sub = lc.submit(client, [bad], key, asset=asset_name, partition=None, endpoint=EMBEDDINGS)
         [done] = lc.wait(client, sub.batch_ids, poll_interval=0.1, timeout=120).values()
-        assert done["status"] in ("failed", "completed")
+        assert done["status"] == "failed", done
         assert is_reattachable(done)
         assert lc.find_submission(client, key, 1)[0]["id"] == done["id"]
         again = client.create_batch(sub.file_ids[0], EMBEDDINGS,
