@@ -32,6 +32,7 @@ from resources.vectors import QdrantResource
 # The single list of flows in this code location (module paths exposing `defs`).
 FLOWS: tuple[str, ...] = (
     "assets.embeddings",
+    "assets.distillation",
 )
 
 

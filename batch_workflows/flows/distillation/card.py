@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from batch_workflows.flows.distillation.filters import DROP_REASONS, REFUSAL_PREFIXES
+from batch_workflows.flows.distillation.requests import request_settings
 
 FILTER_TEXT = {
     "failed": "the request failed over HTTP after every attempt",
@@ -37,17 +38,18 @@ def _size_category(n: int) -> str:
 
 def card_data(report: dict[str, Any], *, partition: str, settings: Any, summary: Any,
               prompts: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
-    """Everything the card says, as JSON-ready data (`report`: DatasetReport.to_dict())."""
+    """Everything the card says, as JSON-ready data. `report`: DatasetReport.to_dict();
+    `summary`: the lifecycle's Summary (None: not known); `prompts`: what the requests step
+    recorded (counts, and under "teacher" the model and sampling the requests were built with);
+    `settings`: today's (format, filters, split)."""
     cost = summary.cost_usd if summary is not None else None
     kept = report["kept"]
+    asked = prompts.get("teacher") or request_settings(settings)
     return {
         "partition": partition,
         "format": settings.format,
-        "teacher": {"model": settings.model, "answered_by": report["teachers"],
-                    "sampling": {**settings.sampling, "seed": settings.seed,
-                                 "samples_per_prompt": settings.samples},
-                    "system_prompt": settings.system_prompt},
-        "prompts": prompts,
+        "teacher": {**asked, "answered_by": report["teachers"]},
+        "prompts": {k: v for k, v in prompts.items() if k != "teacher"},
         "requests_submitted": summary.submitted if summary is not None else report["requests"],
         **report,
         "filters": {"order": list(DROP_REASONS), "max_answer_tokens": settings.max_answer_tokens,

@@ -111,6 +111,14 @@ class PromptTableWriter:
         self._table.close()
 
 
+def request_settings(settings: DistillationSettings) -> dict[str, Any]:
+    """What the requests were built with, kept beside them for the dataset card (today's
+    settings may have changed by the time the dataset is written)."""
+    return {"model": settings.model, "system_prompt": settings.system_prompt,
+            "sampling": {**settings.sampling, "seed": settings.seed,
+                         "samples_per_prompt": settings.samples}}
+
+
 def build_requests(prompts: Iterable[Prompt], settings: DistillationSettings,
                    table: PromptTableWriter) -> Iterator[dict[str, Any]]:
     """The batch request lines for `prompts` (``settings.samples`` per prompt), each recorded
