@@ -27,11 +27,12 @@ from dagster import (
 
 from assets.embeddings.partitions import NAME, embeddings_partitions, settings
 from assets.embeddings.requests import chunks_key, lifecycle
-from assets.lifecycle import fetch_results, partition_dir
+from assets.lifecycle import fetch_results
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.index import IndexReport, index_results
 from batch_workflows.flows.embeddings.requests import chunk_rows, embedded_texts
 from batch_workflows.flows.side_table import sample_rows, tally_results, tally_side_table
+from batch_workflows.lifecycle import PartitionLayout, read_pointer
 from batch_workflows.parquet import open_parquet
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
@@ -42,7 +43,7 @@ CHECK_SELF = "chunks_retrieve_themselves"
 
 
 def index_summary_key(partition_key: str) -> str:
-    return f"{partition_dir(NAME, partition_key)}/index.json"
+    return PartitionLayout(NAME, partition_key).file("index.json")
 
 
 @asset(
@@ -106,8 +107,7 @@ def _index_metadata(
 
 def _model(artifacts: ArtifactStore, pkey: str) -> str:
     """The model the partition's requests named (not today's setting, which may differ)."""
-    pointer = json.loads(artifacts.read_bytes(f"{partition_dir(NAME, pkey)}/requests.json"))
-    return pointer.get("model") or settings().model
+    return read_pointer(artifacts, NAME, pkey).model or settings().model
 
 
 def _summary(artifacts: ArtifactStore, pkey: str) -> dict[str, Any]:

@@ -16,11 +16,12 @@ from typing import Any
 from dagster import AssetExecutionContext
 
 from assets.embeddings.partitions import NAME, embeddings_partitions, settings
-from assets.lifecycle import batch_lifecycle, partition_dir
+from assets.lifecycle import batch_lifecycle
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
 from batch_workflows.flows.embeddings.documents import documents_for_key
 from batch_workflows.flows.embeddings.requests import ChunkTableWriter, build_requests
+from batch_workflows.lifecycle import PartitionLayout
 from batch_workflows.profiles import EMBEDDINGS, ProviderProfile
 from batch_workflows.s3 import s3_client_for
 from resources.artifacts import ArtifactStore
@@ -29,7 +30,7 @@ from resources.batch import BatchResource
 
 def chunks_key(partition_key: str) -> str:
     """Artifact key of a partition's chunk table."""
-    return f"{partition_dir(NAME, partition_key)}/chunks.parquet"
+    return PartitionLayout(NAME, partition_key).file("chunks.parquet")
 
 
 def _inputs_cap(profile: ProviderProfile, inputs_per_request: int) -> int | None:
