@@ -12,7 +12,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.lifecycle.metadata import accounted_metadata, error_rate_metadata
+from assets.lifecycle.metadata import accounted_metadata, combined_metadata, error_rate_metadata
 from assets.lifecycle.spec import LifecycleSpec
 from batch_workflows import lifecycle as lc
 
@@ -21,16 +21,26 @@ CHECK_ERROR_RATE = "error_rate"
 
 
 def check_accounted(spec: LifecycleSpec, context: AssetCheckExecutionContext) -> AssetCheckResult:
-    summary = lc.read_summary(spec.store(context), spec.name, spec.partition(context))
-    return AssetCheckResult(passed=summary.accounted, metadata=accounted_metadata(summary))
+    summaries = _summaries(spec, context)
+    return AssetCheckResult(passed=all(s.accounted for _, s in summaries),
+                            metadata=combined_metadata([(k, accounted_metadata(s))
+                                                        for k, s in summaries]))
 
 
 def check_error_rate(spec: LifecycleSpec,
                      context: AssetCheckExecutionContext) -> AssetCheckResult:
-    summary = lc.read_summary(spec.store(context), spec.name, spec.partition(context))
-    return AssetCheckResult(passed=summary.error_rate <= spec.max_error_rate,
-                            severity=AssetCheckSeverity.ERROR,
-                            metadata=error_rate_metadata(summary, spec.max_error_rate))
+    summaries = _summaries(spec, context)
+    return AssetCheckResult(
+        passed=all(s.error_rate <= spec.max_error_rate for _, s in summaries),
+        severity=AssetCheckSeverity.ERROR,
+        metadata=combined_metadata([(k, error_rate_metadata(s, spec.max_error_rate))
+                                    for k, s in summaries]))
+
+
+def _summaries(spec: LifecycleSpec, context: AssetCheckExecutionContext) -> list[tuple]:
+    """(partition, summary) of each of the run's partitions (a range run has several)."""
+    store = spec.store(context)
+    return [(k, lc.read_summary(store, spec.name, k)) for k in spec.partition_keys(context)]
 
 
 def lifecycle_checks(spec: LifecycleSpec,

@@ -14,6 +14,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
     DefaultSensorStatus,
     MaterializeResult,
     PartitionsDefinition,
@@ -28,6 +29,13 @@ from assets.lifecycle.spec import LifecycleSpec, RequestBuilder
 from assets.lifecycle.steps import materialize_batch, materialize_requests, materialize_results
 from resources.artifacts import ArtifactStore
 from resources.batch import default_pool
+
+# Who answers for a flow's assets unless the flow names its own (Dagster takes an email address
+# or "team:<name>"; the UI shows them and filters the catalog by them).
+DEFAULT_OWNERS: tuple[str, ...] = ("team:ml-platform",)
+# Dagster has no description for an asset group: the factory puts the flow's into every one of
+# its assets' definition metadata under this key (shown on each asset's page).
+GROUP_DESCRIPTION_KEY = "group_description"
 
 
 @dataclass
@@ -77,12 +85,17 @@ def batch_lifecycle(
     batch_resource_key: str = "batch",
     artifacts_resource_key: str = "artifacts",
     group_name: str | None = None,
+    group_description: str | None = None,
+    owners: Sequence[str] = DEFAULT_OWNERS,
+    kinds: Iterable[str] = (),
     pool: str | None = None,
     max_error_rate: float = 0.05,
     batch_metadata: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
     sensor_interval_seconds: int = 15,
     sensor_default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+    allow_empty: bool = False,
+    backfill_policy: BackfillPolicy | None = None,
 ) -> BatchLifecycle:
     """Define the requests/batch/results assets, the tracking sensor and the checks of a flow.
 
@@ -105,7 +118,13 @@ def batch_lifecycle(
     ``batch_submit_<BATCH_PROVIDER>`` (``resources.batch.default_pool``): with the repo's
     ``dagster.yaml`` (one slot per pool) submissions to one provider are serialised, so each
     sees the batches of the one before it and the in-flight cap holds. `batch_metadata` and
-    `extra_body` go on every batch create.
+    `extra_body` go on every batch create. `allow_empty`: a partition without requests is
+    valid (nothing is submitted, its results are an empty table). `backfill_policy` goes on the
+    three assets; with ``BackfillPolicy.single_run()`` one run materializes a range of
+    partitions (``dagster asset materialize --partition-range``), each its own submission.
+    The assets go in the group `group_name` (by default `name`) with `owners`, and
+    `group_description` in their metadata (``GROUP_DESCRIPTION_KEY``); `kinds` are added to each
+    asset's own (requests: python, jsonl; batch: python, openai; results: parquet).
     """
     spec = LifecycleSpec(
         name=name, partitions_def=partitions_def, endpoint=endpoint,
@@ -114,29 +133,32 @@ def batch_lifecycle(
         artifacts_resource_key=artifacts_resource_key, max_error_rate=max_error_rate,
         batch_metadata=dict(batch_metadata or {}), extra_body=extra_body,
         sensor_interval_seconds=sensor_interval_seconds,
-        sensor_default_status=sensor_default_status)
+        sensor_default_status=sensor_default_status, allow_empty=allow_empty)
     group = group_name or name
     resource_keys = {batch_resource_key, artifacts_resource_key}
+    extra_kinds = set(kinds)
+    shared = {"group_name": group, "owners": list(owners), "metadata": (
+        {GROUP_DESCRIPTION_KEY: group_description} if group_description else {})}
 
     @asset(name=spec.requests_name, partitions_def=partitions_def, ins=dict(ins or {}),
            deps=list(deps or []), required_resource_keys=resource_keys | set(requests_resource_keys),
-           group_name=group, kinds={"python"},
+           kinds={"python", "jsonl"} | extra_kinds, backfill_policy=backfill_policy, **shared,
            description=f"Validated request shards of {name} and their manifest.")
     def requests_asset(context: AssetExecutionContext, **inputs: Any) -> MaterializeResult:
         return materialize_requests(spec, context, inputs)
 
     @asset(name=spec.batch_name, partitions_def=partitions_def, deps=[requests_asset],
-           required_resource_keys=resource_keys, group_name=group, pool=spec.pool,
-           kinds={"python"},
+           required_resource_keys=resource_keys, pool=spec.pool,
+           kinds={"python", "openai"} | extra_kinds, backfill_policy=backfill_policy, **shared,
            description=f"Batches of {name} at the provider (submitted once per content).")
     def batch_asset(context: AssetExecutionContext) -> MaterializeResult:
         return materialize_batch(spec, context)
 
     @asset(name=spec.results_name, partitions_def=partitions_def, deps=[batch_asset],
-           required_resource_keys=resource_keys, group_name=group,
+           required_resource_keys=resource_keys, **shared,
            pool=spec.pool,  # it resubmits: the same pool as the batch asset
            output_required=False,  # nothing is materialized while batches are still running
-           kinds={"parquet"},
+           kinds={"parquet"} | extra_kinds, backfill_policy=backfill_policy,
            description=f"Results of {name}: one row per custom_id (Parquet in the artifact store).")
     def results_asset(context: AssetExecutionContext):
         yield from materialize_results(spec, context)

@@ -11,6 +11,21 @@ from batch_workflows.lifecycle import Collected, Observation, RequestPointer, Su
 STATUSES = ("succeeded", "failed", "errored", "missing")
 
 
+def combined_metadata(per_key: list[tuple[str | None, dict[str, Any]]]) -> dict[str, Any]:
+    """One partition's metadata as it is; several (a range run): the numbers summed, and each
+    partition's plain values under ``by_partition``."""
+    if len(per_key) == 1:
+        return per_key[0][1]
+    plain = {str(k): {n: v for n, v in m.items() if isinstance(v, int | float | str | bool)}
+             for k, m in per_key}
+    sums: dict[str, Any] = {}
+    for _, m in per_key:
+        for n, v in m.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                sums[n] = sums.get(n, 0) + v
+    return {"partitions": len(per_key), **sums, "by_partition": MetadataValue.json(plain)}
+
+
 def requests_metadata(pointer: RequestPointer, uri: str) -> dict[str, Any]:
     return {
         "submission_key": pointer.key,

@@ -33,6 +33,7 @@ class LifecycleSpec:
     extra_body: Mapping[str, Any] | None = None
     sensor_interval_seconds: int = 15
     sensor_default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
+    allow_empty: bool = False  # a partition without requests is valid (nothing is submitted)
 
     @property
     def requests_name(self) -> str:
@@ -49,6 +50,11 @@ class LifecycleSpec:
     def partition(self, context: Any) -> str | None:
         """The run's partition key (None for an unpartitioned lifecycle)."""
         return context.partition_key if self.partitions_def is not None else None
+
+    def partition_keys(self, context: Any) -> list[str | None]:
+        """The run's partition keys: one, or a range's with a single-run backfill policy
+        ([None] for an unpartitioned lifecycle)."""
+        return list(context.partition_keys) if self.partitions_def is not None else [None]
 
     def resources(self, context: Any) -> tuple[BatchResource, ArtifactStore]:
         return (getattr(context.resources, self.batch_resource_key),

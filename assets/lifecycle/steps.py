@@ -6,47 +6,82 @@ from typing import Any
 
 from dagster import AssetExecutionContext, DagsterExecutionInterruptedError, MaterializeResult
 
-from assets.lifecycle.metadata import batch_metadata, requests_metadata, results_metadata
+from assets.lifecycle.metadata import (
+    batch_metadata,
+    combined_metadata,
+    requests_metadata,
+    results_metadata,
+)
 from assets.lifecycle.spec import LifecycleSpec
 from batch_workflows import lifecycle as lc
 
 
 def materialize_requests(spec: LifecycleSpec, context: AssetExecutionContext,
                          inputs: dict[str, Any]) -> MaterializeResult:
-    """``<name>_requests``: build, validate and store the partition's shards and pointer."""
+    """``<name>_requests``: build, validate and store the shards and pointer of each of the
+    run's partitions (one, or a range's with a single-run backfill policy)."""
     batch, store = spec.resources(context)
-    pkey = spec.partition(context)
-    pointer = lc.write_requests(store, spec.name, pkey, spec.endpoint,
-                                spec.build_requests(context, **inputs), batch.get_profile(),
-                                spec.params)
-    uri = store.uri(lc.PartitionLayout(spec.name, pkey).pointer)
-    return MaterializeResult(metadata=requests_metadata(pointer, uri))
+    keys = spec.partition_keys(context)
+    per_key = []
+    for pkey in keys:
+        builder_context = context if len(keys) == 1 else PartitionContext(context, pkey)
+        pointer = lc.write_requests(store, spec.name, pkey, spec.endpoint,
+                                    spec.build_requests(builder_context, **inputs),
+                                    batch.get_profile(), spec.params,
+                                    allow_empty=spec.allow_empty)
+        uri = store.uri(lc.PartitionLayout(spec.name, pkey).pointer)
+        per_key.append((pkey, requests_metadata(pointer, uri)))
+    return MaterializeResult(metadata=combined_metadata(per_key))
 
 
 def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> MaterializeResult:
-    """``<name>_batch``: submit the partition (re-attaching to what the provider has)."""
+    """``<name>_batch``: submit each partition (re-attaching to what the provider has)."""
     batch, store = spec.resources(context)
     spec.check_pool(context, batch)
-    pointer = lc.read_pointer(store, spec.name, spec.partition(context))
+    per_key = []
     with batch.get_client() as client:
-        submitted = lc.submit_partition(client, store, pointer, _policy(spec, context, batch),
-                                        log=context.log)
-    return MaterializeResult(metadata=batch_metadata(submitted, batch.provider))
+        for pkey in spec.partition_keys(context):
+            pointer = lc.read_pointer(store, spec.name, pkey)
+            submitted = lc.submit_partition(client, store, pointer,
+                                            _policy(spec, context, batch), log=context.log)
+            per_key.append((pkey, batch_metadata(submitted, batch.provider)))
+    return MaterializeResult(metadata=combined_metadata(per_key))
 
 
 def materialize_results(spec: LifecycleSpec, context: AssetExecutionContext):
-    """``<name>_results``: collect, resubmit and publish; nothing while batches still run."""
+    """``<name>_results``: collect, resubmit and publish; nothing while batches still run (in a
+    range run: nothing unless every partition is collected; the sensor asks for the others)."""
     batch, store = spec.resources(context)
     spec.check_pool(context, batch)
-    pointer = lc.read_pointer(store, spec.name, spec.partition(context))
+    per_key, waiting = [], []
     with batch.get_client() as client:
-        collected = lc.collect_partition(
-            client, store, pointer, _policy(spec, context, batch), blocking=batch.is_blocking,
-            interrupts=(DagsterExecutionInterruptedError, KeyboardInterrupt), log=context.log)
-    if collected is None:
-        context.log.info("the batch sensor requests this run again once the batches are terminal")
+        for pkey in spec.partition_keys(context):
+            pointer = lc.read_pointer(store, spec.name, pkey)
+            collected = lc.collect_partition(
+                client, store, pointer, _policy(spec, context, batch),
+                blocking=batch.is_blocking,
+                interrupts=(DagsterExecutionInterruptedError, KeyboardInterrupt), log=context.log)
+            if collected is None:
+                waiting.append(pkey)
+            else:
+                per_key.append((pkey, results_metadata(collected)))
+    if waiting:
+        context.log.info(f"batches still running for {waiting}: the batch sensor requests the "
+                         "results run of each partition once its batches are terminal")
         return
-    yield MaterializeResult(metadata=results_metadata(collected))
+    yield MaterializeResult(metadata=combined_metadata(per_key))
+
+
+class PartitionContext:
+    """The run's context as one of its partitions sees it: in a range run (single-run backfill)
+    each partition's request builder reads ``context.partition_key`` as its own key."""
+
+    def __init__(self, context: Any, partition_key: str | None):
+        self._context = context
+        self.partition_key = partition_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
 
 def _policy(spec: LifecycleSpec, context: AssetExecutionContext, batch: Any) -> lc.Policy:

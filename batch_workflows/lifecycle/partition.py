@@ -9,12 +9,15 @@ metadata), so each step can run in another process, after a crash, or again.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
+
+import pyarrow.parquet as pq
 
 from batch_workflows.errors import BudgetExceededError, ConfigurationError
 from batch_workflows.lifecycle.collect import (
@@ -47,9 +50,11 @@ from batch_workflows.lifecycle.track import (
 )
 from batch_workflows.requests import write_shards
 from batch_workflows.results import SUCCEEDED, ResultSet
+from batch_workflows.results.schema import SCHEMA as RESULTS_SCHEMA
 from batch_workflows.wire import BatchRequest, is_terminal
 
 SAMPLE_ROWS = 20
+EMPTY_CONTENT = "empty"  # the content hash of a partition without requests
 
 
 class Log(Protocol):
@@ -69,13 +74,26 @@ def write_requests(
     requests: Iterable[Mapping[str, Any] | BatchRequest],
     profile: Any,
     params: Mapping[str, Any] | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> RequestPointer:
     """Validate and shard a partition's requests, store the shards and the request pointer.
 
     Every line is validated before anything is stored (InvalidInputError with file, line and
-    reason). `params` (settings not visible in the lines) enter the submission key.
+    reason). `params` (settings not visible in the lines) enter the submission key. With
+    `allow_empty`, a partition without requests (a day with no backlog) is valid: its pointer
+    has no shards, nothing is submitted and its results are an empty table.
     """
     layout = PartitionLayout(name, partition)
+    requests = iter(requests)
+    first = next(requests, None)
+    if first is None and allow_empty:
+        key = submission_key(name, partition, endpoint, EMPTY_CONTENT, None, params)
+        pointer = RequestPointer(key, name, partition, endpoint, None, dict(params or {}),
+                                 EMPTY_CONTENT, 0, [])
+        store.write_bytes(layout.pointer, pointer.to_json())
+        return pointer
+    requests = itertools.chain([] if first is None else [first], requests)
     with tempfile.TemporaryDirectory(prefix="bw-shards-") as tmp:
         manifest = write_shards(requests, tmp, profile, endpoint=endpoint)
         if not manifest.shards:
@@ -154,6 +172,8 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
     """
     layout = PartitionLayout(pointer.asset, pointer.partition)
     remember_partition(store, pointer.asset, pointer.partition)
+    if not pointer.shards:  # an empty partition: no batch, but older ones are superseded
+        return _submit_nothing(client, store, layout, pointer, policy, log)
     existing = find_submission(client, pointer.key, 1)
     with tempfile.TemporaryDirectory(prefix="bw-sub-") as tmp:
         paths = [s.artifact if i in existing
@@ -173,6 +193,19 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
     if manifest.reattached:
         log.info(f"re-attached to {len(manifest.batches)} existing batch(es); nothing submitted")
     return Submitted(manifest, superseded, estimate, uri)
+
+
+def _submit_nothing(client: BatchAPI, store: Storage, layout: PartitionLayout,
+                    pointer: RequestPointer, policy: Policy, log: Log) -> Submitted:
+    superseded = cancel_partition(client, pointer.asset, pointer.partition, keep_key=pointer.key)
+    for b in superseded:
+        log.info(f"cancelled superseded batch {b.get('id')}")
+    manifest = SubmissionManifest(pointer.key, pointer.asset, pointer.partition, pointer.endpoint,
+                                  pointer.model, 1, policy.completion_window, [])
+    store.write_bytes(layout.attempt(pointer.key, 1).submission, manifest.to_json())
+    uri = store.write_bytes(layout.submission, manifest.to_json())
+    log.info("no requests in this partition: nothing submitted")
+    return Submitted(manifest, superseded, None, uri)
 
 
 def _submit_attempt(client: BatchAPI, pointer: RequestPointer, policy: Policy,
@@ -231,6 +264,12 @@ def collect_partition(
         raise ConfigurationError(f"{pointer.asset}: no submission for partition "
                                  f"{pointer.partition!r}; submit it first")
     layout = PartitionLayout(pointer.asset, pointer.partition)
+    if not pointer.shards:  # an empty partition: its results are an empty table
+        with tempfile.TemporaryDirectory(prefix="bw-collect-") as tmp:
+            final = Path(tmp) / "results.parquet"
+            pq.write_table(RESULTS_SCHEMA.empty_table(), final)
+            summary = summarize(final, [], policy.prices)
+            return _publish(store, layout, pointer, attempts, {}, summary, final)
     waiting = _Waiter(client, policy, blocking, on_progress, interrupts, log)
     parquets: list[str] = []
     figures = JoinFigures()
