@@ -12,11 +12,6 @@ Resources (all from the environment, so the same code runs locally, in CI and in
                   ``s3://bucket/prefix``);
 * ``qdrant``    — ``QdrantResource.from_env()``: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH.
 
-Automation (``assets.automation``): every sensor and schedule that is safe unattended is RUNNING
-by default, and so is ``automation_condition_sensor``, which evaluates the assets' automation
-conditions: with ``dagster dev`` (or ``dagster-daemon run``) a batch collected by the daemon's
-batch sensor is followed by its downstream asset with nobody in the UI.
-
 Concurrency: submissions (``<name>_batch`` and the resubmitting ``<name>_results``) run in the
 pool ``batch_submit_<provider>``. The repo's ``dagster.yaml`` (``concurrency: pools:
 default_limit: 1``, telemetry off), which ``make dev`` and the demo copy into DAGSTER_HOME when it
@@ -30,7 +25,6 @@ import importlib
 
 from dagster import Definitions
 
-from assets.automation import automation_sensor
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
 from resources.vectors import QdrantResource
@@ -53,11 +47,9 @@ def build_resources() -> dict[str, object]:
 
 
 def build_definitions(flows: tuple[str, ...] = FLOWS) -> Definitions:
-    """Merge the flows' definitions; attach the resources and the automation-condition sensor
-    (on by default: the daemon carries a collected batch on to its downstream asset)."""
+    """Merge the flows' definitions and attach the resources."""
     flow_defs = [importlib.import_module(name).defs for name in flows]
-    return Definitions.merge(
-        *flow_defs, Definitions(resources=build_resources(), sensors=[automation_sensor()]))
+    return Definitions.merge(*flow_defs, Definitions(resources=build_resources()))
 
 
 defs = build_definitions()
