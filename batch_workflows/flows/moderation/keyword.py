@@ -13,15 +13,25 @@ from batch_workflows.flows.moderation.taxonomy import Policy
 
 
 class KeywordMatcher:
-    """The policy's keyword lists, compiled once."""
+    """The policy's keyword lists, compiled once into one pattern (one scan of a text)."""
 
     def __init__(self, policy: Policy):
-        self.patterns = [
-            (c.name, re.compile(r"\b(?:" + "|".join(re.escape(k) for k in c.keywords) + ")",
-                                re.IGNORECASE))
-            for c in policy.categories if c.keywords
-        ]
+        self.names = policy.names
+        self.owners: dict[str, set[int]] = {}  # a keyword (lower case) -> its categories
+        for k, c in enumerate(policy.categories):
+            for word in c.keywords:
+                self.owners.setdefault(word.lower(), set()).add(k)
+        # longest first, so a keyword that starts another one does not hide it
+        words = sorted(self.owners, key=len, reverse=True)
+        self.pattern = re.compile(
+            r"\b(?=(" + "|".join(re.escape(w) for w in words) + "))", re.IGNORECASE
+        ) if words else None
 
     def categories(self, text: str) -> list[str]:
         """The categories one of whose keywords `text` contains, in policy order."""
-        return [name for name, pattern in self.patterns if pattern.search(text)]
+        if self.pattern is None:
+            return []
+        found: set[int] = set()
+        for match in self.pattern.finditer(text):
+            found |= self.owners[match.group(1).lower()]
+        return [self.names[k] for k in sorted(found)]

@@ -71,12 +71,13 @@ class Evaluation:
 
     names: Sequence[str]
     flagged: Confusion = field(default_factory=Confusion)
-    per_category: dict[str, Confusion] = field(default_factory=dict)
     scored: int = 0
     not_scored: int = 0  # labelled items without an ok verdict
+    # per category [tp, fp, fn]; tn follows from `scored` (touching only an item's categories)
+    _counts: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.per_category = {n: Confusion() for n in self.names}
+        self._counts = {n: [0, 0, 0] for n in self.names}
 
     def add(self, predicted: Iterable[str] | None, labels: Iterable[str] | None) -> None:
         """One item: `predicted` None when its verdict is not ok, `labels` None if unlabelled."""
@@ -88,8 +89,14 @@ class Evaluation:
         got, want = set(predicted), set(labels)
         self.scored += 1
         self.flagged.add(bool(got), bool(want))
-        for name, confusion in self.per_category.items():
-            confusion.add(name in got, name in want)
+        for name in got | want:
+            counts = self._counts[name]
+            counts[0 if name in got and name in want else 1 if name in got else 2] += 1
+
+    @property
+    def per_category(self) -> dict[str, Confusion]:
+        return {n: Confusion(tp, fp, fn, self.scored - tp - fp - fn)
+                for n, (tp, fp, fn) in self._counts.items()}
 
     @property
     def labelled(self) -> int:

@@ -2,7 +2,7 @@
 (the flagged items with their text), streamed, with the day's figures (`VerdictReport`).
 
 The item table and the results are matched on ``custom_id`` a part at a time: when the two
-files together pass `PART_BYTES`, their rows are first spread over a ``HashSpill`` by the hash
+files together pass `PART_BYTES` (8 MB of Parquet), their rows are first spread over a ``HashSpill`` by the hash
 of the custom_id (as the results join does), so only one part of each is in memory whatever the
 size of the day. Inside a part, verdicts follow the items' order.
 
@@ -30,9 +30,9 @@ from batch_workflows.flows.moderation.judges import FAILED, OK, UNPARSED, Judge,
 from batch_workflows.flows.moderation.keyword import KeywordMatcher
 from batch_workflows.flows.moderation.metrics import Evaluation
 from batch_workflows.parquet import open_parquet
-from batch_workflows.spill import HashSpill, partitions_for
+from batch_workflows.spill import HashSpill, partitions_for, release_memory
 
-PART_BYTES = 32 * 1024 * 1024  # item + result bytes (on disk) per part of the join
+PART_BYTES = 8 * 1024 * 1024  # item + result bytes (on disk) per part: ~10x in memory
 BATCH_ROWS = 8192
 SAMPLE = 20
 RESULT_COLUMNS = ["custom_id", "status", "error_code", "error_message", "model", "content",
@@ -122,16 +122,18 @@ def write_verdicts(items_path: str | Path, results_path: str | Path, judge: Judg
           pq.ParquetWriter(str(flagged_path), FLAGGED_SCHEMA) as flagged):
         for items, results in _parts(items_path, results_path, partitions_for(size, part_bytes),
                                      work_dir):
+            index = pc.index_in(items.column("custom_id"), value_set=results.column("custom_id"))
+            report.orphan_results += results.num_rows - (len(index) - index.null_count)
             for start in range(0, items.num_rows, BATCH_ROWS):
                 block = items.slice(start, BATCH_ROWS)
-                rows, matched = _match(block, results)
-                report.orphan_results -= matched  # results matched; the rest are orphans
+                rows = _match(index.slice(start, BATCH_ROWS), results)
                 judged = judge.parse(rows)
                 _record(report, keywords, block, judged)
                 table = _verdict_table(block, rows, judged, judge)
                 verdicts.write_table(table)
                 flagged.write_table(_flagged_table(table, block, judged))
-            report.orphan_results += results.num_rows
+            del items, results, index
+            release_memory()  # hand the part's buffers back before the next part is read
     if report.evaluation is not None and not report.evaluation.labelled:
         report.evaluation = report.keyword_baseline = None  # nothing labelled: no figures
     return report
@@ -175,15 +177,14 @@ def _result_schema(path: str | Path) -> pa.Schema:
     return pa.schema([schema.field(c) for c in RESULT_COLUMNS])
 
 
-def _match(items: pa.Table, results: pa.Table) -> tuple[pa.Table, int]:
-    """The result row of each item (all-null with status ``missing`` when it has none)."""
-    index = pc.index_in(items.column("custom_id"), value_set=results.column("custom_id"))
+def _match(index: pa.Array, results: pa.Table) -> pa.Table:
+    """The result row of each item (`index`: its row in `results`, null when it has none; then
+    all-null with status ``missing``)."""
     rows = results.take(index)
-    matched = len(index) - index.null_count
     if index.null_count:
         status = pc.fill_null(rows.column("status"), "missing")
         rows = rows.set_column(rows.schema.get_field_index("status"), "status", status)
-    return rows, matched
+    return rows
 
 
 # --- the figures and the tables -------------------------------------------------------------
@@ -192,7 +193,8 @@ def _record(report: VerdictReport, keywords: KeywordMatcher, items: pa.Table,
             judged: Judged) -> None:
     ids = items.column("id").to_pylist()
     labels = items.column("labels").to_pylist()
-    texts = items.column("text") if any(lab is not None for lab in labels) else None
+    texts = (items.column("text").to_pylist() if any(lab is not None for lab in labels)
+             else None)
     for i, status in enumerate(judged.status):
         report.items += 1
         report.statuses[status] += 1
@@ -205,7 +207,7 @@ def _record(report: VerdictReport, keywords: KeywordMatcher, items: pa.Table,
             sample.append({"id": ids[i], "reason": judged.reason[i] or ""})
         if labels[i] is not None and report.evaluation is not None:
             report.evaluation.add(categories if status == OK else None, labels[i])
-            report.keyword_baseline.add(keywords.categories(texts[i].as_py()), labels[i])
+            report.keyword_baseline.add(keywords.categories(texts[i]), labels[i])
 
 
 def _scores(judged: Judged, names: list[str]) -> pa.Array:
