@@ -4,7 +4,6 @@ the set of seen keys."""
 from __future__ import annotations
 
 import random
-import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +13,10 @@ from batch_workflows.flows.distillation.filters import is_refusal
 from batch_workflows.flows.distillation.minhash import (
     AnswerSketcher,
     SeenKeys,
-    normalize,
     shingle_hash,
+    text_keys,
+    word_hash,
+    words_of,
 )
 
 
@@ -28,7 +29,7 @@ def test_refusals_only_at_the_start():
 
 def _datasketch_signature(words: list[str]) -> np.ndarray:
     def shingle(t: tuple[str, ...]) -> int:
-        h = [np.array([zlib.crc32(w.encode())], np.uint32) for w in t]
+        h = [np.array([word_hash(w.encode())], np.uint64) for w in t]
         return int(shingle_hash(*h)[0])
 
     m = MinHash(num_perm=64, seed=1, hashfunc=shingle, scheme="affine32")
@@ -36,17 +37,31 @@ def _datasketch_signature(words: list[str]) -> np.ndarray:
     return m.hashvalues
 
 
+def test_words_are_normalized_runs_between_whitespace():
+    words = words_of(pa.array(["Hello  World\n", "hello world", "ＡＢＣ x", "  ", None, "é ü"]))
+    assert words.counts.tolist() == [2, 2, 2, 0, 0, 2]
+    h = words.hashes.tolist()
+    assert h[0:2] == h[2:4] == [word_hash(b"hello"), word_hash(b"world")]
+    assert h[4] == word_hash(b"abc") and h[6] == word_hash("é".encode())
+
+
 def test_signatures_equal_datasketch_value_for_value():
     rng = random.Random(5)
-    texts = [" ".join(rng.choice("abcdefghij") * rng.randint(1, 3) for _ in range(rng.randint(2, 40)))
-             for _ in range(300)] + [None, "", "Ünïcode  TEXT\twith   spaces and more words here ok"]
+    texts = [" ".join(rng.choice("abcdefghij") * rng.randint(1, 3)
+                      for _ in range(rng.randint(2, 40))) for _ in range(300)]
+    texts += [None, "", "Ünïcode  TEXT\twith   spaces and more words here ok"]
     sketcher = AnswerSketcher(0.85, min_words=8)
-    normalized = normalize(pa.array(texts))
-    signatures, rows = sketcher.signatures(normalized)
-    words = [t.split(" ") if t else [] for t in normalized.to_pylist()]
-    assert rows.tolist() == [i for i, w in enumerate(words) if len(w) >= 8]
+    signatures, rows = sketcher.signatures(words_of(pa.array(texts)))
+    split = [t.lower().split() if t else [] for t in texts]
+    assert rows.tolist() == [i for i, w in enumerate(split) if len(w) >= 8]
     for sig, row in zip(signatures, rows, strict=True):
-        assert np.array_equal(sig, _datasketch_signature(words[row]))
+        assert np.array_equal(sig, _datasketch_signature(split[row]))
+
+
+def test_text_keys_follow_words_and_salt():
+    words = words_of(pa.array(["a b c", "A  b c", "a c b", "a b c", ""]))
+    keys = text_keys(words, np.array([1, 1, 1, 2, 1], np.uint64)).tolist()
+    assert keys[0] == keys[1] and len(set(keys)) == 4
 
 
 def test_near_identical_answers_share_a_band_and_different_ones_do_not():
@@ -55,7 +70,7 @@ def test_near_identical_answers_share_a_band_and_different_ones_do_not():
     variant = [*base[:-1], "other"]
     unrelated = [f"w{rng.randint(0, 9999)}" for _ in range(80)]
     sketcher = AnswerSketcher(0.85, min_words=8)
-    sigs, _ = sketcher.signatures(normalize(pa.array([" ".join(x) for x in (base, variant,
+    sigs, _ = sketcher.signatures(words_of(pa.array([" ".join(x) for x in (base, variant,
                                                                              unrelated)])))
     keys = sketcher.band_keys(sigs)
     assert keys.shape == (3, sketcher.bands) == (3, 4)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.distillation.examples import EXAMPLE_FORMATS
@@ -36,13 +37,18 @@ from batch_workflows.flows.distillation.filters import (
     FilterSettings,
 )
 from batch_workflows.flows.distillation.requests import PROMPT_SCHEMA
-from batch_workflows.flows.distillation.split import SPLITS, TRAIN, VALIDATION, split_of
+from batch_workflows.flows.distillation.split import (
+    SPLITS,
+    TRAIN,
+    VALIDATION,
+    in_validation,
+    prompt_keys,
+)
 from batch_workflows.flows.distillation.tokens import TokenHistogram
-from batch_workflows.flows.side_table import SideTableWriter, tally_results, tally_side_table
-from batch_workflows.parquet import open_parquet
 from batch_workflows.spill import HashSpill, partitions_for, release_memory
 
-PART_BYTES = 16 * 1024 * 1024  # uncompressed input bytes joined at a time
+PART_BYTES = 8 * 1024 * 1024  # uncompressed input bytes joined at a time
+READ_BUFFER = 1 << 20  # Parquet read in 1 MB reads, not whole column chunks (peak memory)
 BATCH_ROWS = 4096  # rows decided and written at a time
 RESULT_COLUMNS = ["custom_id", "status", "model", "content", "finish_reason", "prompt_tokens",
                   "completion_tokens"]
@@ -117,37 +123,54 @@ class DatasetReport:
         }
 
 
+def _open(path: str | Path) -> pq.ParquetFile:
+    return pq.ParquetFile(str(path), pre_buffer=False, buffer_size=READ_BUFFER)
+
+
 def _size(path: str | Path) -> int:
-    meta = open_parquet(path).metadata
+    meta = _open(path).metadata
     return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 def joined_parts(prompt_table: str | Path, results: str | Path,
                  part_bytes: int = PART_BYTES) -> Iterator[pa.Table]:
     """The prompt table joined with the results on custom_id, a part at a time, each sorted by
-    custom_id. Fails when the two do not name the same requests."""
-    planned, got = tally_side_table(prompt_table), tally_results(results)
-    if not planned.same_requests(got) or planned.rows != planned.requests:
-        raise ConfigurationError(
-            f"the prompt table and the results name different requests ({planned.requests} "
-            f"planned, {got.requests} with a result); re-materialize distillation_requests "
-            "through distillation_results")
+    custom_id. Both name each request once (the builder, the lifecycle's one row per
+    custom_id), so equal row counts and an inner join of that many rows mean the same
+    requests; anything else fails (after the parts read so far)."""
+    planned, got = _open(prompt_table).metadata.num_rows, _open(results).metadata.num_rows
+    if planned != got:
+        raise _mismatch(planned, got)
     parts = partitions_for(_size(prompt_table) + _size(results), part_bytes)
+    joined = 0
     if parts <= 1:
-        yield _join(open_parquet(prompt_table).read(), open_parquet(results).read(RESULT_COLUMNS))
-        return
-    with HashSpill.temporary(parts, Path(results).resolve().parent, ".dataset-") as spill:
-        for batch in open_parquet(prompt_table).iter_batches(batch_size=65_536):
-            spill.add("req", [batch])
-        for batch in open_parquet(results).iter_batches(batch_size=16_384,
-                                                         columns=RESULT_COLUMNS):
-            spill.add("res", [batch])
-        spill.close()
-        result_schema = open_parquet(results).schema_arrow
-        result_schema = pa.schema([result_schema.field(c) for c in RESULT_COLUMNS])
-        for i in range(parts):
-            yield _join(spill.read("req", i, PROMPT_SCHEMA), spill.read("res", i, result_schema))
+        part = _join(_open(prompt_table).read(), _open(results).read(RESULT_COLUMNS))
+        joined = part.num_rows
+        yield part
+    else:
+        with HashSpill.temporary(parts, Path(results).resolve().parent, ".dataset-") as spill:
+            for batch in _open(prompt_table).iter_batches(batch_size=8192):
+                spill.add("req", [batch])
+            for batch in _open(results).iter_batches(batch_size=8192, columns=RESULT_COLUMNS):
+                spill.add("res", [batch])
+            spill.close()
             release_memory()
+            schema = _open(results).schema_arrow
+            schema = pa.schema([schema.field(c) for c in RESULT_COLUMNS])
+            for i in range(parts):
+                part = _join(spill.read("req", i, PROMPT_SCHEMA), spill.read("res", i, schema))
+                joined += part.num_rows
+                yield part
+                del part
+                release_memory()
+    if joined != planned:
+        raise _mismatch(planned, joined)
+
+
+def _mismatch(planned: int, got: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"the prompt table and the results name different requests ({planned} planned, {got} "
+        "with a result); re-materialize distillation_requests through distillation_results")
 
 
 def _join(prompts: pa.Table, results: pa.Table) -> pa.Table:
@@ -169,71 +192,95 @@ class DatasetWriter:
                                                   settings.near_dup_min_words))
         self.report = DatasetReport()
         self.out = {s: open(self.paths[s], "wb", buffering=1 << 20) for s in SPLITS}  # noqa: SIM115
-        self.metadata = SideTableWriter(self.paths["metadata"], METADATA_SCHEMA)
-        self.dropped = SideTableWriter(self.paths["dropped"], DROPPED_SCHEMA)
+        self.metadata = _TableWriter(self.paths["metadata"], METADATA_SCHEMA)
+        self.dropped = _TableWriter(self.paths["dropped"], DROPPED_SCHEMA)
 
     def add(self, rows: pa.Table) -> None:
         """Decide and write one batch of joined rows (in the order they are to be decided)."""
-        codes = self.filter.outcomes(rows)
+        prompts = prompt_keys(rows.column("prompt_id"))
+        codes = self.filter.outcomes(rows, prompts)
         self.report.requests += rows.num_rows
-        for code, n in zip(*np.unique(codes, return_counts=True), strict=True):
-            self.report.outcomes[OUTCOMES[code]] += int(n)
-        self._drop(rows, codes)
-        self._keep(rows.filter(pa.array(codes == CODE[KEPT])))
+        for code, n in enumerate(np.bincount(codes, minlength=len(OUTCOMES)).tolist()):
+            self.report.outcomes[OUTCOMES[code]] += n
+        gone = codes != CODE[KEPT]
+        if gone.any():
+            taken = rows.filter(pa.array(gone))
+            reasons = pa.array(OUTCOMES).take(pa.array(codes[gone]))
+            self.dropped.write(taken.select(["custom_id", "prompt_id"]).append_column(
+                "reason", reasons).append_column("status", taken.column("status")).append_column(
+                "finish_reason", taken.column("finish_reason")))
+        kept = ~gone
+        if kept.any():
+            self._keep(rows.filter(pa.array(kept)),
+                       in_validation(prompts[kept], self.fraction))
 
-    def _drop(self, rows: pa.Table, codes: np.ndarray) -> None:
-        gone = np.flatnonzero(codes != CODE[KEPT])
-        if not len(gone):
-            return
-        taken = rows.take(gone)
-        self.dropped.extend({
-            "custom_id": taken.column("custom_id").to_pylist(),
-            "prompt_id": taken.column("prompt_id").to_pylist(),
-            "reason": [OUTCOMES[c] for c in codes[gone]],
-            "status": taken.column("status").to_pylist(),
-            "finish_reason": taken.column("finish_reason").to_pylist(),
-        })
-
-    def _keep(self, kept: pa.Table) -> None:
-        if not kept.num_rows:
-            return
+    def _keep(self, kept: pa.Table, validation: np.ndarray) -> None:
         r = self.report
-        col = {name: kept.column(name).to_pylist() for name in
-               ("prompt_id", "system", "user", "content", "task", "source", "model")}
-        splits = [split_of(pid, self.fraction) for pid in col["prompt_id"]]
-        lines: dict[str, list[bytes]] = {TRAIN: [], VALIDATION: []}
-        numbers = []
-        for split, system, user, answer in zip(splits, col["system"], col["user"],
-                                               col["content"], strict=True):
-            lines[split].append(orjson.dumps(self.example(system, user, answer)))
-            numbers.append(r.splits[split] + len(lines[split]))
-        for split, chunk in lines.items():
-            if chunk:
-                self.out[split].write(b"\n".join(chunk) + b"\n")
-                r.splits[split] += len(chunk)
+        systems, users, answers = (kept.column(c).to_pylist() for c in ("system", "user",
+                                                                          "content"))
+        lines: dict[bool, list[bytes]] = {False: [], True: []}
+        for v, system, user, answer in zip(validation.tolist(), systems, users, answers,
+                                           strict=True):
+            lines[v].append(orjson.dumps(self.example(system, user, answer)))
+        for v, split in ((False, TRAIN), (True, VALIDATION)):
+            if lines[v]:
+                self.out[split].write(b"\n".join(lines[v]) + b"\n")
+        # Line numbers: each row's place in its split's file.
+        numbers = np.where(validation, np.cumsum(validation) + r.splits[VALIDATION],
+                           np.cumsum(~validation) + r.splits[TRAIN])
+        r.splits[TRAIN] += len(lines[False])
+        r.splits[VALIDATION] += len(lines[True])
         prompt_tokens = kept.column("prompt_tokens").fill_null(0).to_numpy()
         completion_tokens = kept.column("completion_tokens").fill_null(0).to_numpy()
         r.prompt_tokens.add(prompt_tokens)
         r.completion_tokens.add(completion_tokens)
         r.total_tokens.add(prompt_tokens + completion_tokens)
-        r.tasks.update(col["task"])
-        r.sources.update(col["source"])
-        r.teachers.update(col["model"])
-        self.metadata.extend({
-            "custom_id": kept.column("custom_id").to_pylist(), "split": splits,
-            "line": numbers, "prompt_id": col["prompt_id"],
-            "sample": kept.column("sample").to_pylist(), "source": col["source"],
-            "source_line": kept.column("line").to_pylist(), "task": col["task"],
-            "teacher_model": col["model"], "prompt_tokens": prompt_tokens.tolist(),
-            "completion_tokens": completion_tokens.tolist(),
-            "finish_reason": kept.column("finish_reason").to_pylist(),
-        })
+        for counter, column in ((r.tasks, "task"), (r.sources, "source"), (r.teachers, "model")):
+            counts = kept.column(column).value_counts().to_pylist()
+            counter.update({c["values"]: c["counts"] for c in counts})
+        split_names = pa.array(np.where(validation, VALIDATION, TRAIN).tolist(), pa.string())
+        self.metadata.write(pa.table({
+            "custom_id": kept.column("custom_id"), "split": split_names,
+            "line": pa.array(numbers, pa.int64()), "prompt_id": kept.column("prompt_id"),
+            "sample": kept.column("sample"), "source": kept.column("source"),
+            "source_line": kept.column("line"), "task": kept.column("task"),
+            "teacher_model": kept.column("model"), "prompt_tokens": kept.column("prompt_tokens"),
+            "completion_tokens": kept.column("completion_tokens"),
+            "finish_reason": kept.column("finish_reason"),
+        }))
 
     def close(self) -> None:
         for fh in self.out.values():
             fh.close()
         self.metadata.close()
         self.dropped.close()
+
+
+class _TableWriter:
+    """Appends Arrow tables to a Parquet file in row groups of at least ROW_GROUP rows."""
+
+    ROW_GROUP = 65_536
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.schema = schema
+        self._writer = pq.ParquetWriter(str(path), schema)
+        self._queued: list[pa.Table] = []
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._queued.append(table.cast(self.schema))
+        self._rows += table.num_rows
+        if self._rows >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._queued:
+            self._writer.write_table(pa.concat_tables(self._queued), row_group_size=self._rows)
+            self._queued, self._rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
 
 
 def build_dataset(prompt_table: str | Path, results: str | Path, folder: str | Path,

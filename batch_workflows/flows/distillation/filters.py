@@ -10,11 +10,11 @@ in this order (`DROP_REASONS`):
 ``missing``            no result line came back for it (lifecycle status)
 ``finish_length``      the answer was cut at ``max_tokens`` (finish_reason ``length``)
 ``content_filter``     the provider withheld or cut it (finish_reason ``content_filter``)
-``empty``              no content, or only whitespace
+``empty``              no content, or only whitespace (no words, `minhash.words_of`)
 ``refusal``            the answer starts with one of `REFUSAL_PREFIXES`
 ``over_token_limit``   more completion tokens than ``max_answer_tokens``
 ``exact_duplicate``    the same prompt with the same answer as an earlier example, after
-                       `minhash.normalize` (a 64-bit digest of prompt id + normalized answer)
+                       normalization (a 64-bit key of prompt id + the answer's words, `minhash`)
 ``near_duplicate``     an answer whose MinHash shares an LSH band with an earlier answer of
                        at least ``near_dup_min_words`` words (see `minhash`)
 =====================  ===================================================================
@@ -29,7 +29,6 @@ decline the request itself. An answer that merely contains "I can't" somewhere i
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -37,7 +36,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch_workflows.flows.distillation.minhash import AnswerSketcher, SeenKeys, normalize
+from batch_workflows.flows.distillation.minhash import (
+    AnswerSketcher,
+    SeenKeys,
+    Words,
+    text_keys,
+    words_of,
+)
 
 KEPT = "kept"
 DROP_REASONS = (
@@ -74,13 +79,6 @@ def is_refusal(texts: pa.Array) -> np.ndarray:
         zero_copy_only=False)
 
 
-def _digests(prompt_ids: list[str], answers: list[str]) -> np.ndarray:
-    return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(f"{p}\x1f{a}".encode(), digest_size=8).digest(), "little")
-         for p, a in zip(prompt_ids, answers, strict=True)),
-        dtype=np.uint64, count=len(answers))
-
-
 class AnswerFilter:
     """Decides the outcome of each request, a batch of joined rows at a time; remembers what it
     has seen for the duplicate reasons (8 bytes per answer, plus 8 per band per long answer)."""
@@ -91,9 +89,9 @@ class AnswerFilter:
         self.exact = SeenKeys()
         self.bands = SeenKeys()
 
-    def outcomes(self, rows: pa.Table) -> np.ndarray:
-        """The outcome code of each row (columns: prompt_id, status, finish_reason, content,
-        completion_tokens), in row order."""
+    def outcomes(self, rows: pa.Table, prompts: np.ndarray) -> np.ndarray:
+        """The outcome code of each row (columns: status, finish_reason, content,
+        completion_tokens; `prompts`: each row's `split.prompt_keys`), in row order."""
         n = rows.num_rows
         code = np.zeros(n, np.int8)
 
@@ -107,29 +105,28 @@ class AnswerFilter:
         drop("finish_length", pc.equal(finish, "length").to_numpy(zero_copy_only=False))
         drop("content_filter", pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False))
         content = rows.column("content").combine_chunks()
-        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(content), ""), True)
-        drop("empty", blank.to_numpy(zero_copy_only=False))
+        words = words_of(content)
+        drop("empty", words.counts == 0)
         drop("refusal", is_refusal(content))
         tokens = pc.fill_null(rows.column("completion_tokens"), 0).to_numpy(zero_copy_only=False)
         drop("over_token_limit", tokens > self.settings.max_answer_tokens)
-        self._duplicates(rows, content, code)
+        self._duplicates(words, prompts, code)
         return code
 
-    def _duplicates(self, rows: pa.Table, content: pa.Array, code: np.ndarray) -> None:
-        live = np.flatnonzero(code == 0)
-        if not len(live):
+    def _duplicates(self, words: Words, prompts: np.ndarray, code: np.ndarray) -> None:
+        live = code == 0
+        if not live.any():
             return
-        normalized = normalize(content.take(live))
-        pids = rows.column("prompt_id").take(live).to_pylist()
-        keys = _digests(pids, normalized.to_pylist())
+        answers = words.take(live)
+        keys = text_keys(answers, prompts[live])
         again = self.exact.seen_before(keys)
-        code[live[again]] = CODE["exact_duplicate"]
+        where = np.flatnonzero(live)
+        code[where[again]] = CODE["exact_duplicate"]
         self.exact.add(keys)
-        live, normalized = live[~again], normalized.filter(pa.array(~again))
-        signatures, sketched = self.sketcher.signatures(normalized)
+        signatures, sketched = self.sketcher.signatures(answers.take(~again))
         if not len(sketched):
             return
         bands = self.sketcher.band_keys(signatures)
         hit = self.bands.seen_before(bands.ravel()).reshape(bands.shape).any(axis=1)
-        code[live[sketched[hit]]] = CODE["near_duplicate"]
+        code[where[~again][sketched[hit]]] = CODE["near_duplicate"]
         self.bands.add(bands.ravel())
