@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
+from support.dagster_results import check_verdicts, materialization_metadata
 
 import assets.embeddings as flow
 from batch_workflows.flows.corpus import first_line, pydoc_shard_keys, pydoc_topics
@@ -37,17 +38,6 @@ def _write_slice(inbox: Path, topics: list[str]) -> None:
         for t in topics:
             # With the topic's heading as title: chunks are embedded under it.
             fh.write(json.dumps({"id": t, "text": text[t], "title": first_line(text[t])}) + "\n")
-
-
-def _metadata(result, asset: str) -> dict:
-    (mat,) = [m for m in result.get_asset_materialization_events()
-              if m.asset_key.to_user_string() == asset]
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
-
-
-def _checks(result) -> dict[str, bool]:
-    return {e.event_specific_data.check_name: e.event_specific_data.passed
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +78,13 @@ def _points(env, partition: str | None = FILE) -> int:
 
 
 def test_first_materialization_indexes_every_chunk(env, first):
-    req = _metadata(first, "embeddings_requests")
-    index = _metadata(first, "embeddings_index")
-    assert _metadata(first, "embeddings_batch")["batches_created"] == 1
+    req = materialization_metadata(first, "embeddings_requests")
+    index = materialization_metadata(first, "embeddings_index")
+    assert materialization_metadata(first, "embeddings_batch")["batches_created"] == 1
     # Many chunks per request: far fewer requests than chunks.
     assert index["chunks"] > 2 * req["requests"] > 0
     assert index["points"] == index["chunks"] == index["upserted"] == _points(env)
-    assert _checks(first) == {"all_requests_accounted": True, "error_rate": True,
+    assert check_verdicts(first) == {"all_requests_accounted": True, "error_rate": True,
                               "points_match_chunks": True, "chunks_retrieve_themselves": True}
     with env["resources"]["qdrant"].open() as vi:
         payload = vi.client.retrieve("docs", [point_id("lambda", 0)], with_payload=True)[0].payload
@@ -106,13 +96,13 @@ def test_first_materialization_indexes_every_chunk(env, first):
 def test_second_materialization_submits_nothing_and_changes_nothing(env, first):
     before = _points(env)
     again = _run(env)
-    batch = _metadata(again, "embeddings_batch")
+    batch = materialization_metadata(again, "embeddings_batch")
     assert batch["batches_created"] == 0 and batch["reattached"] is True
-    assert batch["batch_ids"] == _metadata(first, "embeddings_batch")["batch_ids"]
-    index = _metadata(again, "embeddings_index")
+    assert batch["batch_ids"] == materialization_metadata(first, "embeddings_batch")["batch_ids"]
+    index = materialization_metadata(again, "embeddings_index")
     assert (index["upserted"], index["unchanged"], index["stale_deleted"]) == (0, before, 0)
     assert _points(env) == before
-    assert all(_checks(again).values())
+    assert all(check_verdicts(again).values())
 
 
 def test_search_cli_finds_the_right_topic_with_json_keys(env, first):
@@ -152,15 +142,15 @@ def test_removed_document_loses_its_points(env, first):
     _write_slice(env["inbox"], [t for t in TOPICS if t != "while"])
     try:
         result = _run(env)
-        index = _metadata(result, "embeddings_index")
-        assert _metadata(result, "embeddings_batch")["batches_created"] == 1  # new content
+        index = materialization_metadata(result, "embeddings_index")
+        assert materialization_metadata(result, "embeddings_batch")["batches_created"] == 1  # new content
         assert index["stale_deleted"] > 0
         assert index["points"] == index["chunks"] == _points(env)
         with env["resources"]["qdrant"].open() as vi:
             docs = {vi.client.retrieve("docs", [pid], with_payload=["document_id"])[0]
                     .payload["document_id"] for pid in vi.partition_ids(FILE)}
         assert "while" not in docs and "try" in docs
-        assert all(_checks(result).values())
+        assert all(check_verdicts(result).values())
     finally:
         _write_slice(env["inbox"], TOPICS)
 
