@@ -25,9 +25,15 @@ from dagster import (
     asset_check,
 )
 
-from assets.embeddings.partitions import NAME, embeddings_partitions, settings
+from assets.embeddings.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    embeddings_partitions,
+    settings,
+)
 from assets.embeddings.requests import chunks_key, lifecycle
-from assets.lifecycle import fetch_results
+from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.index import IndexReport, index_results
 from batch_workflows.flows.embeddings.requests import chunk_rows, embedded_texts
@@ -51,6 +57,8 @@ def index_summary_key(partition_key: str) -> str:
     partitions_def=embeddings_partitions,
     deps=[lifecycle.results],
     group_name=NAME,
+    owners=OWNERS,
+    metadata={GROUP_DESCRIPTION_KEY: GROUP_DESCRIPTION},
     kinds={"qdrant"},
     automation_condition=AutomationCondition.eager(),
     description="Points in Qdrant for the partition's chunks (re-runs overwrite; stale deleted).",

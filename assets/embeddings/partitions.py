@@ -27,6 +27,14 @@ from batch_workflows.flows.sources import SourceFile, list_source_files
 from batch_workflows.s3 import s3_client_for
 
 NAME = "embeddings"  # the flow's name: its assets' prefix and its folder in the artifact store
+# The asset group's description (in every asset's metadata: Dagster has no group descriptions)
+# and who answers for the flow.
+GROUP_DESCRIPTION = (
+    "Semantic search index: documents (the shipped Python reference or inbox files) cut into "
+    "token-measured chunks, embedded through /v1/embeddings batches and upserted into Qdrant; "
+    "one partition per source shard or file."
+)
+OWNERS = ("team:ml-platform",)
 embeddings_partitions = DynamicPartitionsDefinition(name="embeddings_sources")
 
 

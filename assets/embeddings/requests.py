@@ -15,7 +15,13 @@ from typing import Any
 
 from dagster import AssetExecutionContext
 
-from assets.embeddings.partitions import NAME, embeddings_partitions, settings
+from assets.embeddings.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    embeddings_partitions,
+    settings,
+)
 from assets.lifecycle import batch_lifecycle
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
@@ -86,4 +92,6 @@ lifecycle = batch_lifecycle(
     EMBEDDINGS,
     build_embedding_requests,
     group_name=NAME,
+    group_description=GROUP_DESCRIPTION,
+    owners=OWNERS,
 )

@@ -8,12 +8,18 @@ tracking sensor (``sensor``), checks (``checks``) and metadata (``metadata``).
 """
 
 from assets.lifecycle.checks import CHECK_ACCOUNTED, CHECK_ERROR_RATE
-from assets.lifecycle.factory import BatchLifecycle, batch_lifecycle
+from assets.lifecycle.factory import (
+    DEFAULT_OWNERS,
+    GROUP_DESCRIPTION_KEY,
+    BatchLifecycle,
+    batch_lifecycle,
+)
 from assets.lifecycle.results import fetch_results, load_results, results_key
 from assets.lifecycle.spec import LifecycleSpec, RequestBuilder
 from batch_workflows.lifecycle import partition_dir
 
 __all__ = [
-    "CHECK_ACCOUNTED", "CHECK_ERROR_RATE", "BatchLifecycle", "LifecycleSpec", "RequestBuilder",
-    "batch_lifecycle", "fetch_results", "load_results", "partition_dir", "results_key",
+    "CHECK_ACCOUNTED", "CHECK_ERROR_RATE", "DEFAULT_OWNERS", "GROUP_DESCRIPTION_KEY",
+    "BatchLifecycle", "LifecycleSpec", "RequestBuilder", "batch_lifecycle", "fetch_results",
+    "load_results", "partition_dir", "results_key",
 ]
