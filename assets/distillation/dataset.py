@@ -31,9 +31,15 @@ from dagster import (
     asset_check,
 )
 
-from assets.distillation.partitions import NAME, distillation_partitions, settings
+from assets.distillation.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    distillation_partitions,
+    settings,
+)
 from assets.distillation.requests import lifecycle, prompt_stats_key, prompt_table_key
-from assets.lifecycle import fetch_results
+from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
 from batch_workflows.flows.distillation.card import card_data, readme
 from batch_workflows.flows.distillation.dataset import FILES, build_dataset
 from batch_workflows.flows.distillation.filters import DROP_REASONS
@@ -67,6 +73,8 @@ def dataset_key(partition_key: str, filename: str) -> str:
     partitions_def=distillation_partitions,
     deps=[lifecycle.results],
     group_name=NAME,
+    owners=OWNERS,
+    metadata={GROUP_DESCRIPTION_KEY: GROUP_DESCRIPTION},
     kinds={"jsonl"},
     automation_condition=AutomationCondition.eager(),
     description="Supervised fine-tuning dataset (train/validation JSONL, metadata, card) "

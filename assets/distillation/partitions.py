@@ -23,6 +23,14 @@ from batch_workflows.flows.sources import SourceFile, list_source_files
 from batch_workflows.s3 import s3_client_for
 
 NAME = "distillation"  # the flow's name: its assets' prefix and its folder in the artifact store
+# The asset group's description (in every asset's metadata: Dagster has no group descriptions)
+# and who answers for the flow.
+GROUP_DESCRIPTION = (
+    "Fine-tuning data by distillation: prompts (the shipped sets or inbox files) answered by a "
+    "teacher model through /v1/chat/completions batches, filtered and split into train and "
+    "validation JSONL with a dataset card; one partition per prompt set or file."
+)
+OWNERS = ("team:ml-platform",)
 distillation_partitions = DynamicPartitionsDefinition(name="distillation_sources")
 
 

@@ -18,7 +18,13 @@ from typing import Any
 import orjson
 from dagster import AssetExecutionContext
 
-from assets.distillation.partitions import NAME, distillation_partitions, settings
+from assets.distillation.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    distillation_partitions,
+    settings,
+)
 from assets.lifecycle import batch_lifecycle
 from batch_workflows.flows.distillation.prompts import prompts_for_key
 from batch_workflows.flows.distillation.requests import (
@@ -66,4 +72,6 @@ lifecycle = batch_lifecycle(
     CHAT,
     build_distillation_requests,
     group_name=NAME,
+    group_description=GROUP_DESCRIPTION,
+    owners=OWNERS,
 )

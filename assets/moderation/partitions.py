@@ -14,6 +14,14 @@ from batch_workflows.flows.sources import SourceFile
 from batch_workflows.s3 import s3_client_for
 
 NAME = "moderation"  # the flow's name: its assets' prefix and its folder in the artifact store
+# The asset group's description (in every asset's metadata: Dagster has no group descriptions)
+# and who answers for the flow.
+GROUP_DESCRIPTION = (
+    "Content moderation by UTC day: the day's items judged against the policy through chat or "
+    "embeddings batches (llm or embedding strategy), verdicts and flagged items as Parquet, "
+    "with accuracy against labels; one partition per day."
+)
+OWNERS = ("team:trust-safety",)
 
 
 def settings() -> ModerationSettings:

@@ -17,7 +17,13 @@ from typing import Any
 from dagster import AssetExecutionContext, BackfillPolicy
 
 from assets.lifecycle import batch_lifecycle
-from assets.moderation.partitions import NAME, moderation_partitions, settings
+from assets.moderation.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    moderation_partitions,
+    settings,
+)
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.moderation.backlog import day_file, read_backlog
 from batch_workflows.flows.moderation.items import ItemTableWriter
@@ -74,6 +80,8 @@ lifecycle = batch_lifecycle(
     build_moderation_requests,
     params=PARAMS,
     group_name=NAME,
+    group_description=GROUP_DESCRIPTION,
+    owners=OWNERS,
     allow_empty=True,  # a day with no backlog is a day with no items
     backfill_policy=BackfillPolicy.single_run(),  # `--partition-range` runs the range in one run
 )

@@ -30,9 +30,15 @@ from dagster import (
     asset_check,
 )
 
-from assets.lifecycle import fetch_results
+from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
 from assets.lifecycle.metadata import combined_metadata
-from assets.moderation.partitions import NAME, moderation_partitions, settings
+from assets.moderation.partitions import (
+    GROUP_DESCRIPTION,
+    NAME,
+    OWNERS,
+    moderation_partitions,
+    settings,
+)
 from assets.moderation.requests import items_key, lifecycle
 from batch_workflows import lifecycle as lc
 from batch_workflows.flows.moderation.metrics import Confusion
@@ -53,9 +59,13 @@ def verdicts_key(day: str, file: str = VERDICTS) -> str:
     partitions_def=moderation_partitions,
     deps=[lifecycle.results],
     group_name=NAME,
+    owners=OWNERS,
+    metadata={GROUP_DESCRIPTION_KEY: GROUP_DESCRIPTION},
     kinds={"parquet"},
     backfill_policy=BackfillPolicy.single_run(),
-    automation_condition=AutomationCondition.eager(),
+    # eager() alone takes only the latest day: a backfill of older days would stop at results.
+    automation_condition=AutomationCondition.eager().without(
+        AutomationCondition.in_latest_time_window()),
     description="One verdict per item of the day (verdicts.parquet) and the flagged items with "
                 "their text (flagged.parquet); accuracy against labels when the backlog has them.",
 )

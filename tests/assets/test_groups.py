@@ -12,10 +12,6 @@ from assets.definitions import FLOWS, defs
 from assets.lifecycle import DEFAULT_OWNERS, GROUP_DESCRIPTION_KEY
 
 OWNER = re.compile(r"^(team:\S+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
-# Flows still being built (issue 12, item 2): their own assets name no owners and their groups
-# no description yet. Each entry fails the test once it is no longer true: take it out then.
-OWNERS_PENDING = {"distillation_dataset", "moderation_verdicts"}
-DESCRIPTION_PENDING = {"distillation", "moderation"}
 
 GRAPH = defs.get_repository_def().asset_graph
 NODES = {key.to_user_string(): GRAPH.get(key) for key in GRAPH.get_all_asset_keys()}
@@ -31,9 +27,6 @@ def test_every_asset_has_a_description_kinds_and_owners(name):
     node = NODES[name]
     assert node.description and node.description.strip()
     assert node.kinds
-    if name in OWNERS_PENDING:
-        assert not node.owners, f"{name} has owners now: take it out of OWNERS_PENDING"
-        return
     assert node.owners, f"{name} has no owners"
     assert all(OWNER.match(owner) for owner in node.owners), node.owners
 
@@ -44,9 +37,6 @@ def test_every_group_has_one_description(group):
                              node.metadata[GROUP_DESCRIPTION_KEY]))
                  for node in NODES.values()
                  if node.group_name == group and GROUP_DESCRIPTION_KEY in node.metadata}
-    if group in DESCRIPTION_PENDING:
-        assert not described, f"{group} has a description now: take it out of DESCRIPTION_PENDING"
-        return
     assert len(described) == 1, f"{group}: {described or 'no description'}"
     assert len(described.pop()) > 20
 
