@@ -6,18 +6,12 @@ import time
 from dataclasses import dataclass, field
 
 from assets.demo.console import say
-from assets.demo.session import Session, engine_seconds
+from assets.demo.cost import EMBEDDING_MODELS, show_cost, tokens_of
+from assets.demo.session import Session
 
 EXAMPLE_QUERIES = (
     "How do I handle an exception raised inside a block of code?",
     "How do I write a small anonymous function?",
-)
-# Provider embedding models to price the same batch at (those found in the price table).
-PRICE_MODELS = (
-    "text-embedding-3-small",
-    "text-embedding-3-large",
-    "BAAI/bge-en-icl",
-    "Qwen/Qwen3-Embedding-8B",
 )
 
 
@@ -33,7 +27,6 @@ class Outcome:
     tokens: int = 0
     steps: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-    engine_seconds: float = 0.0
 
 
 def run(session: Session) -> Outcome:
@@ -63,17 +56,18 @@ def run(session: Session) -> Outcome:
             outcome.created += int(batch["batches_created"])
             outcome.reattached += int(bool(batch["reattached"]))
     outcome.seconds = time.perf_counter() - started
-    outcome.engine_seconds = engine_seconds(session, flow.NAME)
     with session.qdrant.open() as index:
         outcome.points_after = index.count()
     _outputs(session, outcome, flow.NAME)
-    outcome.tokens = _cost(session, flow.NAME, keys)
+    prompt, completion, missing = tokens_of(session, flow.NAME, keys)
+    show_cost("the embeddings", prompt, completion, missing, EMBEDDING_MODELS)
+    outcome.tokens = prompt
     _searches(session)
     return outcome
 
 
 def _outputs(session: Session, outcome: Outcome, name: str) -> None:
-    say("\n== outputs")
+    say("\n== embeddings outputs")
     say("artifacts (shards, raw batch output, results Parquet, chunk tables): "
         f"{session.artifacts.uri(name)}")
     say(f"vectors: {session.qdrant.describe()}: {outcome.points_after} points")
@@ -87,37 +81,6 @@ def _outputs(session: Session, outcome: Outcome, name: str) -> None:
     else:
         say(f"submitted {outcome.created} new batch(es); {outcome.reattached} partition(s) "
             "re-attached")
-
-
-def _cost(session: Session, name: str, keys: list[str]) -> int:
-    """Print what the embedded tokens cost at providers' batch prices; returns the tokens.
-
-    A partition without a summary (its run failed before collecting) is named: the figure
-    then covers the others only, and says so, rather than being silently too low.
-    """
-    from batch_workflows.lifecycle import read_summary
-    from batch_workflows.pricing import PriceTable
-
-    tokens, missing = 0, []
-    for key in keys:
-        try:
-            tokens += read_summary(session.artifacts, name, key).prompt_tokens
-        except FileNotFoundError:
-            missing.append(key)
-    scope = (f" (partitions {', '.join(missing)} have no results yet and are not counted)"
-             if missing else "")
-    say(f"\n== cost: {tokens:,} input tokens embedded{scope}; the same batch at a provider's "
-        "batch price:")
-    table = PriceTable.default()
-    priced = [m for m in PRICE_MODELS if table.find(m) is not None]
-    for model in priced:
-        price = table.find(model)
-        usd = table.cost(model, tokens, 0, batch=True)
-        say(f"   {model}: ${usd:.6f}  (batch price ${price.batch_input}/M input tokens: "
-            f"50 % of ${price.input_per_million}, rounded up to the cent)")
-    if not priced:
-        say("   (none of the reference embedding models is in the price table)")
-    return tokens
 
 
 def _searches(session: Session) -> None:

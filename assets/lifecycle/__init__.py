@@ -12,6 +12,7 @@ from assets.lifecycle.factory import (
     DEFAULT_OWNERS,
     GROUP_DESCRIPTION_KEY,
     BatchLifecycle,
+    accept_backfill_policy,
     batch_lifecycle,
 )
 from assets.lifecycle.results import fetch_results, load_results, results_key
@@ -20,6 +21,7 @@ from batch_workflows.lifecycle import partition_dir
 
 __all__ = [
     "CHECK_ACCOUNTED", "CHECK_ERROR_RATE", "DEFAULT_OWNERS", "GROUP_DESCRIPTION_KEY",
-    "BatchLifecycle", "LifecycleSpec", "RequestBuilder", "batch_lifecycle", "fetch_results",
+    "BatchLifecycle", "LifecycleSpec", "RequestBuilder", "accept_backfill_policy",
+    "batch_lifecycle", "fetch_results",
     "load_results", "partition_dir", "results_key",
 ]

@@ -4,6 +4,7 @@ It only wires: each asset's body is one function of ``assets.lifecycle.steps`` c
 ``batch_workflows.lifecycle``, which holds the lifecycle itself.
 """
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     BackfillPolicy,
+    BetaWarning,
     DefaultSensorStatus,
     MaterializeResult,
     PartitionsDefinition,
@@ -29,6 +31,12 @@ from assets.lifecycle.spec import LifecycleSpec, RequestBuilder
 from assets.lifecycle.steps import materialize_batch, materialize_requests, materialize_results
 from resources.artifacts import ArtifactStore
 from resources.batch import default_pool
+
+
+def accept_backfill_policy() -> None:
+    """Silence Dagster's BetaWarning for `backfill_policy` (set at each definition: test
+    runners reset the warning filters between tests)."""
+    warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 # Who answers for a flow's assets unless the flow names its own (Dagster takes an email address
 # or "team:<name>"; the UI shows them and filters the catalog by them).
@@ -137,6 +145,8 @@ def batch_lifecycle(
     group = group_name or name
     resource_keys = {batch_resource_key, artifacts_resource_key}
     extra_kinds = set(kinds)
+    if backfill_policy is not None:  # a Dagster beta parameter: taken knowingly, not warned about
+        accept_backfill_policy()
     shared = {"group_name": group, "owners": list(owners), "metadata": (
         {GROUP_DESCRIPTION_KEY: group_description} if group_description else {})}
 

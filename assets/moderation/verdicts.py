@@ -30,7 +30,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
+from assets.lifecycle import GROUP_DESCRIPTION_KEY, accept_backfill_policy, fetch_results
 from assets.lifecycle.metadata import combined_metadata
 from assets.moderation.partitions import (
     GROUP_DESCRIPTION,
@@ -52,6 +52,9 @@ VERDICTS, FLAGGED, REPORT = "verdicts.parquet", "flagged.parquet", "verdicts.jso
 def verdicts_key(day: str, file: str = VERDICTS) -> str:
     """Artifact key of a day's verdict file (``moderation/<day>/verdicts.parquet``, ...)."""
     return lc.PartitionLayout(NAME, day).file(file)
+
+
+accept_backfill_policy()
 
 
 @asset(
