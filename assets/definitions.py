@@ -12,6 +12,11 @@ Resources (all from the environment, so the same code runs locally, in CI and in
                   ``s3://bucket/prefix``);
 * ``qdrant``    — ``QdrantResource.from_env()``: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH.
 
+Automation (``assets.automation``): every sensor and schedule that is safe unattended is RUNNING
+by default, and so is ``automation_condition_sensor``, which evaluates the assets' automation
+conditions: with ``dagster dev`` (or ``dagster-daemon run``) a batch collected by the daemon's
+batch sensor is followed by its downstream asset with nobody in the UI.
+
 Concurrency: submissions (``<name>_batch`` and the resubmitting ``<name>_results``) run in the
 pool ``batch_submit_<provider>``. The repo's ``dagster.yaml`` (``concurrency: pools:
 default_limit: 1``, telemetry off), which ``make dev`` and the demo copy into DAGSTER_HOME when it
@@ -22,9 +27,12 @@ ones before it. An existing DAGSTER_HOME/dagster.yaml is left alone: add that se
 from __future__ import annotations
 
 import importlib
+import os
 
-from dagster import Definitions
+from dagster import Definitions, ExecutorDefinition, in_process_executor
 
+from assets.automation import automation_sensor
+from batch_workflows.errors import ConfigurationError
 from resources.artifacts import ArtifactStore
 from resources.batch import BatchResource
 from resources.vectors import QdrantResource
@@ -46,10 +54,25 @@ def build_resources() -> dict[str, object]:
     }
 
 
+def build_executor() -> ExecutorDefinition | None:
+    """``RUN_EXECUTOR=in_process``: every step of a run in the run's own process, which saves a
+    process start and a code load per step on a small machine; unset or ``multiprocess``:
+    Dagster's default (a process per step)."""
+    choice = os.environ.get("RUN_EXECUTOR", "").strip().lower()
+    if choice in ("", "multiprocess"):
+        return None
+    if choice == "in_process":
+        return in_process_executor
+    raise ConfigurationError(f"RUN_EXECUTOR={choice!r}: expected in_process or multiprocess")
+
+
 def build_definitions(flows: tuple[str, ...] = FLOWS) -> Definitions:
-    """Merge the flows' definitions and attach the resources."""
+    """Merge the flows' definitions; attach the resources and the automation-condition sensor
+    (on by default: the daemon carries a collected batch on to its downstream asset)."""
     flow_defs = [importlib.import_module(name).defs for name in flows]
-    return Definitions.merge(*flow_defs, Definitions(resources=build_resources()))
+    return Definitions.merge(
+        *flow_defs, Definitions(resources=build_resources(), sensors=[automation_sensor()],
+                                executor=build_executor()))
 
 
 defs = build_definitions()

@@ -13,6 +13,7 @@ from dagster import (
     sensor,
 )
 
+from assets.automation import sensor_interval
 from assets.lifecycle.metadata import observation_metadata
 from assets.lifecycle.spec import LifecycleSpec
 from batch_workflows import lifecycle as lc
@@ -49,24 +50,36 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
 
 
 class _PartitionKeys:
-    """The real partition key behind a metadata tag (hashed when the key is long), cached."""
+    """The real partition key behind a metadata tag (hashed when the key is long), cached; None
+    for a key this instance does not have (batches of another deployment on the same account, or
+    of a deleted partition), which would otherwise fail the whole tick."""
 
     def __init__(self, spec: LifecycleSpec, store: Any, context: SensorEvaluationContext):
         self.spec, self.store, self.context = spec, store, context
         self.keys: dict[str, str | None] = {}
+        self._instance_keys: set[str] | None = None
+
+    def instance_keys(self) -> set[str]:
+        """The definition's keys in this instance (dynamic ones from its storage), read once."""
+        if self._instance_keys is None:
+            self._instance_keys = set(self.spec.partitions_def.get_partition_keys(
+                dynamic_partitions_store=self.context.instance))
+        return self._instance_keys
 
     def key(self, tag: str | None) -> str | None:
         partitions_def = self.spec.partitions_def
         if partitions_def is None or tag is None:
             return None
         if tag not in self.keys:
-            self.keys[tag] = lc.partition_from_tag(
-                self.store, self.spec.name, tag,
-                lambda: partitions_def.get_partition_keys(
-                    dynamic_partitions_store=self.context.instance))
+            self.keys[tag] = lc.partition_from_tag(self.store, self.spec.name, tag,
+                                                   self.instance_keys)
             if self.keys[tag] is None:
                 self.context.log.warning(
                     f"{self.spec.name}: no partition key found for tag {tag[:80]!r}")
+            elif self.keys[tag] not in self.instance_keys():
+                self.context.log.warning(f"{self.spec.name}: batches of partition "
+                                         f"{self.keys[tag]!r}, unknown to this instance, skipped")
+                self.keys[tag] = None
         return self.keys[tag]
 
     def known(self, tag: str | None) -> bool:
@@ -77,7 +90,7 @@ def batch_sensor(spec: LifecycleSpec, batch_asset: AssetsDefinition,
                  results: AssetsDefinition) -> SensorDefinition:
     @sensor(
         name=f"{spec.name}_batch_sensor",
-        minimum_interval_seconds=spec.sensor_interval_seconds,
+        minimum_interval_seconds=sensor_interval(spec.sensor_interval_seconds),
         asset_selection=[results.key],
         required_resource_keys={spec.batch_resource_key, spec.artifacts_resource_key},
         default_status=spec.sensor_default_status,
