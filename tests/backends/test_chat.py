@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -78,8 +79,6 @@ def test_seed_makes_sampling_deterministic_whatever_the_batch(chat):
 
 
 def test_batched_greedy_equals_transformers_generate(chat):
-    import torch
-
     model, tok = chat.load()
     prompts = [
         USER,
@@ -89,16 +88,7 @@ def test_batched_greedy_equals_transformers_generate(chat):
         [{"model": "tiny", "messages": m, "max_tokens": 6, "temperature": 0} for m in prompts]
     )
     for messages, res in zip(prompts, results, strict=True):
-        ids = tok(
-            tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-            add_special_tokens=False,
-            return_tensors="pt",
-        )["input_ids"]
-        out = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False
-        )
-        expected = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-        assert _choice(res)["message"]["content"] == expected
+        assert _choice(res)["message"]["content"] == _generate_alone(model, tok, messages, 6)
 
 
 def _sample_with_letters(chat):
@@ -125,7 +115,7 @@ def test_stop_truncates_the_text_and_sets_finish_reason(chat):
 @pytest.mark.parametrize(
     ("changes", "status", "param"),
     [
-        ({"n": 2}, 400, "n"),
+        ({"n": 200}, 400, "n"),
         ({"stream": True}, 400, "stream"),
         ({"temperature": 3}, 400, "temperature"),
         ({"top_p": 1.5}, 400, "top_p"),
@@ -223,9 +213,122 @@ def test_without_max_tokens_the_default_is_clamped_to_the_window(tiny_chat_path)
     backend.close()
 
 
-def test_should_stop_is_asked_between_generation_groups(chat):
-    bodies = [_chat(max_tokens=2, temperature=0) for _ in range(chat.max_batch + 3)]
+def test_should_stop_is_asked_between_step_groups(tiny_chat_path):
+    from batch_workflows.backends.chat import ChatBackend
+
+    # Two rows in the model, two steps per group: the first group finishes 3-token rows
+    # (the prefill gives each its first token).
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", max_rows=2,
+                          step_group=2)
+    bodies = [_chat(max_tokens=3, temperature=0) for _ in range(6)]
     asked = iter([False, True])
-    results = chat.run(bodies, should_stop=lambda: next(asked))
-    assert sum(r is not None for r in results) == chat.max_batch
-    assert all(_choice(r) for r in results if r is not None)
+    results = backend.run(bodies, should_stop=lambda: next(asked))
+    assert sum(r is not None for r in results) == 2
+    assert all(_choice(r)["finish_reason"] == "length" for r in results if r is not None)
+    backend.close()
+
+
+def _generate_alone(model, tok, messages, max_new_tokens):
+    import torch
+
+    ids = tok(
+        tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+        add_special_tokens=False,
+        return_tensors="pt",
+    )["input_ids"]
+    out = model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+    )
+    return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_rows_joining_and_leaving_the_batch_give_what_each_gives_alone(tiny_chat_path):
+    """Continuous batching: with two rows in the model, rows finish at different steps and
+    waiting rows of other lengths are merged in; greedy text equals generate() on each alone."""
+    from batch_workflows.backends.chat import ChatBackend
+
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", max_rows=2,
+                          step_group=3)
+    model, tok = backend.load()
+    cases = [
+        ([{"role": "user", "content": "hello " * k}], n)
+        for k, n in [(1, 9), (7, 2), (3, 5), (12, 4), (2, 11), (5, 1)]
+    ]
+    results = backend.run([
+        {"model": "tiny", "messages": m, "max_tokens": n, "temperature": 0} for m, n in cases
+    ])  # fmt: skip
+    for (messages, n), res in zip(cases, results, strict=True):
+        assert _choice(res)["message"]["content"] == _generate_alone(model, tok, messages, n)
+        assert res.body["usage"]["completion_tokens"] <= n
+    backend.close()
+
+
+def test_n_choices_are_sampled_apart_and_counted_together(chat):
+    (res,) = chat.run([_chat(max_tokens=6, n=3, seed=5)])
+    choices = res.body["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2]
+    assert len({c["message"]["content"] for c in choices}) > 1
+    assert res.body["usage"]["completion_tokens"] == 18  # 3 x 6 (the tiny model never ends)
+    (again,) = chat.run([_chat(max_tokens=6, n=3, seed=5)])
+    assert [c["message"] for c in again.body["choices"]] == [c["message"] for c in choices]
+
+
+def test_logit_bias_steers_every_token(chat):
+    _, tok = chat.load()
+    token = tok("batch", add_special_tokens=False)["input_ids"][0]
+    (res,) = chat.run([_chat(max_tokens=4, temperature=0, logit_bias={str(token): 100})])
+    assert _choice(res)["message"]["content"] == tok.decode([token]) * 4
+    (bad,) = chat.run([_chat(max_tokens=4, logit_bias={"999999": 1})])
+    assert bad.status_code == 400 and bad.body["error"]["param"] == "logit_bias"
+
+
+def test_logprobs_come_per_token_with_alternatives(chat):
+    (res,) = chat.run([_chat(max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)])
+    content = _choice(res)["logprobs"]["content"]
+    assert len(content) == res.body["usage"]["completion_tokens"] == 5
+    for entry in content:
+        assert entry["logprob"] <= 0 and isinstance(entry["bytes"], list)
+        tops = entry["top_logprobs"]
+        assert len(tops) == 3 and tops[0]["logprob"] == entry["logprob"]  # greedy: the top one
+
+
+def test_json_schema_output_parses_even_from_noise(chat):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}
+    results = chat.run([_chat(max_tokens=40, seed=s, response_format=fmt) for s in range(4)])
+    for res in results:
+        choice = _choice(res)
+        if choice["finish_reason"] == "stop":
+            value = json.loads(choice["message"]["content"])
+            assert set(value) == {"n"} and isinstance(value["n"], int)
+    (bad,) = chat.run([_chat(response_format={
+        "type": "json_schema",
+        "json_schema": {"name": "bad", "schema": {"$ref": "#/$defs/missing"}},
+    })])  # fmt: skip
+    err = bad.body["error"]
+    assert bad.status_code == 400 and err["param"] == "response_format"
+    assert "missing" in err["message"]
+
+
+def test_a_realtime_request_does_not_wait_for_a_running_batch(tiny_chat_path):
+    import threading
+    import time
+
+    from batch_workflows.backends.chat import ChatBackend
+
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", max_rows=4,
+                          step_group=4)
+    backend.load()
+    long_batch = [_chat(max_tokens=400, temperature=0) for _ in range(16)]
+    worker = threading.Thread(target=backend.run, args=(long_batch,))
+    worker.start()
+    time.sleep(0.5)  # the batch is decoding
+    started = time.monotonic()
+    (res,) = backend.run([_chat(max_tokens=3, temperature=0)])
+    waited = time.monotonic() - started
+    assert _choice(res)["finish_reason"] == "length"
+    assert worker.is_alive(), "the batch ended first: make it longer"
+    worker.join()
+    assert waited < 5, waited
+    backend.close()

@@ -11,8 +11,9 @@ from support.server import ServerHandle, start_server
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    # No chat model: these tests check a server without one (test_chat.py starts its own).
     with start_server(tmp_path_factory.mktemp("server"), max_upload_bytes=200_000,
-                      max_body_bytes=100_000) as srv:
+                      max_body_bytes=100_000, chat_model="none") as srv:
         yield srv
 
 
