@@ -53,10 +53,12 @@ def test_null_means_absent_for_every_parameter():
 
 
 def test_what_distilabel_sends_is_accepted():
-    body = {  # distilabel's OpenAILLM offline batch generation, as captured
-        "model": "m", "messages": MESSAGES, "max_tokens": 128, "frequency_penalty": 0.0,
-        "presence_penalty": 0.0, "temperature": 1.0, "top_p": 1.0, "stop": None,
-        "response_format": None, "logprobs": None, "top_logprobs": None,
+    # The body distilabel 1.5.3's OpenAILLM.offline_batch_generate writes with its defaults
+    # (captured from its _create_jsonl_row): it sends null for what it does not set.
+    body = {
+        "messages": MESSAGES, "model": "m", "logprobs": False, "top_logprobs": None,
+        "max_tokens": 128, "n": 1, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+        "temperature": 1.0, "top_p": 1.0, "stop": None, "response_format": None,
     }  # fmt: skip
     jsonschema.Draft202012Validator(SCHEMA).validate(
         {k: v for k, v in body.items() if v is not None}
