@@ -73,8 +73,10 @@ class Generator:
         grammars: Any = None,
         max_rows: int = 32,
         step_group: int = 8,
-        kv_budget_bytes: int = 384 << 20,
-        max_prefill_tokens: int = 4096,
+        # Bounds on the memory a batch takes beyond the model (keep the server under 1.5 GB
+        # with SmolLM2 in float32): the KV cache, and the padded tokens one prefill computes.
+        kv_budget_bytes: int = 256 << 20,
+        max_prefill_tokens: int = 2048,
     ):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.eos_ids, self.grammars = eos_ids, grammars
