@@ -2,7 +2,7 @@
 
 Keys: ``pydoc-1-of-2``, ... for the shipped corpus (``EMBEDDINGS_PYDOC_SHARDS`` shards), and
 otherwise a file's path relative to the watched folder or S3 prefix (``EMBEDDINGS_WATCH_URI``,
-default ``.data/inbox``).
+default ``.data/inbox/embeddings``).
 
 The partitions are dynamic, and Dagster 1.13's command line cannot add dynamic partitions
 (`dagster asset materialize --partition KEY` refuses a key the instance does not know, and

@@ -18,7 +18,8 @@ class EmbeddingsSettings:
     """The flow's knobs, read from the environment by the code location and the demo."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    watch_uri: str = ".data/inbox"
+    # Its own folder: the inbox is read recursively, and the other flows' sit beside it.
+    watch_uri: str = ".data/inbox/embeddings"
     chunk_tokens: int = 200
     chunk_overlap: int = 32
     inputs_per_request: int = DEFAULT_INPUTS_PER_REQUEST
