@@ -7,9 +7,10 @@ summarise, the rest ~200-word passages), max_tokens 64, greedy, on the default m
 SmolLM2-135M-Instruct; small: 48 prompts. Legs, all in one run:
 
 * bare: `model.generate` in this process on the same model and tokenizer (loaded the way the
-  server loads them), prompts sorted by length and generated BARE_BATCH at a time (the best
-  of the batch sizes tried, see bench/README.md), in two interleaved halves run before and
-  after the server legs so that background load on a shared machine hits every leg alike;
+  server loads them), prompts sorted by length and generated a batch at a time, at each of
+  BARE_BATCHES (the sizes that came out best in a sweep over 8-64; 64 was slower), in two
+  interleaved halves run before and after the server legs so that background load on a shared
+  machine hits every leg alike; the baseline is the faster batch size of this run;
 * server: upload → batch → poll → download through `batch-workflows serve` (a subprocess,
   its model loaded by a warm-up request before timing), output tokens/s against bare
   (target ≥ 0.85);
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(__file__).parent / ".work" / "chat" / f"run-{os.getpid()}"
 SIZES = {"full": 256, "small": 48}
 MAX_TOKENS = 64
-BARE_BATCH = 32
+BARE_BATCHES = (16, 32)
 MODEL = "SmolLM2-135M-Instruct"
 CHAT = "/v1/chat/completions"
 TARGET = 0.85
@@ -115,8 +116,10 @@ class _Bare:
                                          add_generation_prompt=True)
             for t in items
         ]
-        self.seconds = self.cpu_seconds = 0.0
-        self.tokens = 0
+        # Per batch size: wall seconds, CPU seconds, output tokens.
+        self.seconds = dict.fromkeys(BARE_BATCHES, 0.0)
+        self.cpu_seconds = dict.fromkeys(BARE_BATCHES, 0.0)
+        self.tokens = dict.fromkeys(BARE_BATCHES, 0)
         self.outputs: dict[int, str] = {}
         self._generate([0])  # warm-up
 
@@ -135,14 +138,18 @@ class _Bare:
             self.outputs[i] = self.tok.decode(ids, skip_special_tokens=True)
         return tokens
 
-    def half(self, which: int) -> None:
-        """Every other prompt, sorted by length, BARE_BATCH at a time."""
+    def half(self, which: int, size: int) -> None:
+        """Every other prompt, sorted by length, `size` at a time."""
         idx = sorted(range(which, len(self.texts), 2), key=lambda i: len(self.texts[i]))
         start, cpu = time.perf_counter(), time.process_time()
-        for s in range(0, len(idx), BARE_BATCH):
-            self.tokens += self._generate(idx[s : s + BARE_BATCH])
-        self.seconds += time.perf_counter() - start
-        self.cpu_seconds += time.process_time() - cpu
+        for s in range(0, len(idx), size):
+            self.tokens[size] += self._generate(idx[s : s + size])
+        self.seconds[size] += time.perf_counter() - start
+        self.cpu_seconds[size] += time.process_time() - cpu
+
+    def best(self) -> int:
+        """The batch size with the most output tokens per second in this run."""
+        return max(BARE_BATCHES, key=lambda b: self.tokens[b] / self.seconds[b])
 
 
 def _write(path: Path, bodies: list[dict]) -> None:
@@ -239,18 +246,21 @@ def run(scale: str = "full") -> list[dict]:
     WORK.mkdir(parents=True, exist_ok=True)
     items = prompts(n)
     bare = _Bare(items)
-    bare.half(0)
+    for size in BARE_BATCHES:
+        bare.half(0, size)
     legs = _server_legs(items, WORK)
-    bare.half(1)
+    for size in reversed(BARE_BATCHES):
+        bare.half(1, size)
+    size = bare.best()
     shutil.rmtree(WORK, ignore_errors=True)
-    bare_tps = bare.tokens / bare.seconds
+    bare_tps = bare.tokens[size] / bare.seconds[size]
     plain_tokens = _output_tokens(legs["plain_lines"])
     server_tps = plain_tokens / legs["plain_s"]
     json_tokens = _output_tokens(legs["json_lines"])
     json_tps = json_tokens / legs["json_s"]
     # CPU time per token: steadier than wall time when other processes share the cores (the
     # real-time request's CPU counts against the server).
-    cpu_ratio = (bare.cpu_seconds / bare.tokens) / (legs["plain_cpu"] / plain_tokens)
+    cpu_ratio = (bare.cpu_seconds[size] / bare.tokens[size]) / (legs["plain_cpu"] / plain_tokens)
     json_cpu_ratio = (legs["plain_cpu"] / plain_tokens) / (legs["json_cpu"] / json_tokens)
     same = sum(
         line["response"]["body"]["choices"][0]["message"]["content"]
@@ -266,11 +276,13 @@ def run(scale: str = "full") -> list[dict]:
             "value": round(server_tps, 2), "unit": "output tokens/s",
             "baseline": round(bare_tps, 2), "ratio": round(server_tps / bare_tps, 3),
             "target": TARGET, "met": server_tps / bare_tps >= TARGET,
-            "requests": n, "max_tokens": MAX_TOKENS, "generate_batch_size": BARE_BATCH,
-            "server_seconds": round(legs["plain_s"], 1), "generate_seconds": round(bare.seconds, 1),
-            "server_output_tokens": plain_tokens, "generate_output_tokens": bare.tokens,
+            "requests": n, "max_tokens": MAX_TOKENS, "generate_batch_size": size,
+            "generate_tokens_per_s_by_batch_size": {
+                b: round(bare.tokens[b] / bare.seconds[b], 2) for b in BARE_BATCHES},
+            "server_seconds": round(legs["plain_s"], 1), "generate_seconds": round(bare.seconds[size], 1),
+            "server_output_tokens": plain_tokens, "generate_output_tokens": bare.tokens[size],
             "server_cpu_seconds": round(legs["plain_cpu"], 1),
-            "generate_cpu_seconds": round(bare.cpu_seconds, 1), "cpu_ratio": round(cpu_ratio, 3),
+            "generate_cpu_seconds": round(bare.cpu_seconds[size], 1), "cpu_ratio": round(cpu_ratio, 3),
             "same_text_as_generate": f"{same}/{n}",
         },
         {

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from batch_workflows.server.app import create_app
+    from batch_workflows.server.malloc import return_freed_memory
 
+    return_freed_memory()
     settings = settings_from_args(args)
     logging.basicConfig(
         level=settings.log_level.upper(),
