@@ -1,6 +1,6 @@
-"""Real Dagster services for tests: ``dagster dev`` (webserver + daemon) or ``dagster-daemon run``
-on the repo's ``workspace.yaml``, each in its own process group so that stopping it stops its
-code server and run workers too, and a GraphQL client for the webserver.
+"""Real Dagster services for tests: ``dagster dev`` or ``dg dev`` (webserver + daemon) or
+``dagster-daemon run`` on the repo's code location, each in its own process group so that
+stopping it stops its code server and run workers too, and a GraphQL client for the webserver.
 
     with DagsterProcess.dev(home, env) as dev:
         dev.graphql("query { version }")
@@ -64,6 +64,13 @@ class DagsterProcess:
         argv = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml",
                 "-h", "127.0.0.1", "-p", str(port)]
         return cls(argv, home, env, "dagster-dev", port)
+
+    @classmethod
+    def dg_dev(cls, home: Path, env: Mapping[str, str]) -> DagsterProcess:
+        """``dg dev`` (the project's ``[tool.dg]``, the active venv) on a free loopback port."""
+        port = free_port()
+        argv = [str(BIN / "dg"), "dev", "--use-active-venv", "-h", "127.0.0.1", "-p", str(port)]
+        return cls(argv, home, {**env, "VIRTUAL_ENV": str(BIN.parent)}, "dg-dev", port)
 
     @classmethod
     def daemon(cls, home: Path, env: Mapping[str, str]) -> DagsterProcess:
