@@ -40,3 +40,16 @@ def test_partitions_for_is_pure_and_the_spill_raises_the_limit() -> None:
     if done.stdout.startswith("skip"):
         pytest.skip(done.stdout.strip())
     assert done.stdout.strip() == "ok"
+
+
+def test_ids_of_one_length_fall_in_the_partitions_of_the_general_hash() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from batch_workflows.spill import partition_of
+
+    ids = [f"p{i * 7919:016x}-s{i % 2}" for i in range(3000)]
+    alone = partition_of(pa.array(ids), 61)  # one length: the matrix product
+    mixed = partition_of(pa.array([*ids, "of another length"]), 61)  # the per-byte weights
+    assert np.array_equal(alone, mixed[:-1])
+    assert np.array_equal(partition_of(pa.array(ids).slice(7, 100), 61), alone[7:107])

@@ -8,12 +8,14 @@ import random
 from collections import Counter
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from distillation_helpers import Answer, answer_all, build, prompts_of
 
 from batch_workflows.flows.distillation.card import card_data, readme
 from batch_workflows.flows.distillation.dataset import build_dataset
+from batch_workflows.flows.distillation.examples import EXAMPLE_FORMATS, example_lines, line_bytes
 from batch_workflows.flows.distillation.requests import custom_id_of, prompt_id
 from batch_workflows.flows.distillation.settings import DistillationSettings
 from batch_workflows.flows.distillation.sft_rules import check_file
@@ -164,3 +166,27 @@ def test_card_holds_every_count(case):
     for reason, n in card["dropped"].items():
         assert f"| {reason} |" in text and n >= 0
     assert "| train | " in text and "p95" in text
+
+
+def test_example_lines_are_the_bytes_orjson_writes():
+    """Every character JSON escapes, quotes, backslashes, non-ASCII, nulls in every column."""
+    rng = random.Random(4)
+    alphabet = [chr(c) for c in range(0x80)] + ["é", "€", "\u2028", "😀", "\\u0041"]
+
+    def text(null: float) -> str | None:
+        if rng.random() < null:
+            return None
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+    for _ in range(300):
+        n = rng.randint(3, 10)
+        columns = [[text(null) for _ in range(n)] for null in (0.3, 0.05, 0.05)]
+        arrays = [pa.array(c, pa.string()).slice(1) for c in columns]  # sliced, as batches are
+        rows = list(zip(*(c[1:] for c in columns), strict=True))
+        for name, example in EXAMPLE_FORMATS.items():
+            lines = example_lines(name, *arrays)
+            assert line_bytes(lines).to_pybytes() == b"".join(
+                orjson.dumps(example(*row)) + b"\n" for row in rows)
+            assert line_bytes(lines.filter(pa.array([i % 2 == 0 for i in range(n - 1)]))
+                              ).to_pybytes() == b"".join(
+                orjson.dumps(example(*row)) + b"\n" for row in rows[::2])

@@ -4,15 +4,20 @@ the set of seen keys."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHash
+import pytest
+from datasketch import MinHash, MinHashLSH
 
 from batch_workflows.flows.distillation.filters import is_refusal
 from batch_workflows.flows.distillation.minhash import (
     AnswerSketcher,
     SeenKeys,
+    band_split,
+    permutations,
     shingle_hash,
     text_keys,
     word_hash,
@@ -58,6 +63,31 @@ def test_signatures_equal_datasketch_value_for_value():
         assert np.array_equal(sig, _datasketch_signature(split[row]))
 
 
+def test_permutations_and_band_split_are_datasketchs():
+    for num_perm in (16, 64, 128):
+        for seed in (0, 1, 42):
+            a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+            mine = permutations(num_perm, seed)
+            assert np.array_equal(mine[0], a) and np.array_equal(mine[1], b)
+            assert mine[0].dtype == mine[1].dtype == np.uint32
+        for threshold in np.round(np.arange(0.05, 1.0, 0.05), 2).tolist():
+            try:
+                lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            except ValueError:  # too few bands: both refuse it
+                with pytest.raises(ValueError):
+                    band_split(threshold, num_perm)
+                continue
+            assert band_split(threshold, num_perm) == (lsh.b, lsh.r), (threshold, num_perm)
+
+
+def test_the_sketch_does_not_import_scipy():
+    """datasketch's LSH module imports scipy (44 MB resident): the step computes without it."""
+    code = ("import sys; from batch_workflows.flows.distillation.filters import AnswerFilter, "
+            "FilterSettings; AnswerFilter(FilterSettings(2048, 0.85, 8)); "
+            "assert not {'datasketch', 'scipy'} & set(sys.modules), 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_text_keys_follow_words_and_salt():
     words = words_of(pa.array(["a b c", "A  b c", "a c b", "a b c", ""]))
     keys = text_keys(words, np.array([1, 1, 1, 2, 1], np.uint64)).tolist()
@@ -86,3 +116,16 @@ def test_seen_keys_in_runs():
     assert len(seen) == 102 and len(seen.runs) < 10
     assert seen.contains(np.array([5, 1050, 6, 2000], np.uint64)).tolist() == [
         True, True, False, False]
+
+
+def test_seen_keys_bitmap_grows_with_the_keys():
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 2**63, 40_000, dtype=np.uint64) * np.uint64(2)
+    seen = SeenKeys()
+    for chunk in np.array_split(keys, 7):
+        seen.add(chunk)
+    assert seen.slot_bits > 16  # grown past its first size, every key marked again
+    absent = keys[:1000] + np.uint64(1)  # odd: never added
+    assert seen.contains(keys).all() and not seen.contains(absent).any()
+    assert seen.seen_before(np.concatenate([absent[:3], keys[:2], absent[:1]])).tolist() == [
+        False, False, False, True, True, True]

@@ -10,25 +10,26 @@
 Both inputs are read in row groups. A partition whose inputs pass `PART_BYTES` is split by the
 hash of the custom_id into parts (spilled to disk, `spill.HashSpill`) and joined one part at a
 time; rows are decided in order of part, then custom_id (`filters.AnswerFilter`), and written
-at once: memory stays flat, but for the duplicate filters' 8 bytes per answer (+ 8 per LSH
-band of a long answer) and the token histograms.
+at once: memory stays flat, but for the duplicate filters' 9 to 10 bytes per answer (as many
+per LSH band of a long answer) and the token histograms.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.flows.distillation.examples import EXAMPLE_FORMATS
+from batch_workflows.flows.distillation.examples import example_lines, line_bytes
 from batch_workflows.flows.distillation.filters import (
     CODE,
     KEPT,
@@ -149,20 +150,25 @@ def joined_parts(prompt_table: str | Path, results: str | Path,
         yield part
     else:
         with HashSpill.temporary(parts, Path(results).resolve().parent, ".dataset-") as spill:
-            for batch in _open(prompt_table).iter_batches(batch_size=8192):
+            # Read on this thread (use_threads=False): the spill's helper thread has the other
+            # core, and reader threads' freed buffers linger in their own allocator caches
+            # (measured on the 1M-row spill: 15 % faster and 33 MB less peak RSS without them).
+            for batch in _open(prompt_table).iter_batches(8192, use_threads=False):
                 spill.add("req", [batch])
-            for batch in _open(results).iter_batches(batch_size=8192, columns=RESULT_COLUMNS):
+            for batch in _open(results).iter_batches(8192, columns=RESULT_COLUMNS,
+                                                     use_threads=False):
                 spill.add("res", [batch])
             spill.close()
             release_memory()
             schema = _open(results).schema_arrow
             schema = pa.schema([schema.field(c) for c in RESULT_COLUMNS])
+            # Parts are about the same size, so each reuses the memory the last one freed; handing
+            # it back to the OS after each cost more time (fresh pages) than it saved RSS.
             for i in range(parts):
                 part = _join(spill.read("req", i, PROMPT_SCHEMA), spill.read("res", i, schema))
                 joined += part.num_rows
                 yield part
                 del part
-                release_memory()
     if joined != planned:
         raise _mismatch(planned, joined)
 
@@ -174,8 +180,23 @@ def _mismatch(planned: int, got: int) -> ConfigurationError:
 
 
 def _join(prompts: pa.Table, results: pa.Table) -> pa.Table:
+    """The inner join on custom_id, sorted by it. When both sides name the same requests once
+    each (always, but for inputs that then fail the count check), the prompts sorted and each
+    one's result looked up are those rows, faster than Acero's hash join, whose buffers come
+    from the C++ default pool (mimalloc), which holds on to them (measured at 1M rows: 35 MB
+    more peak RSS with Acero)."""
+    prompts = prompts.take(pc.sort_indices(prompts.column("custom_id")))
+    at = pc.index_in(prompts.column("custom_id"), value_set=results.column("custom_id"))
+    if len(at) == results.num_rows and not at.null_count and _permutation(at.to_numpy()):
+        answers = results.drop_columns(["custom_id"]).take(at)
+        return pa.Table.from_arrays([*prompts.columns, *answers.columns],
+                                    names=[*prompts.column_names, *answers.column_names])
     joined = prompts.join(results, "custom_id", join_type="inner", use_threads=False)
     return joined.sort_by("custom_id")
+
+
+def _permutation(indices: np.ndarray) -> bool:
+    return bool((np.bincount(indices, minlength=len(indices)) == 1).all())
 
 
 class DatasetWriter:
@@ -185,7 +206,7 @@ class DatasetWriter:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.paths = {k: self.folder / v for k, v in FILES.items()}
-        self.example = EXAMPLE_FORMATS[settings.format]
+        self.format = settings.format  # an EXAMPLE_FORMATS name (the settings check it)
         self.fraction = settings.validation_fraction
         self.filter = AnswerFilter(FilterSettings(settings.max_answer_tokens,
                                                   settings.near_dup_threshold,
@@ -216,20 +237,17 @@ class DatasetWriter:
 
     def _keep(self, kept: pa.Table, validation: np.ndarray) -> None:
         r = self.report
-        systems, users, answers = (kept.column(c).to_pylist() for c in ("system", "user",
-                                                                          "content"))
-        lines: dict[bool, list[bytes]] = {False: [], True: []}
-        for v, system, user, answer in zip(validation.tolist(), systems, users, answers,
-                                           strict=True):
-            lines[v].append(orjson.dumps(self.example(system, user, answer)))
-        for v, split in ((False, TRAIN), (True, VALIDATION)):
-            if lines[v]:
-                self.out[split].write(b"\n".join(lines[v]) + b"\n")
+        lines = example_lines(self.format, *(kept.column(c).combine_chunks()
+                                             for c in ("system", "user", "content")))
+        for split, rows in ((TRAIN, ~validation), (VALIDATION, validation)):
+            if rows.any():
+                self.out[split].write(line_bytes(lines.filter(pa.array(rows))))
         # Line numbers: each row's place in its split's file.
         numbers = np.where(validation, np.cumsum(validation) + r.splits[VALIDATION],
                            np.cumsum(~validation) + r.splits[TRAIN])
-        r.splits[TRAIN] += len(lines[False])
-        r.splits[VALIDATION] += len(lines[True])
+        in_validation = int(validation.sum())
+        r.splits[VALIDATION] += in_validation
+        r.splits[TRAIN] += len(validation) - in_validation
         prompt_tokens = kept.column("prompt_tokens").fill_null(0).to_numpy()
         completion_tokens = kept.column("completion_tokens").fill_null(0).to_numpy()
         r.prompt_tokens.add(prompt_tokens)
@@ -287,12 +305,33 @@ def build_dataset(prompt_table: str | Path, results: str | Path, folder: str | P
                   settings: Any, part_bytes: int = PART_BYTES) -> DatasetReport:
     """Write train.jsonl, validation.jsonl, metadata.parquet and dropped.parquet into `folder`;
     returns the figures (`settings`: a DistillationSettings)."""
-    writer = DatasetWriter(folder, settings)
-    try:
-        for part in joined_parts(prompt_table, results, part_bytes):
-            for batch in part.to_batches(max_chunksize=BATCH_ROWS):
-                writer.add(pa.Table.from_batches([batch]))
-            del part
-    finally:
-        writer.close()
+    with _jemalloc():
+        writer = DatasetWriter(folder, settings)
+        try:
+            for part in joined_parts(prompt_table, results, part_bytes):
+                for batch in part.to_batches(max_chunksize=BATCH_ROWS):
+                    writer.add(pa.Table.from_batches([batch]))
+                del part
+        finally:
+            writer.close()
     return writer.report
+
+
+@contextmanager
+def _jemalloc() -> Iterator[None]:
+    """Arrow's buffers allocated from Python come from jemalloc during the step, where pyarrow
+    has it. Every batch needs buffers of the sizes the last one freed, and the default pool
+    (mimalloc) hands freed pages back to the OS so soon that each batch faults them in afresh
+    (measured at 1M rows, with jemalloc: half the memory handed back, ~1.4 s less system time,
+    5-15 % less wall time, 12-16 MB less peak RSS). Set back afterwards."""
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)

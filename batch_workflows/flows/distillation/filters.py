@@ -81,7 +81,8 @@ def is_refusal(texts: pa.Array) -> np.ndarray:
 
 class AnswerFilter:
     """Decides the outcome of each request, a batch of joined rows at a time; remembers what it
-    has seen for the duplicate reasons (8 bytes per answer, plus 8 per band per long answer)."""
+    has seen for the duplicate reasons (9 to 10 bytes per answer, as many per band per long
+    answer)."""
 
     def __init__(self, settings: FilterSettings):
         self.settings = settings
