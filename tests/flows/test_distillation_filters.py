@@ -4,20 +4,15 @@ the set of seen keys."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
-import pytest
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from batch_workflows.flows.distillation.filters import is_refusal
 from batch_workflows.flows.distillation.minhash import (
     AnswerSketcher,
     SeenKeys,
-    band_split,
-    permutations,
     shingle_hash,
     text_keys,
     word_hash,
@@ -61,31 +56,6 @@ def test_signatures_equal_datasketch_value_for_value():
     assert rows.tolist() == [i for i, w in enumerate(split) if len(w) >= 8]
     for sig, row in zip(signatures, rows, strict=True):
         assert np.array_equal(sig, _datasketch_signature(split[row]))
-
-
-def test_permutations_and_band_split_are_datasketchs():
-    for num_perm in (16, 64, 128):
-        for seed in (0, 1, 42):
-            a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-            mine = permutations(num_perm, seed)
-            assert np.array_equal(mine[0], a) and np.array_equal(mine[1], b)
-            assert mine[0].dtype == mine[1].dtype == np.uint32
-        for threshold in np.round(np.arange(0.05, 1.0, 0.05), 2).tolist():
-            try:
-                lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-            except ValueError:  # too few bands: both refuse it
-                with pytest.raises(ValueError):
-                    band_split(threshold, num_perm)
-                continue
-            assert band_split(threshold, num_perm) == (lsh.b, lsh.r), (threshold, num_perm)
-
-
-def test_the_sketch_does_not_import_scipy():
-    """datasketch's LSH module imports scipy (44 MB resident): the step computes without it."""
-    code = ("import sys; from batch_workflows.flows.distillation.filters import AnswerFilter, "
-            "FilterSettings; AnswerFilter(FilterSettings(2048, 0.85, 8)); "
-            "assert not {'datasketch', 'scipy'} & set(sys.modules), 'imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_text_keys_follow_words_and_salt():

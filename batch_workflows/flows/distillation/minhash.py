@@ -11,11 +11,9 @@ The sketch is datasketch's: its ``affine32`` MinHash (permutations from
 finalizer, then ``a * h + b mod 2**32``) and the band split that ``datasketch.MinHashLSH``
 chooses for the threshold. Only how it is computed differs: for a whole row group with numpy,
 instead of one ``MinHash.update_batch`` per answer (measured: 72 µs an answer, 72 s per
-million); the signatures are datasketch's, value for value (a test holds it). The permutations
-and the band split are worked out as datasketch does (tests hold them equal to its own), so
-that the step does not import datasketch, whose LSH module imports scipy: 44 MB of resident
-memory and half a second. Answers of fewer than `min_words` words are not sketched: short
-answers ("Positive.") repeat legitimately across prompts and are compared exactly only.
+million); the signatures are datasketch's, value for value (a test holds it). Answers of fewer
+than `min_words` words are not sketched: short answers ("Positive.") repeat legitimately across
+prompts and are compared exactly only.
 
 As in the MinHash deduplication of datatrove and text-dedup, two answers sharing a band key are
 near duplicates, with no pairwise check: with the default threshold 0.85 (4 bands of 15 rows) a
@@ -26,7 +24,6 @@ answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,54 +174,17 @@ def text_keys(words: Words, salt: np.ndarray) -> np.ndarray:
         return fmix64(sums ^ fmix64(salt.astype(np.uint64) + words.counts.astype(np.uint64)))
 
 
-def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``datasketch.MinHash(num_perm, seed, scheme="affine32").permutations``, drawn as it draws
-    them: uint32 ``a`` (odd) and ``b``, from numpy's legacy generator seeded with `seed`."""
-    gen = np.random.RandomState(seed)
-    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
-    return a, b
-
-
-def band_split(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) as ``datasketch.MinHashLSH(threshold, num_perm)`` chooses them: the split
-    with the least false positive plus false negative probability (weights 0.5 and 0.5). Its
-    integrands are polynomials of degree at most `num_perm`, which Gauss-Legendre quadrature
-    with num_perm / 2 + 1 nodes integrates exactly, where datasketch calls scipy's ``quad``."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError("threshold must be in [0.0, 1.0]")
-    nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
-
-    def integral(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> float:
-        half = (hi - lo) / 2
-        return half * float(weights @ f(half * nodes + (hi + lo) / 2))
-
-    def error(b: int, r: int) -> float:
-        def collide(s: np.ndarray) -> np.ndarray:  # a pair of similarity s shares a band
-            return 1 - (1 - s ** float(r)) ** float(b)
-
-        false_positive = integral(collide, 0.0, threshold)
-        false_negative = integral(lambda s: 1 - collide(s), threshold, 1.0)
-        return false_positive * 0.5 + false_negative * 0.5
-
-    least, split = float("inf"), (0, 0)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            e = error(b, r)
-            if e < least:  # the first of equal ones, as datasketch keeps it
-                least, split = e, (b, r)
-    if split[0] < 2:
-        raise ValueError("The number of bands are too small (b < 2)")
-    return split
-
-
 class AnswerSketcher:
     """MinHash signatures and LSH band keys of many answers at once."""
 
     def __init__(self, threshold: float, min_words: int, num_perm: int = NUM_PERM,
                  seed: int = SEED):
-        self.bands, self.rows = band_split(threshold, num_perm)
-        self.a, self.b = permutations(num_perm, seed)
+        from datasketch import MinHash, MinHashLSH
+
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = lsh.b, lsh.r
+        a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        self.a, self.b = a.astype(np.uint32), b.astype(np.uint32)
         self.num_perm, self.seed = num_perm, seed
         self.min_words = max(min_words, SHINGLE_WORDS)
 
