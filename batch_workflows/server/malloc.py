@@ -5,9 +5,8 @@ logits and prefill buffers that each step allocates and frees end up inside the 
 they fragment, and a thread that allocates gets an arena of its own. Over a batch the server's
 resident memory then keeps climbing although live memory does not. bench/chat.py (256 prompts,
 KV budget 256 MB) measured a peak of 1,656 MB with glibc's defaults and 1,429 MB with a fixed
-1 MB threshold and two arenas; after a batch, resident memory falls back to
-within ~130 MB of the idle server's.
-A fixed threshold sends large blocks to mmap, which returns them on free.
+1 MB threshold and two arenas; after a batch, resident memory falls back to within ~130 MB of
+the idle server's. A fixed threshold sends large blocks to mmap, which returns them on free.
 
 Called once, before models load; a no-op where the C library is not glibc.
 """
