@@ -118,6 +118,7 @@ def test_policy_prompt_states_the_format_at_top_and_bottom_and_the_schema_is_an_
     assert schema["strict"] is True
     props = schema["schema"]["properties"]
     assert props["categories"]["items"]["enum"] == POLICY.names
+    assert props["categories"]["maxItems"] == len(POLICY.names)
     assert schema["schema"]["required"] == ["flagged", "categories", "rationale"]
 
 

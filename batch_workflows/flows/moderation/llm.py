@@ -33,7 +33,11 @@ def verdict_schema(policy: Policy) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "flagged": {"type": "boolean"},
-            "categories": {"type": "array", "items": {"type": "string", "enum": policy.names}},
+            # No more entries than categories: a small model that repeats names still closes the
+            # list and finishes inside max_tokens. (uniqueItems would say it better, but strict
+            # structured outputs and xgrammar do not take it.)
+            "categories": {"type": "array", "items": {"type": "string", "enum": policy.names},
+                           "maxItems": len(policy.names)},
             "rationale": {"type": "string"},
         },
         "required": list(FIELDS),
