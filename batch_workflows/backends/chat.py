@@ -31,6 +31,7 @@ from batch_workflows.backends.base import (
 from batch_workflows.backends.chat_request import ChatRequest, parse_chat_request
 from batch_workflows.backends.generation import Generator, Row
 from batch_workflows.backends.gguf import load_gguf
+from batch_workflows.backends.prefixes import MIN_SHARED_TOKENS
 from batch_workflows.backends.sampling import Sampling
 from batch_workflows.backends.smollm2 import INSTALL_HINT, MODEL_ID, default_chat_model_path
 from batch_workflows.backends.structured import GrammarError
@@ -61,6 +62,7 @@ class ChatBackend:
         max_rows: int = 32,
         step_group: int = 8,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        min_shared_prefix: int | None = MIN_SHARED_TOKENS,
     ) -> None:
         if model_path is None:
             found = default_chat_model_path()
@@ -80,6 +82,7 @@ class ChatBackend:
         self.max_batch = max_batch
         self.max_rows, self.step_group = max_rows, step_group
         self.default_max_tokens = default_max_tokens
+        self.min_shared_prefix = min_shared_prefix  # None: no prefix sharing (bench/shared_prefix)
         self._model: Any = None
         self._tokenizer: Any = None
         self._generator: Generator | None = None
@@ -123,7 +126,8 @@ class ChatBackend:
         self._context = getattr(model.config, "max_position_embeddings", None)
         self._generator = Generator(model, tokenizer, eos_ids=eos, device=device,
                                     grammars=grammars, max_rows=self.max_rows,
-                                    step_group=self.step_group)
+                                    step_group=self.step_group,
+                                    min_shared_prefix=self.min_shared_prefix)
         self._grammars, self._token_bytes = grammars, grammars.token_bytes()
         self._tokenizer, self._model, self.device = tokenizer, model, device
         log.info("loaded chat model %s on %s", self.model_path, device)

@@ -12,7 +12,8 @@ is asked between step groups; rows not finished by then are left unfinished.
 
 The cache is kv_cache's (buffers with spare columns, rows that can leave and join). A model that
 builds a cache of its own kind (sliding windows, ...) still works: its rows ride along until
-their whole batch is done, as in `model.generate`.
+their whole batch is done, as in `model.generate`. A long prompt prefix that rows of one run
+share (a batch's common system prompt) is prefilled once (prefixes.SharedPrefixes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from batch_workflows.backends import kv_cache
 from batch_workflows.backends.base import StopCheck, TurnLock, never
+from batch_workflows.backends.prefixes import MIN_SHARED_TOKENS, SharedPrefixes
 from batch_workflows.backends.sampling import Choice, Sampling, choose
 
 log = logging.getLogger(__name__)
@@ -79,11 +81,13 @@ class Generator:
         # tokens/s; at 256 MB, 1,429 MB and 0.81 (fewer rows of long prompts fit).
         kv_budget_bytes: int = 320 << 20,
         max_prefill_tokens: int = 2048,
+        min_shared_prefix: int | None = MIN_SHARED_TOKENS,  # None: every row prefilled whole
     ):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.eos_ids, self.grammars = eos_ids, grammars
         self.max_rows, self.step_group = max_rows, step_group
         self.kv_budget_bytes, self.max_prefill_tokens = kv_budget_bytes, max_prefill_tokens
+        self.min_shared_prefix = min_shared_prefix
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.turns = TurnLock()
         self._kv_bytes_per_token = _kv_bytes_per_token(model)
@@ -103,6 +107,7 @@ class Generator:
         steps = steps_per_turn or self.step_group
         rows: list[Row] = []
         waiting: deque[Row] = deque()
+        shared = SharedPrefixes(())
         batch: _Batch | None = None
         first = True
         while first or waiting or batch is not None:
@@ -113,8 +118,9 @@ class Generator:
                     rows = prepare()
                     waiting.extend(sorted((r for r in rows if not r.done),
                                           key=lambda r: len(r.prompt_ids)))
+                    shared = SharedPrefixes(waiting, self.min_shared_prefix)
                     first = False
-                batch = self._admit(batch, waiting)
+                batch = self._admit(batch, waiting, shared)
                 for _ in range(steps):
                     if batch is None:
                         break
@@ -123,7 +129,8 @@ class Generator:
 
     # -- admission -----------------------------------------------------------------------------
 
-    def _admit(self, batch: _Batch | None, waiting: deque[Row]) -> _Batch | None:
+    def _admit(self, batch: _Batch | None, waiting: deque[Row],
+               shared: SharedPrefixes) -> _Batch | None:
         """Prefill waiting rows into the free places (within the row, memory and prefill
         limits) and merge them into the batch."""
         if batch is not None and not kv_cache.reshapable(batch.cache):
@@ -136,8 +143,10 @@ class Generator:
             row = waiting[0]
             longest = max(need, len(row.prompt_ids) + row.max_tokens + kv_cache.CHUNK)
             rows_after = len(live) + len(chosen) + 1
-            width = max([len(row.prompt_ids)] + [len(r.prompt_ids) for r in chosen])
-            over_memory = rows_after * longest * self._kv_bytes_per_token > self.kv_budget_bytes
+            # Tokens the prefill computes per row: a shared prefix's are computed once.
+            width = max(len(r.prompt_ids) - shared.length(r) for r in [*chosen, row])
+            tokens = rows_after * longest + shared.held_tokens([*chosen, row])
+            over_memory = tokens * self._kv_bytes_per_token > self.kv_budget_bytes
             over_prefill = (len(chosen) + 1) * width > self.max_prefill_tokens
             if (over_memory or over_prefill) and (live or chosen):
                 break  # always take one row into an empty batch, whatever its size
@@ -145,24 +154,66 @@ class Generator:
             need = longest
         if not chosen:
             return batch
-        fresh = self._prefill(chosen)
+        fresh = self._prefill(chosen, shared)
         if batch is None:
             return fresh
         if fresh is None:
             return batch
         return _merge(batch, fresh)  # batch is reshapable (checked above), so fresh is too
 
-    def _prefill(self, rows: list[Row]) -> _Batch | None:
+    def _prefill(self, rows: list[Row], shared: SharedPrefixes) -> _Batch | None:
+        """One batch of `rows`: those sharing a prefix start from a copy of its cache."""
+        prefixes = {g: shared.cache(g, self._prefill_prefix)
+                    for g in dict.fromkeys(map(shared.group, rows)) if g is not None}
+        groups: dict[int | None, list[Row]] = {}
+        for row in rows:  # after cache(): a model whose cache cannot be copied turns sharing off
+            groups.setdefault(shared.group(row), []).append(row)
+        shared.admitted(rows)
+        out: _Batch | None = None
+        for group, members in groups.items():
+            fresh = self._prefill_rows(members, None if group is None else prefixes[group])
+            if fresh is not None:
+                out = fresh if out is None else _merge(out, fresh)
+        return out
+
+    def _prefill_prefix(self, ids: list[int]) -> Any | None:
+        """The one-row cache of a shared prefix (None when this model's cache is not
+        kv_cache's, so it cannot be copied into rows)."""
         import torch
 
-        width = max(len(r.prompt_ids) for r in rows)
+        t = torch.tensor([ids], dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=t,
+                attention_mask=torch.ones_like(t),
+                position_ids=torch.arange(len(ids), device=self.device)[None],
+                use_cache=True,
+                **{self._cache_arg: kv_cache.new_cache()},
+                **self._keep_last,
+            )
+        cache = getattr(out, self._cache_arg)
+        log.debug("prefilled a shared prefix of %d tokens", len(ids))
+        return cache if kv_cache.reshapable(cache) else None
+
+    def _prefill_rows(self, rows: list[Row], prefix: Any | None) -> _Batch | None:
+        """Prefill rows into a new batch, left-padded; with a prefix (a cache of the first
+        tokens every row shares), only each row's tokens after it."""
+        import torch
+
+        skip = 0 if prefix is None else prefix.get_seq_length()
+        tails = [r.prompt_ids[skip:] for r in rows]
+        width = max(len(t) for t in tails)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            n = len(row.prompt_ids)
-            ids[i, width - n :] = torch.tensor(row.prompt_ids, dtype=torch.long)
-            mask[i, width - n :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        for i, tail in enumerate(tails):
+            ids[i, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+            mask[i, width - len(tail) :] = 1
+        if prefix is None:
+            cache = kv_cache.new_cache()
+        else:  # [prefix | padding | tail]: the padding is masked, the positions run on
+            cache = kv_cache.repeat_rows(prefix, len(rows), spare=width + kv_cache.CHUNK)
+            mask = torch.cat([torch.ones((len(rows), skip), dtype=torch.long), mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, skip:]
         ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
         with torch.inference_mode():
             out = self.model(
@@ -170,7 +221,7 @@ class Generator:
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=True,
-                **{self._cache_arg: kv_cache.new_cache()},
+                **{self._cache_arg: cache},
                 **self._keep_last,
             )
         batch = _Batch(rows, getattr(out, self._cache_arg), mask, mask.sum(-1), None)

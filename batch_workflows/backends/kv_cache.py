@@ -5,7 +5,8 @@ into tensors one column longer), which costs a copy of the whole cache per step 
 allocator a trail of freed blocks each slightly too small for the next: the heap grows to about
 twice the cache. A SlabLayer writes into a buffer with CHUNK spare columns and reallocates only
 when they run out. The batch operations the decoding loop needs (keep some rows, cut leading
-columns that only padding uses, merge two batches) are here too.
+columns that only padding uses, merge two batches, copy a shared prompt prefix into new rows)
+are here too.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def new_cache() -> Any:
     cache = DynamicCache()
     cache.layer_class_to_replicate = SlabLayer
     return cache
+
+
+def repeat_rows(cache: Any, rows: int, spare: int) -> Any:
+    """A new cache of `rows` copies of a one-row cache's columns (a prompt prefix they share),
+    each with room for `spare` more columns."""
+    out = new_cache()
+    for layer in cache.layers:
+        slab = SlabLayer()
+        slab.lazy_initialization(layer.keys, layer.values)
+        slab._set(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1),
+                  layer.length + spare)
+        out.layers.append(slab)
+    return out
 
 
 def reshapable(cache: Any) -> bool:

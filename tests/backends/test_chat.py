@@ -332,3 +332,65 @@ def test_a_realtime_request_does_not_wait_for_a_running_batch(tiny_chat_path):
     worker.join()
     assert waited < 5, waited
     backend.close()
+
+
+def test_rows_sharing_a_long_system_prompt_prefill_it_once_and_answer_as_alone(tiny_chat_path):
+    """A run's common system prompt is prefilled once; greedy text still equals generate()
+    on each prompt alone, with rows joining and leaving (two rows in the model at a time)."""
+    from batch_workflows.backends.chat import ChatBackend
+
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", max_rows=2,
+                          step_group=3)
+    model, tok = backend.load()
+    policy = {"role": "system", "content": "every request gets exactly one line " * 20}
+    cases = [([policy, {"role": "user", "content": "hello " * k}], n)
+             for k, n in [(1, 9), (7, 2), (3, 5), (12, 4), (2, 11)]]
+    cases.append((USER, 6))  # shares nothing with the others: prefilled whole
+    prefilled = []
+
+    def count_prefill(_module, _args, kwargs):
+        if kwargs["input_ids"].shape[1] > 1:  # decoding steps feed one token per row
+            prefilled.append(kwargs["input_ids"].numel())
+
+    hook = model.register_forward_pre_hook(count_prefill, with_kwargs=True)
+    try:
+        results = backend.run([
+            {"model": "tiny", "messages": m, "max_tokens": n, "temperature": 0} for m, n in cases
+        ])  # fmt: skip
+    finally:
+        hook.remove()
+    for (messages, n), res in zip(cases, results, strict=True):
+        assert _choice(res)["message"]["content"] == _generate_alone(model, tok, messages, n)
+    prompts = [res.body["usage"]["prompt_tokens"] for res in results]
+    assert min(prompts[:5]) > 128 and prompts[5] < 20
+    # The system prompt once, then each row's own few tokens: not the five whole prompts.
+    assert sum(prefilled) < max(prompts) + sum(prompts) / 3
+    backend.close()
+
+
+def test_shared_prefixes_group_rows_by_their_common_start():
+    from batch_workflows.backends.generation import Row
+    from batch_workflows.backends.prefixes import SharedPrefixes
+
+    a, b = list(range(200)), [7] * 150
+    rows = [Row(a + [1, 2], 4), Row(a + [3], 4), Row(a[:150] + [9] * 60, 4),  # share a[:150]
+            Row(b + [1], 4), Row(b + [1], 4),  # n=2 choices of one prompt
+            Row(list(range(500, 700)), 4),  # alone
+            Row(a[:100], 4), Row(a[:100], 4)]  # under the minimum
+    shared = SharedPrefixes(rows, min_tokens=128)
+    assert [shared.length(r) for r in rows] == [150, 150, 150, 150, 150, 0, 0, 0]
+    first, second = shared.group(rows[0]), shared.group(rows[3])
+    assert first == shared.group(rows[2]) != second == shared.group(rows[4])
+    assert shared.held_tokens(rows[:2]) == 150 and shared.held_tokens(rows) == 300
+    computed = []
+    assert shared.cache(second, lambda ids: computed.append(ids) or "cache") == "cache"
+    assert shared.cache(second, lambda ids: pytest.fail("computed twice")) == "cache"
+    assert computed == [b] and shared.held_tokens([]) == 150
+    shared.admitted(rows[3:4])
+    assert shared.held_tokens([]) == 150  # one row still waits for it
+    shared.admitted(rows[4:5])
+    assert shared.held_tokens([]) == 0
+    off = SharedPrefixes(rows, min_tokens=None)
+    assert [off.length(r) for r in rows] == [0] * 8
+    # A model whose cache cannot be copied turns sharing off for the rest of the run.
+    assert shared.cache(first, lambda ids: None) is None and shared.length(rows[0]) == 0
