@@ -143,10 +143,10 @@ class Generator:
             row = waiting[0]
             longest = max(need, len(row.prompt_ids) + row.max_tokens + kv_cache.CHUNK)
             rows_after = len(live) + len(chosen) + 1
-            # Tokens the prefill computes per row: a shared prefix's are computed once.
+            # Tokens the prefill computes per row: a shared prefix's are copied (at most one
+            # one-row forward computes it for all of them).
             width = max(len(r.prompt_ids) - shared.length(r) for r in [*chosen, row])
-            tokens = rows_after * longest + shared.held_tokens([*chosen, row])
-            over_memory = tokens * self._kv_bytes_per_token > self.kv_budget_bytes
+            over_memory = rows_after * longest * self._kv_bytes_per_token > self.kv_budget_bytes
             over_prefill = (len(chosen) + 1) * width > self.max_prefill_tokens
             if (over_memory or over_prefill) and (live or chosen):
                 break  # always take one row into an empty batch, whatever its size
@@ -154,21 +154,30 @@ class Generator:
             need = longest
         if not chosen:
             return batch
-        fresh = self._prefill(chosen, shared)
+        fresh = self._prefill(chosen, shared, batch)
         if batch is None:
             return fresh
         if fresh is None:
             return batch
         return _merge(batch, fresh)  # batch is reshapable (checked above), so fresh is too
 
-    def _prefill(self, rows: list[Row], shared: SharedPrefixes) -> _Batch | None:
-        """One batch of `rows`: those sharing a prefix start from a copy of its cache."""
-        prefixes = {g: shared.cache(g, self._prefill_prefix)
-                    for g in dict.fromkeys(map(shared.group, rows)) if g is not None}
+    def _prefill(self, rows: list[Row], shared: SharedPrefixes,
+                 batch: _Batch | None) -> _Batch | None:
+        """One batch of `rows`: those sharing a prefix start from a copy of its columns."""
+        prefixes = {}
+        for group in dict.fromkeys(map(shared.group, rows)):
+            if group is None:
+                continue
+            columns = self._prefix_in(batch, shared, group)
+            if columns is None:
+                columns = self._prefill_prefix(shared.prefix(group))
+            if columns is None:  # this model's cache is not kv_cache's: no copying rows
+                shared.disable()
+                break
+            prefixes[group] = columns
         groups: dict[int | None, list[Row]] = {}
-        for row in rows:  # after cache(): a model whose cache cannot be copied turns sharing off
+        for row in rows:
             groups.setdefault(shared.group(row), []).append(row)
-        shared.admitted(rows)
         out: _Batch | None = None
         for group, members in groups.items():
             fresh = self._prefill_rows(members, None if group is None else prefixes[group])
@@ -176,9 +185,21 @@ class Generator:
                 out = fresh if out is None else _merge(out, fresh)
         return out
 
+    @staticmethod
+    def _prefix_in(batch: _Batch | None, shared: SharedPrefixes, group: int) -> Any | None:
+        """The group's prefix columns from a row of it in the batch: its first real columns
+        (rows are left-padded, and a shared prefix is copied in ahead of any padding)."""
+        if batch is None:
+            return None
+        for i, row in enumerate(batch.rows):
+            if shared.group(row) == group:
+                start = int(batch.mask[i].argmax())  # the row's first real column
+                return kv_cache.row_columns(batch.cache, i, start, len(shared.prefix(group)))
+        return None
+
     def _prefill_prefix(self, ids: list[int]) -> Any | None:
-        """The one-row cache of a shared prefix (None when this model's cache is not
-        kv_cache's, so it cannot be copied into rows)."""
+        """A shared prefix's columns, run through the model as one row (None when this model's
+        cache is not kv_cache's, so it cannot be copied into rows)."""
         import torch
 
         t = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -193,14 +214,16 @@ class Generator:
             )
         cache = getattr(out, self._cache_arg)
         log.debug("prefilled a shared prefix of %d tokens", len(ids))
-        return cache if kv_cache.reshapable(cache) else None
+        if not kv_cache.reshapable(cache):
+            return None
+        return kv_cache.row_columns(cache, 0, 0, len(ids))
 
     def _prefill_rows(self, rows: list[Row], prefix: Any | None) -> _Batch | None:
-        """Prefill rows into a new batch, left-padded; with a prefix (a cache of the first
-        tokens every row shares), only each row's tokens after it."""
+        """Prefill rows into a new batch, left-padded; with a prefix (each layer's keys and
+        values of the first tokens every row shares), only each row's tokens after it."""
         import torch
 
-        skip = 0 if prefix is None else prefix.get_seq_length()
+        skip = 0 if prefix is None else prefix[0][0].shape[-2]
         tails = [r.prompt_ids[skip:] for r in rows]
         width = max(len(t) for t in tails)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)

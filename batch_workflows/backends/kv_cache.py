@@ -87,15 +87,22 @@ def new_cache() -> Any:
     return cache
 
 
-def repeat_rows(cache: Any, rows: int, spare: int) -> Any:
-    """A new cache of `rows` copies of a one-row cache's columns (a prompt prefix they share),
-    each with room for `spare` more columns."""
+def row_columns(cache: Any, row: int, start: int, length: int) -> list[tuple[Any, Any]]:
+    """Each layer's keys and values of one row's columns start ... start + length (views)."""
+    end = start + length
+    return [(layer.keys[row : row + 1, :, start:end], layer.values[row : row + 1, :, start:end])
+            for layer in cache.layers]
+
+
+def repeat_rows(columns: list[tuple[Any, Any]], rows: int, spare: int) -> Any:
+    """A new cache of `rows` copies of one row's columns (each layer's keys and values: a prompt
+    prefix they share), each with room for `spare` more columns."""
     out = new_cache()
-    for layer in cache.layers:
+    for keys, values in columns:
         slab = SlabLayer()
-        slab.lazy_initialization(layer.keys, layer.values)
-        slab._set(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1),
-                  layer.length + spare)
+        slab.lazy_initialization(keys, values)
+        slab._set(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1),
+                  keys.shape[-2] + spare)
         out.layers.append(slab)
     return out
 

@@ -381,16 +381,8 @@ def test_shared_prefixes_group_rows_by_their_common_start():
     assert [shared.length(r) for r in rows] == [150, 150, 150, 150, 150, 0, 0, 0]
     first, second = shared.group(rows[0]), shared.group(rows[3])
     assert first == shared.group(rows[2]) != second == shared.group(rows[4])
-    assert shared.held_tokens(rows[:2]) == 150 and shared.held_tokens(rows) == 300
-    computed = []
-    assert shared.cache(second, lambda ids: computed.append(ids) or "cache") == "cache"
-    assert shared.cache(second, lambda ids: pytest.fail("computed twice")) == "cache"
-    assert computed == [b] and shared.held_tokens([]) == 150
-    shared.admitted(rows[3:4])
-    assert shared.held_tokens([]) == 150  # one row still waits for it
-    shared.admitted(rows[4:5])
-    assert shared.held_tokens([]) == 0
+    assert shared.prefix(first) == a[:150] and shared.prefix(second) == b
     off = SharedPrefixes(rows, min_tokens=None)
     assert [off.length(r) for r in rows] == [0] * 8
-    # A model whose cache cannot be copied turns sharing off for the rest of the run.
-    assert shared.cache(first, lambda ids: None) is None and shared.length(rows[0]) == 0
+    shared.disable()  # a model whose cache cannot be copied: every row prefilled whole
+    assert [shared.group(r) for r in rows] == [None] * 8
