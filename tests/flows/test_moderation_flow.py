@@ -1,6 +1,7 @@
 """The moderation flow end to end through Dagster's command line on the local engine: one
 labelled day of the shipped sample (embedding strategy, the default); a two-day range in one
-run (single-run backfill), one of its days without a backlog; the schedule's tick at a time."""
+run (single-run backfill), one of its days without a backlog; a small day judged by the llm
+strategy on the engine's real chat model; the schedule's tick at a time."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 
 DAGSTER = Path(sys.executable).with_name("dagster")
 ROOT = Path(flow.__file__).parents[2]
-DAY, EMPTY_DAY = "2025-03-02", "2025-03-05"
+DAY, EMPTY_DAY, LLM_DAY = "2025-03-02", "2025-03-05", "2025-03-06"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,9 @@ def cli(tmp_path_factory, server):
     inbox.mkdir()
     for day in (DAY, "2025-03-04"):
         shutil.copy(SAMPLE_BACKLOG / f"{day}.jsonl", inbox)
+    # Three items of the day for the llm strategy: a CPU judges ~1,500-token prompts slowly.
+    lines = (SAMPLE_BACKLOG / f"{LLM_DAY}.jsonl").read_text().splitlines()
+    (inbox / f"{LLM_DAY}.jsonl").write_text("\n".join(lines[:3]) + "\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "BATCH_PROVIDER": "local",
            "BATCH_BASE_URL": server.base_url, "BATCH_POLL_INTERVAL": "0.5",
            "BATCH_ARTIFACTS_URI": str(root / "artifacts"), "MODERATION_WATCH_URI": str(inbox),
@@ -44,11 +48,11 @@ def cli(tmp_path_factory, server):
     for name in ("QDRANT_URL", "BATCH_API_KEY", "MODERATION_STRATEGY", "MODERATION_POLICY"):
         env.pop(name, None)
 
-    def materialize(*partition: str) -> subprocess.CompletedProcess:
+    def materialize(*partition: str, **settings: str) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [str(DAGSTER), "asset", "materialize", "-m", "assets.definitions",
              "--select", "group:moderation", *partition],
-            capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+            capture_output=True, text=True, env={**env, **settings}, timeout=300, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-4000:]
         return proc
 
@@ -100,6 +104,22 @@ def test_a_range_in_one_run_each_day_its_own_submission_and_a_day_without_backlo
     assert (_report(cli, EMPTY_DAY)["items"], _report(cli, EMPTY_DAY)["evaluation"]) == (0, None)
     empty = json.loads((cli["artifacts"] / EMPTY_DAY / "submission.json").read_text())
     assert empty["batches"] == []
+
+
+def test_the_llm_strategy_judges_a_day_on_the_local_chat_model(cli):
+    cli["materialize"]("--partition", LLM_DAY, MODERATION_STRATEGY="llm")
+    report = _report(cli, LLM_DAY)
+    assert report["strategy"] == "llm" and report["model"] == "SmolLM2-135M-Instruct"
+    assert report["items"] == 3 == report["ok"] + report["unparsed"] + report["failed"]
+    assert report["failed"] == 0 and report["accounted"] is True
+    verdicts = pq.read_table(cli["artifacts"] / LLM_DAY / "verdicts.parquet").to_pylist()
+    assert len(verdicts) == 3 and {v["strategy"] for v in verdicts} == {"llm"}
+    for v in verdicts:  # strict reading: an ok verdict is the schema's object, nothing guessed
+        if v["status"] == "ok":
+            assert v["flagged"] == bool(v["categories"]) and isinstance(v["rationale"], str)
+        else:
+            assert v["status"] == "unparsed" and v["reason"] and v["flagged"] is None
+    assert report["evaluation"]["scored"] + report["evaluation"]["not_scored"] == 3
 
 
 def test_the_schedule_runs_the_previous_utc_day_at_two():
