@@ -170,6 +170,8 @@ def test_card_holds_every_count(case):
 
 def test_example_lines_are_the_bytes_orjson_writes():
     """Every character JSON escapes, quotes, backslashes, non-ASCII, nulls in every column."""
+    for kind in (pa.string(), pa.large_string()):
+        assert line_bytes(pa.array(["x", "a\n", "bc\n"], kind).slice(1)).to_pybytes() == b"a\nbc\n"
     rng = random.Random(4)
     alphabet = [chr(c) for c in range(0x80)] + ["é", "€", "\u2028", "😀", "\\u0041"]
 
@@ -178,10 +180,11 @@ def test_example_lines_are_the_bytes_orjson_writes():
             return None
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
 
-    for _ in range(300):
+    for i in range(300):
         n = rng.randint(3, 10)
         columns = [[text(null) for _ in range(n)] for null in (0.3, 0.05, 0.05)]
-        arrays = [pa.array(c, pa.string()).slice(1) for c in columns]  # sliced, as batches are
+        kind = pa.large_string() if i % 3 == 0 else pa.string()  # 64-bit offsets too
+        arrays = [pa.array(c, kind).slice(1) for c in columns]  # sliced, as batches are
         rows = list(zip(*(c[1:] for c in columns), strict=True))
         for name, example in EXAMPLE_FORMATS.items():
             lines = example_lines(name, *arrays)

@@ -42,6 +42,8 @@ _ESCAPE = {c: _SHORT.get(c, f"\\u{c:04x}") for c in [*range(0x20), 0x22, 0x5C]}
 def example_lines(format: str, systems: pa.Array, users: pa.Array,
                   answers: pa.Array) -> pa.Array:
     """Each row's example as the JSON line orjson writes, newline included (a string array)."""
+    # One string type for the kernels below, whichever the columns were read as.
+    systems, users, answers = (c.cast(pa.string()) for c in (systems, users, answers))
     s, u, a = (_json_escaped(c) for c in (systems, users, answers))
     join = pc.binary_join_element_wise  # its last argument is the separator: none here
     if format == "messages":
@@ -66,7 +68,8 @@ def example_lines(format: str, systems: pa.Array, users: pa.Array,
 
 def line_bytes(lines: pa.Array) -> pa.Buffer:
     """The lines one after the other: the values of the string array, without a copy."""
-    offsets = np.frombuffer(lines.buffers()[1], np.int32)[lines.offset:lines.offset + len(lines) + 1]
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32  # the offsets' type
+    offsets = np.frombuffer(lines.buffers()[1], width)[lines.offset:lines.offset + len(lines) + 1]
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
