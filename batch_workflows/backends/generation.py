@@ -203,16 +203,9 @@ class Generator:
         import torch
 
         t = torch.tensor([ids], dtype=torch.long, device=self.device)
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=t,
-                attention_mask=torch.ones_like(t),
-                position_ids=torch.arange(len(ids), device=self.device)[None],
-                use_cache=True,
-                **{self._cache_arg: kv_cache.new_cache()},
-                **self._keep_last,
-            )
-        cache = getattr(out, self._cache_arg)
+        _, cache = self._forward(t, torch.ones_like(t),
+                                 torch.arange(len(ids), device=self.device)[None],
+                                 kv_cache.new_cache())
         log.debug("prefilled a shared prefix of %d tokens", len(ids))
         if not kv_cache.reshapable(cache):
             return None
@@ -238,17 +231,9 @@ class Generator:
             mask = torch.cat([torch.ones((len(rows), skip), dtype=torch.long), mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, skip:]
         ids, mask, positions = (t.to(self.device) for t in (ids, mask, positions))
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: cache},
-                **self._keep_last,
-            )
-        batch = _Batch(rows, getattr(out, self._cache_arg), mask, mask.sum(-1), None)
-        self._advance(batch, out.logits[:, -1, :])
+        logits, cache = self._forward(ids, mask, positions, cache)
+        batch = _Batch(rows, cache, mask, mask.sum(-1), None)
+        self._advance(batch, logits)
         return self._drop_done(batch)
 
     # -- decoding ------------------------------------------------------------------------------
@@ -257,18 +242,20 @@ class Generator:
         import torch
 
         batch.mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=batch.next_ids[:, None],
-                attention_mask=batch.mask,
-                position_ids=batch.positions[:, None],
-                use_cache=True,
-                **{self._cache_arg: batch.cache},
-            )
-        batch.cache = getattr(out, self._cache_arg)
+        logits, batch.cache = self._forward(batch.next_ids[:, None], batch.mask,
+                                            batch.positions[:, None], batch.cache)
         batch.positions = batch.positions + 1
-        self._advance(batch, out.logits[:, -1, :])
+        self._advance(batch, logits)
         return self._drop_done(batch)
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> tuple[Any, Any]:
+        """One forward pass that fills `cache`: (each row's last logits, the cache)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, **{self._cache_arg: cache}, **self._keep_last)
+        return out.logits[:, -1, :], getattr(out, self._cache_arg)
 
     def _advance(self, batch: _Batch, logits: Any) -> None:
         """Pick every live row's next token and settle the rows that finished."""
