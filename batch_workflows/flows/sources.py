@@ -44,6 +44,7 @@ class SourceFile:
     uri: str
     size: int
     version: str  # mtime_ns locally, ETag on S3: changes when the file changes
+    modified: float = 0.0  # when it last changed, epoch seconds (mtime; S3's LastModified)
 
 
 def join_uri(root: str, name: str) -> str:
@@ -79,7 +80,8 @@ def _list_s3(root: str, client: Any, is_source: Callable[[str], bool]) -> Iterat
         for obj in page.get("Contents", []):
             name = obj["Key"][len(prefix) :]
             if is_source(name):
-                yield SourceFile(name, f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"])
+                yield SourceFile(name, f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"],
+                                 obj["LastModified"].timestamp())
 
 
 def _list_local(base: Path, is_source: Callable[[str], bool]) -> Iterator[SourceFile]:
@@ -89,7 +91,7 @@ def _list_local(base: Path, is_source: Callable[[str], bool]) -> Iterator[Source
         name = path.relative_to(base).as_posix()
         if is_source(name) and path.is_file():
             st = path.stat()
-            yield SourceFile(name, str(path), st.st_size, str(st.st_mtime_ns))
+            yield SourceFile(name, str(path), st.st_size, str(st.st_mtime_ns), st.st_mtime)
 
 
 # --- streaming a file ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ sensor factory over it (dynamic partitions added per file; a daily flow maps fil
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from dagster import (
@@ -11,6 +12,7 @@ from dagster import (
     DynamicPartitionsDefinition,
     asset,
     build_sensor_context,
+    materialize,
 )
 
 from assets.inbox import inbox_sensor
@@ -79,3 +81,36 @@ def test_a_daily_flow_maps_files_to_days_and_adds_no_partitions(tmp_path: Path):
         tick = sensor(build_sensor_context(instance=instance))
     assert tick.dynamic_partitions_requests == []
     assert [r.partition_key for r in tick.run_requests] == ["2024-03-01", "2024-03-02"]
+
+
+def test_a_partition_materialized_from_the_files_content_is_not_run_again(tmp_path: Path):
+    """The demo (or the CLI, or the UI) materialized the file's partition: a sensor with a new
+    cursor (a new daemon) starts no run for it; once the file changes, it does."""
+    parts = DynamicPartitionsDefinition(name="things")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "one.jsonl").write_text("{}\n")
+    (inbox / "two.jsonl").write_text("{}\n")
+    thing = _asset(parts)
+
+    def files() -> list[SourceFile]:
+        return list_source_files(str(inbox), suffixes=ROW_SUFFIXES)
+
+    sensor = inbox_sensor("things_inbox", parts, files, [thing])
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        instance.add_dynamic_partitions("things", ["one.jsonl", "two.jsonl"])
+        assert materialize([thing], instance=instance, partition_key="one.jsonl").success
+
+        fresh = sensor(build_sensor_context(instance=instance))
+        assert [r.partition_key for r in fresh.run_requests] == ["two.jsonl"]
+
+        assert materialize([thing], instance=instance, partition_key="two.jsonl").success
+        none = sensor(build_sensor_context(instance=instance))
+        assert none.run_requests == []
+        assert "one.jsonl, two.jsonl" in none.skip_reason.skip_message
+
+        time.sleep(0.01)  # a later mtime even on coarse clocks
+        (inbox / "one.jsonl").write_text('{"changed": true}\n')
+        changed = sensor(build_sensor_context(instance=instance, cursor=none.cursor))
+        assert [r.partition_key for r in changed.run_requests] == ["one.jsonl"]
