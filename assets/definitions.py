@@ -3,14 +3,13 @@
 ``workspace.yaml`` loads this module (``dagster dev -w workspace.yaml``). Add a flow by adding
 its module to ``FLOWS``: each flow module exposes ``defs`` (a Definitions without resources).
 
-Resources (all from the environment, so the same code runs locally, in CI and in production):
+Resources (all from the environment, ``resources.build_resources``, so the same code runs
+locally, in CI and in production):
 
-* ``batch``     — ``BatchResource.from_env()``: BATCH_PROVIDER, BATCH_BASE_URL, BATCH_API_KEY, …
-                  (with the local provider, the embedded engine starts on first use; its data
-                  lives in ``.data/engine``);
-* ``artifacts`` — ``ArtifactStore.from_env()``: BATCH_ARTIFACTS_URI (``.data/artifacts`` or
-                  ``s3://bucket/prefix``);
-* ``qdrant``    — ``QdrantResource.from_env()``: QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH.
+* ``batch``     — BATCH_PROVIDER, BATCH_BASE_URL, BATCH_API_KEY, … (with the local provider, the
+                  embedded engine starts on first use; its data lives in ``.data/engine``);
+* ``artifacts`` — BATCH_ARTIFACTS_URI (``.data/artifacts`` or ``s3://bucket/prefix``);
+* ``qdrant``    — QDRANT_URL / QDRANT_API_KEY / QDRANT_PATH.
 
 Automation (``assets.automation``): every sensor and schedule that is safe unattended is RUNNING
 by default, and so is ``automation_condition_sensor``, which evaluates the assets' automation
@@ -18,10 +17,9 @@ conditions: with ``dagster dev`` (or ``dagster-daemon run``) a batch collected b
 batch sensor is followed by its downstream asset with nobody in the UI.
 
 Concurrency: submissions (``<name>_batch`` and the resubmitting ``<name>_results``) run in the
-pool ``batch_submit_<provider>``. The repo's ``dagster.yaml`` (``concurrency: pools:
-default_limit: 1``, telemetry off), which ``make dev`` and the demo copy into DAGSTER_HOME when it
-has none, serialises the submissions to a provider so that each sees the in-flight count of the
-ones before it. An existing DAGSTER_HOME/dagster.yaml is left alone: add that setting there.
+pool ``batch_submit_batch``, which the lifecycle gives one slot in the instance the first time it
+meets it (``batch_workflows.dagster.ensure_pool``): submissions to the provider are serialised,
+so each sees the in-flight count of the ones before it. No other pool is touched.
 """
 
 from __future__ import annotations
@@ -33,9 +31,7 @@ from dagster import Definitions, ExecutorDefinition, in_process_executor
 
 from assets.automation import automation_sensor
 from batch_workflows.errors import ConfigurationError
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
-from resources.vectors import QdrantResource
+from resources import build_resources
 
 # The single list of flows in this code location (module paths exposing `defs`).
 FLOWS: tuple[str, ...] = (
@@ -43,15 +39,6 @@ FLOWS: tuple[str, ...] = (
     "assets.distillation",
     "assets.moderation",
 )
-
-
-def build_resources() -> dict[str, object]:
-    """The resources every flow may use, configured from the environment."""
-    return {
-        "batch": BatchResource.from_env(),
-        "artifacts": ArtifactStore.from_env(),
-        "qdrant": QdrantResource.from_env(),
-    }
 
 
 def build_executor() -> ExecutorDefinition | None:

@@ -69,12 +69,10 @@ def _fig(name: str, value: float, unit: str, baseline: float | None, target: str
 def bench_sensor(n_batches: int, repeats: int) -> list[dict]:
     from dagster import DagsterInstance, DynamicPartitionsDefinition, build_sensor_context
 
-    from assets.lifecycle import batch_lifecycle
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
+    from batch_workflows.dagster import ArtifactStore, BatchResource, batch_lifecycle
     from batch_workflows.profiles import EMBEDDINGS
-    from resources.artifacts import ArtifactStore
-    from resources.batch import BatchResource
 
     name = f"bench{uuid.uuid4().hex[:6]}"
     with _server("sensor", max_concurrent_batches=0) as srv, \
@@ -145,14 +143,12 @@ def bench_sensor(n_batches: int, repeats: int) -> list[dict]:
 def bench_overhead(repeats: int) -> list[dict]:
     from dagster import DagsterInstance, StaticPartitionsDefinition, materialize
 
-    from assets.lifecycle import batch_lifecycle
     from batch_workflows import lifecycle as lc
     from batch_workflows.client import BatchClient
+    from batch_workflows.dagster import ArtifactStore, BatchResource, batch_lifecycle
     from batch_workflows.profiles import EMBEDDINGS, get_profile
     from batch_workflows.requests import write_shards
     from batch_workflows.wire import is_terminal
-    from resources.artifacts import ArtifactStore
-    from resources.batch import BatchResource
 
     profile = get_profile("local")
     with _server("overhead") as srv, BatchClient(srv.base_url, api_key=srv.api_key) as client:

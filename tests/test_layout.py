@@ -1,6 +1,8 @@
 """The layout's rules, enforced: one direction of imports between the project's packages.
 
-* the engine (``batch_workflows``) imports no Dagster and nothing of ``assets`` or ``resources``;
+* ``batch_workflows.dagster`` is the only part of ``batch_workflows`` that imports Dagster;
+* nothing in ``batch_workflows`` imports ``assets`` or ``resources`` (this repository's code
+  location, not installed); they import ``batch_workflows.dagster``'s public API;
 * ``resources`` never imports ``assets``;
 * flows never import each other (``batch_workflows/flows/<flow>`` nor ``assets/<flow>``);
 * ``bench`` uses only the public names of ``assets`` packages (their ``__all__``);
@@ -18,8 +20,10 @@ import batch_workflows
 
 ROOT = Path(batch_workflows.__file__).parent.parent
 ENGINE = ROOT / "batch_workflows"
+INTEGRATION = ENGINE / "dagster"
 FLOWS = ENGINE / "flows"
-DAGSTER_SIDE = {"dagster", "dagster_aws", "assets", "resources"}
+DAGSTER = {"dagster", "dagster_aws", "dagster_shared", "dagster_dg_cli", "dagster_dg_core"}
+CODE_LOCATION = {"assets", "resources"}
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
@@ -52,17 +56,38 @@ def _flow_names() -> set[str]:
     return {p.name for p in FLOWS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
 
 
-def test_engine_sources_never_import_dagster_or_our_dagster_packages():
+def _outside_integration(path: Path) -> bool:
+    return INTEGRATION not in path.parents
+
+
+def test_only_the_integration_imports_dagster_and_nothing_imports_the_code_location():
     offenders = {
-        str(path.relative_to(ENGINE)): sorted(roots & DAGSTER_SIDE)
+        str(path.relative_to(ENGINE)): sorted(roots & DAGSTER)
         for path in _sources(ENGINE)
-        if (roots := _roots(path)) & DAGSTER_SIDE
+        if _outside_integration(path) and (roots := _roots(path)) & DAGSTER
     }
     assert offenders == {}
+    reaching_out = {str(p.relative_to(ENGINE)): sorted(r & CODE_LOCATION)
+                    for p in _sources(ENGINE) if (r := _roots(p)) & CODE_LOCATION}
+    assert reaching_out == {}
+    assert any(_roots(p) & DAGSTER for p in _sources(INTEGRATION))
 
 
-def test_importing_every_engine_module_loads_no_dagster():
-    names = [m.name for m in pkgutil.walk_packages([str(ENGINE)], prefix="batch_workflows.")]
+def test_the_code_location_uses_only_the_public_api_of_the_integration():
+    public = set(importlib.import_module("batch_workflows.dagster").__all__)
+    offenders = []
+    for path in _sources(ROOT / "assets", ROOT / "resources", ROOT / "bench"):
+        for module, names in _imports(path):
+            if module == "batch_workflows.dagster":
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n not in public]
+            elif module.startswith("batch_workflows.dagster."):
+                offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []
+
+
+def test_importing_every_module_outside_the_integration_loads_no_dagster():
+    names = [m.name for m in pkgutil.walk_packages([str(ENGINE)], prefix="batch_workflows.")
+             if not m.name.startswith("batch_workflows.dagster")]
     assert "batch_workflows.cli" in names and "batch_workflows.lifecycle.partition" in names
     code = (
         "import importlib, sys\n"
@@ -91,6 +116,17 @@ def test_flows_never_import_each_other():
                 if other in flows and other != own and own in flows:
                     offenders.append(f"{path.relative_to(ROOT)} imports {module}")
     assert offenders == []
+
+
+def test_the_integration_loads_none_of_the_extras():
+    """``import batch_workflows.dagster`` works on the light core: no model, server, vector
+    store or MinHash library is imported."""
+    code = ("import sys, batch_workflows.dagster\n"
+            "heavy = {'torch', 'transformers', 'sentence_transformers', 'qdrant_client',\n"
+            "         'datasketch', 'starlette', 'uvicorn', 'tokenizers'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_bench_uses_only_public_names_of_assets():

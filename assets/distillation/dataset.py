@@ -39,7 +39,7 @@ from assets.distillation.partitions import (
     settings,
 )
 from assets.distillation.requests import lifecycle, prompt_stats_key, prompt_table_key
-from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
+from batch_workflows.dagster import GROUP_DESCRIPTION_KEY, ArtifactStore, fetch_results
 from batch_workflows.flows.distillation.card import card_data, readme
 from batch_workflows.flows.distillation.dataset import FILES, build_dataset
 from batch_workflows.flows.distillation.filters import DROP_REASONS
@@ -47,7 +47,6 @@ from batch_workflows.flows.distillation.sft_rules import MIN_EXAMPLES, check_fil
 from batch_workflows.flows.distillation.split import SPLITS
 from batch_workflows.lifecycle import PartitionLayout, read_summary
 from batch_workflows.parquet import open_parquet
-from resources.artifacts import ArtifactStore
 
 CHECK_VALID = "lines_valid_for_fine_tuning"
 CHECK_SPLITS = "no_prompt_in_both_splits"

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from dagster import AssetExecutionContext
 
+from assets.automation import sensor_interval
 from assets.distillation.partitions import (
     GROUP_DESCRIPTION,
     NAME,
@@ -25,7 +26,7 @@ from assets.distillation.partitions import (
     distillation_partitions,
     settings,
 )
-from assets.lifecycle import batch_lifecycle
+from batch_workflows.dagster import ArtifactStore, batch_lifecycle
 from batch_workflows.flows.distillation.prompts import prompts_for_key
 from batch_workflows.flows.distillation.requests import (
     PromptTableWriter,
@@ -35,7 +36,6 @@ from batch_workflows.flows.distillation.requests import (
 from batch_workflows.lifecycle import PartitionLayout
 from batch_workflows.profiles import CHAT
 from batch_workflows.s3 import s3_client_for
-from resources.artifacts import ArtifactStore
 
 
 def prompt_table_key(partition_key: str) -> str:
@@ -74,4 +74,5 @@ lifecycle = batch_lifecycle(
     group_name=NAME,
     group_description=GROUP_DESCRIPTION,
     owners=OWNERS,
+    sensor_interval_seconds=sensor_interval(15),
 )

@@ -33,16 +33,19 @@ from assets.embeddings.partitions import (
     settings,
 )
 from assets.embeddings.requests import chunks_key, lifecycle
-from assets.lifecycle import GROUP_DESCRIPTION_KEY, fetch_results
+from batch_workflows.dagster import (
+    GROUP_DESCRIPTION_KEY,
+    ArtifactStore,
+    BatchResource,
+    QdrantResource,
+    fetch_results,
+)
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.index import IndexReport, index_results
 from batch_workflows.flows.embeddings.requests import chunk_rows, embedded_texts
 from batch_workflows.flows.side_table import sample_rows, tally_results, tally_side_table
 from batch_workflows.lifecycle import PartitionLayout, read_pointer
 from batch_workflows.parquet import open_parquet
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
-from resources.vectors import QdrantResource
 
 CHECK_POINTS = "points_match_chunks"
 CHECK_SELF = "chunks_retrieve_themselves"

@@ -15,6 +15,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext
 
+from assets.automation import sensor_interval
 from assets.embeddings.partitions import (
     GROUP_DESCRIPTION,
     NAME,
@@ -22,7 +23,7 @@ from assets.embeddings.partitions import (
     embeddings_partitions,
     settings,
 )
-from assets.lifecycle import batch_lifecycle
+from batch_workflows.dagster import ArtifactStore, BatchResource, batch_lifecycle
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
 from batch_workflows.flows.embeddings.documents import documents_for_key
@@ -30,8 +31,6 @@ from batch_workflows.flows.embeddings.requests import ChunkTableWriter, build_re
 from batch_workflows.lifecycle import PartitionLayout
 from batch_workflows.profiles import EMBEDDINGS, ProviderProfile
 from batch_workflows.s3 import s3_client_for
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
 
 
 def chunks_key(partition_key: str) -> str:
@@ -94,4 +93,5 @@ lifecycle = batch_lifecycle(
     group_name=NAME,
     group_description=GROUP_DESCRIPTION,
     owners=OWNERS,
+    sensor_interval_seconds=sensor_interval(15),
 )

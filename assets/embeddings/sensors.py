@@ -3,10 +3,11 @@ under ``EMBEDDINGS_WATCH_URI``; its ticks also register the shipped corpus's par
 
 from __future__ import annotations
 
+from assets.automation import sensor_interval
 from assets.embeddings.index import embeddings_index
 from assets.embeddings.partitions import corpus_partition_keys, embeddings_partitions, inbox_files
 from assets.embeddings.requests import lifecycle
-from assets.inbox import inbox_sensor
+from batch_workflows.dagster import inbox_sensor
 
 embeddings_inbox_sensor = inbox_sensor(
     "embeddings_inbox_sensor",
@@ -14,6 +15,7 @@ embeddings_inbox_sensor = inbox_sensor(
     inbox_files,
     [*lifecycle.assets, embeddings_index],
     extra_partitions=corpus_partition_keys,
+    minimum_interval_seconds=sensor_interval(30),
     description="Adds a partition (and runs the flow) for each new or changed file under "
     "EMBEDDINGS_WATCH_URI; registers the shipped pydoc corpus partitions.",
 )

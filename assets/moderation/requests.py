@@ -16,7 +16,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy
 
-from assets.lifecycle import batch_lifecycle
+from assets.automation import sensor_interval
 from assets.moderation.partitions import (
     GROUP_DESCRIPTION,
     NAME,
@@ -24,13 +24,13 @@ from assets.moderation.partitions import (
     moderation_partitions,
     settings,
 )
+from batch_workflows.dagster import ArtifactStore, batch_lifecycle
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.moderation.backlog import day_file, read_backlog
 from batch_workflows.flows.moderation.items import ItemTableWriter
 from batch_workflows.flows.moderation.requests import day_requests
 from batch_workflows.lifecycle import PartitionLayout
 from batch_workflows.s3 import s3_client_for
-from resources.artifacts import ArtifactStore
 
 
 def items_key(day: str) -> str:
@@ -82,6 +82,7 @@ lifecycle = batch_lifecycle(
     group_name=NAME,
     group_description=GROUP_DESCRIPTION,
     owners=OWNERS,
+    sensor_interval_seconds=sensor_interval(15),
     allow_empty=True,  # a day with no backlog is a day with no items
     backfill_policy=BackfillPolicy.single_run(),  # `--partition-range` runs the range in one run
 )

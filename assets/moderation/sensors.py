@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from assets.inbox import inbox_sensor
+from assets.automation import sensor_interval
 from assets.moderation.partitions import inbox_files, moderation_partitions
 from assets.moderation.requests import lifecycle
 from assets.moderation.verdicts import moderation_verdicts
+from batch_workflows.dagster import inbox_sensor
 from batch_workflows.flows.moderation.backlog import day_of
 from batch_workflows.flows.sources import SourceFile
 
@@ -23,6 +24,7 @@ moderation_inbox_sensor = inbox_sensor(
     inbox_files,
     [*lifecycle.assets, moderation_verdicts],
     partition_key=_day_in_partitions,
+    minimum_interval_seconds=sensor_interval(30),
     description="Runs the flow for each new or changed <day>.jsonl/.csv/.parquet under "
                 "MODERATION_WATCH_URI.",
 )

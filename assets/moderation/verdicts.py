@@ -30,8 +30,6 @@ from dagster import (
     asset_check,
 )
 
-from assets.lifecycle import GROUP_DESCRIPTION_KEY, accept_backfill_policy, fetch_results
-from assets.lifecycle.metadata import combined_metadata
 from assets.moderation.partitions import (
     GROUP_DESCRIPTION,
     NAME,
@@ -41,9 +39,15 @@ from assets.moderation.partitions import (
 )
 from assets.moderation.requests import items_key, lifecycle
 from batch_workflows import lifecycle as lc
+from batch_workflows.dagster import (
+    GROUP_DESCRIPTION_KEY,
+    ArtifactStore,
+    accept_backfill_policy,
+    combined_metadata,
+    fetch_results,
+)
 from batch_workflows.flows.moderation.metrics import Confusion
 from batch_workflows.flows.moderation.verdicts import VerdictReport, write_verdicts
-from resources.artifacts import ArtifactStore
 
 CHECK_ACCURACY = "moderation_accuracy"
 VERDICTS, FLAGGED, REPORT = "verdicts.parquet", "flagged.parquet", "verdicts.json"

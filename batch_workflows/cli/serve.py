@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from batch_workflows.extras import require
+
 # Light (a dataclass): the server's other modules load only when `serve` runs.
 from batch_workflows.server.settings import ServerSettings
 
@@ -88,6 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    require("engine", "batch-workflows serve")
     import uvicorn
 
     from batch_workflows.server.app import create_app

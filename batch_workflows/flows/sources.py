@@ -152,27 +152,39 @@ def read_rows(
     required: Sequence[str],
     optional: Sequence[str] = (),
     s3_client: Any = None,
+    *,
+    every_column: bool = False,
+    file_format: str | None = None,
 ) -> Iterator[Row]:
-    """Stream the rows of one JSONL, CSV or Parquet file (chosen by suffix), with the values of
-    the `required` and `optional` columns.
+    """Stream the rows of one JSONL, CSV or Parquet file (`file_format` ``jsonl``, ``csv`` or
+    ``parquet``; by default chosen by suffix), with the values of the `required` and
+    `optional` columns (`every_column`: of all the row's columns).
 
     A line that is not a JSON object, and a CSV or Parquet file without a required column, go
     into `problems` (a file missing a column yields no rows); checking the values is the
     caller's, into the same log."""
-    lower = uri.lower()
-    if lower.endswith(JSONL_SUFFIXES):
-        yield from _jsonl_rows(uri, problems, [*required, *optional], s3_client)
-    elif lower.endswith(".csv"):
-        yield from _csv_rows(uri, problems, required, optional, s3_client)
-    elif lower.endswith(".parquet"):
-        yield from _parquet_rows(uri, problems, required, optional, s3_client)
+    kind = file_format or _format_of(uri)
+    if kind == "jsonl":
+        yield from _jsonl_rows(uri, problems, [*required, *optional], s3_client, every_column)
+    elif kind == "csv":
+        yield from _csv_rows(uri, problems, required, optional, s3_client, every_column)
+    elif kind == "parquet":
+        yield from _parquet_rows(uri, problems, required, optional, s3_client, every_column)
     else:
         raise ConfigurationError(
             f"{uri}: unsupported file type; expected one of {', '.join(ROW_SUFFIXES)}"
         )
 
 
-def _jsonl_rows(uri: str, problems: ProblemLog, columns: list[str], s3: Any) -> Iterator[Row]:
+def _format_of(uri: str) -> str | None:
+    lower = uri.lower()
+    if lower.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    return next((k for k in ("csv", "parquet") if lower.endswith("." + k)), None)
+
+
+def _jsonl_rows(uri: str, problems: ProblemLog, columns: list[str], s3: Any,
+                every_column: bool = False) -> Iterator[Row]:
     for n, raw in enumerate(open_lines(uri, s3), start=1):
         if not raw.strip():
             continue
@@ -184,11 +196,12 @@ def _jsonl_rows(uri: str, problems: ProblemLog, columns: list[str], s3: Any) -> 
         if not isinstance(obj, dict):
             problems.add(n, None, "line is not a JSON object")
             continue
-        yield Row(n, {c: obj.get(c) for c in columns})
+        yield Row(n, obj if every_column else {c: obj.get(c) for c in columns})
 
 
 def _csv_rows(
-    uri: str, problems: ProblemLog, required: Sequence[str], optional: Sequence[str], s3: Any
+    uri: str, problems: ProblemLog, required: Sequence[str], optional: Sequence[str], s3: Any,
+    every_column: bool = False,
 ) -> Iterator[Row]:
     lines = (decode_line(raw, i == 0) for i, raw in enumerate(open_lines(uri, s3)))
     reader = csv.DictReader(lines)
@@ -198,13 +211,14 @@ def _csv_rows(
         problems.add(1, column, f"column missing from header {header}")
     if missing:
         return
-    columns = [*required, *optional]
+    columns = header if every_column else [*required, *optional]
     for row in reader:
         yield Row(reader.line_num, {c: row.get(c) for c in columns})
 
 
 def _parquet_rows(
-    uri: str, problems: ProblemLog, required: Sequence[str], optional: Sequence[str], s3: Any
+    uri: str, problems: ProblemLog, required: Sequence[str], optional: Sequence[str], s3: Any,
+    every_column: bool = False,
 ) -> Iterator[Row]:
     with local_path(uri, s3, suffix=".parquet") as path:
         pf = open_parquet(path)
@@ -214,7 +228,8 @@ def _parquet_rows(
             problems.add(1, column, f"column missing (columns: {names})")
         if missing:
             return
-        columns = list(dict.fromkeys([*required, *(c for c in optional if c in names)]))
+        columns = list(names) if every_column else list(
+            dict.fromkeys([*required, *(c for c in optional if c in names)]))
         absent = {c: None for c in optional if c not in names}
         row = 0
         for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):

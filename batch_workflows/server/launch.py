@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.extras import require
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 HEALTH_POLL = 0.25  # seconds between looks at /health while the engine starts
@@ -70,6 +71,7 @@ def ensure_engine(base_url: str, data_dir: str | os.PathLike[str], api_key: str 
     """
     if listening(base_url):
         return
+    require("engine", "starting the local engine")
     host, port = _host_port(base_url)
     if host not in LOOPBACK_HOSTS:
         raise ConfigurationError(

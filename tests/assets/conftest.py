@@ -10,7 +10,7 @@ from dagster import DagsterInstance
 from support.lifecycle_server import shared_server
 from support.server import ServerHandle
 
-from resources.artifacts import ArtifactStore
+from batch_workflows.dagster import ArtifactStore
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import time
 
 from support.server import ServerHandle
 
-from resources.batch import BatchResource
+from batch_workflows.dagster import BatchResource
 
 MODEL = "all-MiniLM-L6-v2"
 

@@ -1,4 +1,5 @@
-"""BatchResource: settings from the environment, profiles, and the embedded engine start."""
+"""BatchResource: the code location's settings from the environment, profiles, and the
+embedded engine start (only when asked for)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import pytest
 from dagster import EnvVar
 from support.server import free_port
 
+from batch_workflows.dagster import BatchResource
 from batch_workflows.errors import ConfigurationError
-from resources.batch import BatchResource
+from resources import batch_resource_from_env
 
 
 def test_from_env_defaults_and_overrides(monkeypatch):
     for var in ("BATCH_PROVIDER", "BATCH_BASE_URL", "BATCH_API_KEY", "BATCH_BLOCKING",
                 "BATCH_MAX_COST_USD", "BATCH_MAX_ATTEMPTS", "BATCH_POLL_INTERVAL"):
         monkeypatch.delenv(var, raising=False)
-    local = BatchResource.from_env()
+    local = batch_resource_from_env()
     assert local.provider == "local" and local.is_blocking
     assert local.resolved_base_url == "http://127.0.0.1:8765/v1"
     assert local.api_key is None
@@ -27,17 +29,13 @@ def test_from_env_defaults_and_overrides(monkeypatch):
     monkeypatch.setenv("BATCH_API_KEY", "sk-test-not-real")
     monkeypatch.setenv("BATCH_MAX_COST_USD", "12.5")
     monkeypatch.setenv("BATCH_MAX_ATTEMPTS", "5")
-    remote = BatchResource.from_env()
+    remote = batch_resource_from_env()
     assert remote.provider == "openai" and not remote.is_blocking
     assert remote.max_cost_usd == 12.5 and remote.max_attempts == 5
     assert remote.get_profile().max_requests_per_file == 50_000
-    assert remote.pool == "batch_submit_openai"
-    # The assets' default pool comes from the same setting: one source of truth.
-    from resources.batch import default_pool
-
-    assert default_pool() == remote.pool
+    assert not remote.start_local_engine and local.start_local_engine
     monkeypatch.setenv("BATCH_BLOCKING", "1")
-    assert BatchResource.from_env().is_blocking
+    assert batch_resource_from_env().is_blocking
 
 
 def test_custom_provider_needs_a_base_url_and_takes_limit_overrides():
@@ -65,10 +63,20 @@ def test_api_key_from_envvar_is_not_shown(monkeypatch):
         client.close()
 
 
-def test_local_provider_starts_the_embedded_engine_when_nothing_listens(tmp_path):
+def test_the_local_engine_is_started_only_when_asked_for(tmp_path):
     port = free_port()
     resource = BatchResource(provider="local", base_url=f"http://127.0.0.1:{port}/v1",
                              engine_data_dir=str(tmp_path / "engine"))
+    assert resource.start_local_engine is False
+    with resource.get_client():
+        pass
+    assert not (tmp_path / "engine").exists() and not resource.engine_is_up()
+
+
+def test_local_provider_starts_the_embedded_engine_when_nothing_listens(tmp_path):
+    port = free_port()
+    resource = BatchResource(provider="local", base_url=f"http://127.0.0.1:{port}/v1",
+                             engine_data_dir=str(tmp_path / "engine"), start_local_engine=True)
     assert not resource.engine_is_up()
     pid = None
     try:
@@ -79,7 +87,8 @@ def test_local_provider_starts_the_embedded_engine_when_nothing_listens(tmp_path
         assert (tmp_path / "engine" / "engine.log").exists()
         # Already up: a second resource re-uses it instead of starting another.
         BatchResource(provider="local", base_url=f"http://127.0.0.1:{port}/v1",
-                      engine_data_dir=str(tmp_path / "engine")).ensure_local_engine()
+                      engine_data_dir=str(tmp_path / "engine"),
+                      start_local_engine=True).ensure_local_engine()
         assert int((tmp_path / "engine" / "engine.pid").read_text()) == pid
     finally:
         if pid is not None:

@@ -1,5 +1,7 @@
-"""The submission pool: both assets that create batches are in it, and the repo's instance
-settings (dagster.yaml, copied into DAGSTER_HOME by `make dev` and the demo) give it one slot."""
+"""The submission pool: both assets that create batches are in it, named after the batch
+resource's key; the lifecycle gives that pool (and no other) one slot in the instance unless the
+instance already has a limit for it. The repo's dagster.yaml (copied into DAGSTER_HOME by
+`make dev` and the demo) sets no pool default."""
 
 from __future__ import annotations
 
@@ -10,26 +12,34 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from assets.lifecycle import batch_lifecycle
+from batch_workflows.dagster import batch_lifecycle, ensure_pool
 from batch_workflows.profiles import EMBEDDINGS
-from resources.batch import default_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_batch_and_results_assets_share_the_providers_pool(monkeypatch):
-    monkeypatch.setenv("BATCH_PROVIDER", "nebius")
+def test_batch_and_results_assets_share_the_pool_of_their_batch_resource(monkeypatch):
+    monkeypatch.setenv("BATCH_PROVIDER", "nebius")  # read by nothing in the integration
     flow = batch_lifecycle("pooled", None, EMBEDDINGS, lambda context: [])
-    assert flow.batch.op.pool == flow.results.op.pool == default_pool() == "batch_submit_nebius"
+    assert flow.batch.op.pool == flow.results.op.pool == "batch_submit_batch"
     assert flow.requests.op.pool is None  # writing shards touches no provider
+    other = batch_lifecycle("other", None, EMBEDDINGS, lambda context: [],
+                            batch_resource_key="openai_batch")
+    assert other.batch.op.pool == other.results.op.pool == "batch_submit_openai_batch"
 
 
-def test_repo_instance_settings_limit_every_pool_to_one_slot(tmp_path):
+def test_the_lifecycle_sets_its_own_pool_only_and_keeps_a_users_limit(tmp_path):
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:
-        info = instance.event_log_storage.get_concurrency_info(default_pool())
-        assert info.limit == 1 and info.using_default_limit
+        storage = instance.event_log_storage
         assert instance.telemetry_enabled is False
+        assert storage.get_concurrency_info("batch_submit_batch").limit is None  # no default
+        assert ensure_pool(instance, "batch_submit_batch") is True
+        assert storage.get_concurrency_info("batch_submit_batch").limit == 1
+        assert storage.get_concurrency_keys() == {"batch_submit_batch"}  # no other pool
+        storage.set_concurrency_slots("batch_submit_batch", 4)  # the user's choice
+        assert ensure_pool(instance, "batch_submit_batch") is False
+        assert storage.get_concurrency_info("batch_submit_batch").limit == 4
 
 
 def test_make_dev_installs_it_when_absent_and_keeps_yours(tmp_path):

@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def _load(env: dict[str, str]):
     code = (
         "from assets.definitions import defs, FLOWS\n"
+        "from dagster import AssetKey\n"
         "repo = defs.get_repository_def()\n"
         "keys = sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys())\n"
         "batch = defs.resources['batch']\n"
         "print(keys)\n"
         "print(sorted(s.name for s in repo.sensor_defs))\n"
-        "print(batch.provider, batch.is_blocking, batch.resolved_base_url, batch.pool)\n"
+        "print(batch.provider, batch.is_blocking, batch.resolved_base_url,"
+        " repo.assets_defs_by_key[AssetKey('embeddings_batch')].op.pool)\n"
         "print(sorted(defs.resources))\n"
         "print(repr(batch.api_key))\n"
     )
@@ -37,7 +39,7 @@ def test_definitions_load_on_the_embedded_default():
     for name in ("embeddings_requests", "embeddings_batch", "embeddings_results"):
         assert name in keys
     assert "embeddings_batch_sensor" in sensors
-    assert batch.startswith("local True http://127.0.0.1:8765/v1 batch_submit_local")
+    assert batch.startswith("local True http://127.0.0.1:8765/v1 batch_submit_batch")
     assert resources == "['artifacts', 'batch', 'qdrant']"
 
 
@@ -45,7 +47,7 @@ def test_definitions_take_provider_settings_from_the_environment():
     env = {"BATCH_PROVIDER": "nebius", "BATCH_API_KEY": "sk-secret-value-123",
            "BATCH_ARTIFACTS_URI": "s3://bucket/prefix"}
     *_, batch, _, api_key = _load(env)
-    assert batch == "nebius False https://api.studio.nebius.com/v1 batch_submit_nebius"
+    assert batch == "nebius False https://api.studio.nebius.com/v1 batch_submit_batch"
     assert "sk-secret-value-123" not in api_key  # an EnvVar, resolved only at run time
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from assets.definitions import FLOWS, defs
-from assets.lifecycle import DEFAULT_OWNERS, GROUP_DESCRIPTION_KEY
+from batch_workflows.dagster import DEFAULT_OWNERS, GROUP_DESCRIPTION_KEY
 
 OWNER = re.compile(r"^(team:\S+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 

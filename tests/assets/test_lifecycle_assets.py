@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 
-from assets.lifecycle import batch_lifecycle, load_results, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle, load_results, results_key
 from batch_workflows.lifecycle import read_summary
 from batch_workflows.profiles import EMBEDDINGS
 

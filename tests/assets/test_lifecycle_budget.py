@@ -5,9 +5,9 @@ from __future__ import annotations
 from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import MODEL, batch_resource, embedding_requests, occupy
 
-from assets.lifecycle import batch_lifecycle
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle
 from batch_workflows.profiles import EMBEDDINGS
 
 PARTS = StaticPartitionsDefinition(["b"])

@@ -21,10 +21,10 @@ DAGSTER = Path(sys.executable).with_name("dagster")
 DEFS = '''
 import os
 from dagster import Definitions, StaticPartitionsDefinition, in_process_executor
-from assets.lifecycle import batch_lifecycle
+from batch_workflows.dagster import batch_lifecycle
 from batch_workflows.profiles import EMBEDDINGS
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
+from batch_workflows.dagster import ArtifactStore
+from batch_workflows.dagster import BatchResource
 
 N = int(os.environ["FLOW_REQUESTS"])
 

@@ -7,9 +7,9 @@ from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 from support.proxy import FaultProxy
 
-from assets.lifecycle import batch_lifecycle, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle, results_key
 from batch_workflows.profiles import EMBEDDINGS
 
 PARTS = StaticPartitionsDefinition(["f"])

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
-from assets.lifecycle import batch_lifecycle, partition_dir, results_key
+from batch_workflows.dagster import batch_lifecycle, partition_dir, results_key
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.requests import iter_requests
 

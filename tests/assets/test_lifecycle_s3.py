@@ -8,9 +8,14 @@ from dagster import StaticPartitionsDefinition, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 from support.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_s3_server
 
-from assets.lifecycle import batch_lifecycle, load_results, partition_dir, results_key
+from batch_workflows.dagster import (
+    ArtifactStore,
+    batch_lifecycle,
+    load_results,
+    partition_dir,
+    results_key,
+)
 from batch_workflows.profiles import EMBEDDINGS
-from resources.artifacts import ArtifactStore
 
 
 def test_artifacts_on_s3(server, flow_name, instance, tmp_path):

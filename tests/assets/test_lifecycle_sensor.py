@@ -13,9 +13,9 @@ from dagster import (
 )
 from lifecycle_helpers import batch_resource, embedding_requests, occupy
 
-from assets.lifecycle import batch_lifecycle, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle, results_key
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.wire import is_terminal
 

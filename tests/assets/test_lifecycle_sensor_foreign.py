@@ -9,9 +9,9 @@ import time
 from dagster import Definitions, StaticPartitionsDefinition, build_sensor_context, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 
-from assets.lifecycle import batch_lifecycle
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.wire import is_terminal
 

@@ -7,9 +7,9 @@ import time
 from dagster import build_sensor_context, materialize
 from lifecycle_helpers import batch_resource, embedding_requests
 
-from assets.lifecycle import batch_lifecycle, load_results, partition_dir, results_key
 from batch_workflows import lifecycle as lc
 from batch_workflows.client import BatchClient
+from batch_workflows.dagster import batch_lifecycle, load_results, partition_dir, results_key
 from batch_workflows.profiles import EMBEDDINGS
 from batch_workflows.wire import is_terminal
 

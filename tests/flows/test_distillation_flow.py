@@ -25,10 +25,9 @@ from support.upstream_server import RateLimitedEndpoint
 
 import assets.distillation as flow
 from assets.distillation.dataset import dataset_key
+from batch_workflows.dagster import ArtifactStore, BatchResource
 from batch_workflows.flows.distillation.sft_rules import check_file
 from batch_workflows.profiles import CHAT
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
 
 FILE = "few.jsonl"
 LONG = " ".join(f"word{i}" for i in range(60))

@@ -14,6 +14,7 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 from support.dagster_results import check_verdicts, materialization_metadata
 
 import assets.embeddings as flow
+from batch_workflows.dagster import ArtifactStore, BatchResource, QdrantResource
 from batch_workflows.flows.corpus import first_line, pydoc_shard_keys, pydoc_topics
 from batch_workflows.flows.embeddings.vectors import (
     QdrantSettings,
@@ -21,9 +22,6 @@ from batch_workflows.flows.embeddings.vectors import (
     open_client,
     point_id,
 )
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
-from resources.vectors import QdrantResource
 
 TOPICS = ["try", "lambda", "for", "while", "import", "with", "class"]
 FILE = "slice.jsonl"

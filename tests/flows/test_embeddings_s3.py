@@ -9,10 +9,8 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 from support.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_s3_server
 
 import assets.embeddings as flow
+from batch_workflows.dagster import ArtifactStore, BatchResource, QdrantResource
 from batch_workflows.flows.corpus import pydoc_topics
-from resources.artifacts import ArtifactStore
-from resources.batch import BatchResource
-from resources.vectors import QdrantResource
 
 
 def test_s3_inbox_and_artifacts(server, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from dagster import (
     materialize,
 )
 
-from assets.inbox import inbox_sensor
+from batch_workflows.dagster import inbox_sensor
 from batch_workflows.flows.inbox import run_key, scan_inbox, unknown_keys
 from batch_workflows.flows.sources import ROW_SUFFIXES, SourceFile, list_source_files
 

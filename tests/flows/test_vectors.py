@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import EnvVar
 
+from batch_workflows.dagster import QdrantResource
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import Document
 from batch_workflows.flows.embeddings.chunking import RegexTokenizer, chunk_documents
@@ -30,7 +31,7 @@ from batch_workflows.flows.embeddings.vectors import (
 )
 from batch_workflows.flows.side_table import tally_results, tally_side_table
 from batch_workflows.results import join_results
-from resources.vectors import QdrantResource
+from resources import qdrant_from_env
 
 DIM = 8
 
@@ -197,17 +198,17 @@ def test_from_env_reads_the_same_variables_as_search(monkeypatch, tmp_path):
     monkeypatch.setenv("QDRANT_COLLECTION", "c1")
     monkeypatch.setenv("QDRANT_API_KEY", "secret-key-value")
     monkeypatch.delenv("QDRANT_URL", raising=False)
-    res = QdrantResource.from_env()
+    res = qdrant_from_env()
     assert (res.path, res.collection) == (str(tmp_path / "q"), "c1")
     assert "secret-key-value" not in res.describe()
     monkeypatch.setenv("QDRANT_URL", "http://qdrant.invalid:6333")
-    res, plain = QdrantResource.from_env(), QdrantSettings.from_env()
+    res, plain = qdrant_from_env(), QdrantSettings.from_env()
     assert (res.url, res.path, res.collection) == (plain.url, plain.path, plain.collection)
     assert plain.api_key == "secret-key-value"  # search reads the key itself ...
     assert isinstance(res.api_key, EnvVar)  # ... the resource leaves it to Dagster
     assert res.api_key.env_var_name == "QDRANT_API_KEY"
     monkeypatch.delenv("QDRANT_API_KEY")
-    assert QdrantResource.from_env().api_key is None
+    assert qdrant_from_env().api_key is None
 
 
 def test_titled_chunks_are_embedded_under_their_title_and_stored_raw(tmp_path, qdrant):

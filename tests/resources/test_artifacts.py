@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from support.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_s3_server
 
-from resources.artifacts import ArtifactStore, check_key
+from batch_workflows.dagster.resources.artifacts import ArtifactStore, check_key
+from resources import artifact_store_from_env
 
 BUCKET = "artifacts"
 
@@ -135,14 +136,14 @@ def test_from_env_reads_uri_and_keeps_credentials_as_env_vars(monkeypatch, s3_se
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    store = ArtifactStore.from_env()
+    store = artifact_store_from_env()
     assert store.base_uri == f"s3://{BUCKET}/env/{tmp_path.name}"
     assert store.s3_endpoint_url == s3_server.endpoint_url
     store.write_bytes("x", b"1")
     assert store.read_bytes("x") == b"1"
 
     monkeypatch.delenv("BATCH_ARTIFACTS_URI")
-    assert ArtifactStore.from_env(str(tmp_path / "d")).base_uri == str(tmp_path / "d")
+    assert artifact_store_from_env(str(tmp_path / "d")).base_uri == str(tmp_path / "d")
 
 
 def test_resource_in_a_dagster_asset(tmp_path: Path) -> None:

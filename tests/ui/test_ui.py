@@ -18,7 +18,7 @@ import pytest
 from support.dagster_ui import MATERIALIZED, PARTITION, REPO_PATH
 
 from assets.definitions import FLOWS, defs
-from assets.lifecycle import CHECK_ACCOUNTED, CHECK_ERROR_RATE
+from batch_workflows.dagster import CHECK_ACCOUNTED, CHECK_ERROR_RATE
 
 # What the Dagster UI puts on screen when a page or a query fails.
 ERROR_TEXTS = ("Unexpected GraphQL error", "PythonError", "Traceback (most recent call last)",

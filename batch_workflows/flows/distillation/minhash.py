@@ -30,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batch_workflows.extras import require
+
 SHINGLE_WORDS = 3
 NUM_PERM = 64
 SEED = 1
@@ -179,6 +181,7 @@ class AnswerSketcher:
 
     def __init__(self, threshold: float, min_words: int, num_perm: int = NUM_PERM,
                  seed: int = SEED):
+        require("distillation", "near-duplicate detection (MinHash)")
         from datasketch import MinHash, MinHashLSH
 
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)

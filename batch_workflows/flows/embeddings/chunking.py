@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.extras import require
 from batch_workflows.flows.corpus import Document
 
 DEFAULT_CHUNK_SIZE = 200  # the model reads 256 word pieces; leave room for [CLS]/[SEP]
@@ -79,6 +80,7 @@ class HFTokenizer:
     """A `tokenizers` fast tokenizer read from a model folder's tokenizer.json."""
 
     def __init__(self, path: str | os.PathLike[str]):
+        require("embeddings", "chunking in a model's tokens")
         from tokenizers import Tokenizer
 
         file = Path(path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch_workflows.errors import ConfigurationError, PartitionConflictError
+from batch_workflows.extras import require
 
 DEFAULT_PATH = ".data/qdrant"
 DEFAULT_COLLECTION = "documents"
@@ -71,6 +72,7 @@ class QdrantSettings:
 @contextmanager
 def open_client(settings: QdrantSettings) -> Iterator[Any]:
     """A QdrantClient for the duration of the block, closed after (frees the local lock)."""
+    require("qdrant", "the Qdrant vector store")
     from qdrant_client import QdrantClient
 
     if settings.url:

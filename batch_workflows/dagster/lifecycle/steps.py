@@ -6,14 +6,15 @@ from typing import Any
 
 from dagster import AssetExecutionContext, DagsterExecutionInterruptedError, MaterializeResult
 
-from assets.lifecycle.metadata import (
+from batch_workflows import lifecycle as lc
+from batch_workflows.dagster.concurrency import ensure_pool
+from batch_workflows.dagster.lifecycle.metadata import (
     batch_metadata,
     combined_metadata,
     requests_metadata,
     results_metadata,
 )
-from assets.lifecycle.spec import LifecycleSpec
-from batch_workflows import lifecycle as lc
+from batch_workflows.dagster.lifecycle.spec import LifecycleSpec
 
 
 def materialize_requests(spec: LifecycleSpec, context: AssetExecutionContext,
@@ -37,7 +38,7 @@ def materialize_requests(spec: LifecycleSpec, context: AssetExecutionContext,
 def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> MaterializeResult:
     """``<name>_batch``: submit each partition (re-attaching to what the provider has)."""
     batch, store = spec.resources(context)
-    spec.check_pool(context, batch)
+    ensure_pool(context.instance, spec.pool)
     per_key = []
     with batch.get_client() as client:
         for pkey in spec.partition_keys(context):
@@ -52,7 +53,7 @@ def materialize_results(spec: LifecycleSpec, context: AssetExecutionContext):
     """``<name>_results``: collect, resubmit and publish; nothing while batches still run (in a
     range run: nothing unless every partition is collected; the sensor asks for the others)."""
     batch, store = spec.resources(context)
-    spec.check_pool(context, batch)
+    ensure_pool(context.instance, spec.pool)
     per_key, waiting = [], []
     with batch.get_client() as client:
         for pkey in spec.partition_keys(context):

@@ -1,30 +1,21 @@
 """The batch resource: which Batch API to talk to, with which limits, budget and patience.
 
-Settings come from the environment in the code location (``BatchResource.from_env``):
+Bind it once under a key (``"batch"`` by default) with its settings in code or YAML; secrets as
+``EnvVar``. Nothing here reads the environment: this repository's code location binds it from
+``BATCH_*`` variables (``resources.batch_resource_from_env``)::
 
-=======================  ==============================================================
-``BATCH_PROVIDER``        ``local`` (default), ``nebius``, ``openai`` or ``custom``
-``BATCH_BASE_URL``        the API root including ``/v1``; default: the profile's
-``BATCH_API_KEY``         bearer key (read at run time through ``EnvVar``; never logged)
-``BATCH_BLOCKING``        ``1``/``0``: wait inside the run; default: only for ``local``
-``BATCH_MAX_COST_USD``    refuse a submission whose estimate is above this
-``BATCH_MAX_ATTEMPTS``    attempts per request (first run + resubmissions), default 3
-``BATCH_POLL_INTERVAL``   seconds between polls, default 2 (local) / 60
-``BATCH_PRICE_FILE``      a prices CSV replacing the packaged one
-``BATCH_ENGINE_DATA_DIR`` where the embedded local engine keeps its state (``.data/engine``)
-=======================  ==============================================================
+    BatchResource(provider="openai", api_key=EnvVar("OPENAI_API_KEY"), max_cost_usd=50)
 
-**The embedded engine.** With ``provider="local"`` and nothing answering at ``base_url``, the
-first use starts ``batch-workflows serve`` for you as a detached background process on that
-host and port, with its SQLite database, uploaded files and results under ``engine_data_dir``
-(``.data/engine`` in the working directory by default) and its log in
-``<engine_data_dir>/engine.log``. It keeps running after Dagster exits (batches outlive runs,
-as at a real provider); stop it with the pid in ``<engine_data_dir>/engine.pid``.
+**The local engine.** ``provider="local"`` talks to ``batch-workflows serve`` at ``base_url``
+(default ``http://127.0.0.1:8765/v1``). Only with ``start_local_engine=True`` (and the
+``engine`` extra installed) does the first use start it when nothing answers there, as a
+detached background process with its state under ``engine_data_dir`` and its log in
+``<engine_data_dir>/engine.log``; it keeps running after Dagster exits (batches outlive runs, as
+at a real provider); stop it with the pid in ``<engine_data_dir>/engine.pid``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -47,7 +38,7 @@ DEFAULT_ENGINE_DATA_DIR = ".data/engine"
 class BatchResource(ConfigurableResource):
     """Access to one OpenAI-compatible Batch API plus the lifecycle's policies."""
 
-    provider: str = Field(default="local", description="local | nebius | openai | custom")
+    provider: str = Field(description="local | nebius | openai | custom")
     base_url: str | None = Field(
         default=None, description="API root including /v1; None = the provider profile's.")
     api_key: str | None = Field(
@@ -73,39 +64,14 @@ class BatchResource(ConfigurableResource):
         default=None, description="Override of the profile's bytes per shard.")
     engine_data_dir: str = Field(
         default=DEFAULT_ENGINE_DATA_DIR,
-        description="Where the embedded local engine keeps its state (provider=local).")
+        description="Where a local engine started by this resource keeps its state.")
     start_local_engine: bool = Field(
-        default=True, description="Start the embedded engine when nothing listens (local only).")
+        default=False,
+        description="provider=local: start `batch-workflows serve` when nothing listens at "
+                    "base_url (needs the engine extra); False: it must be running.")
     engine_start_timeout_seconds: float = Field(default=300.0)
     request_timeout_seconds: float = Field(default=60.0)
     max_retries: int = Field(default=6, description="HTTP retries per call (429/5xx/resets).")
-
-    # -- construction ------------------------------------------------------------------------
-    @classmethod
-    def from_env(cls, **overrides: Any) -> BatchResource:
-        """Settings from ``BATCH_*`` variables (see the module doc); `overrides` win."""
-        env = os.environ
-        provider = provider_from_env()
-        settings: dict[str, Any] = {"provider": provider}
-        if env.get("BATCH_BASE_URL"):
-            settings["base_url"] = env["BATCH_BASE_URL"]
-        if env.get("BATCH_API_KEY"):
-            settings["api_key"] = EnvVar("BATCH_API_KEY")
-        if env.get("BATCH_BLOCKING"):
-            settings["blocking"] = env["BATCH_BLOCKING"].strip().lower() in ("1", "true", "yes")
-        if env.get("BATCH_MAX_COST_USD"):
-            settings["max_cost_usd"] = _env_number("BATCH_MAX_COST_USD", float, minimum=0)
-        if env.get("BATCH_MAX_ATTEMPTS"):
-            settings["max_attempts"] = _env_number("BATCH_MAX_ATTEMPTS", int, minimum=1)
-        settings["poll_interval_seconds"] = (
-            _env_number("BATCH_POLL_INTERVAL", float, minimum=0) if env.get("BATCH_POLL_INTERVAL")
-            else 2.0 if provider == "local" else 60.0)
-        if env.get("BATCH_PRICE_FILE"):
-            settings["price_file"] = env["BATCH_PRICE_FILE"]
-        if env.get("BATCH_ENGINE_DATA_DIR"):
-            settings["engine_data_dir"] = env["BATCH_ENGINE_DATA_DIR"]
-        settings.update(overrides)
-        return cls(**settings)
 
     # -- derived settings --------------------------------------------------------------------
     def get_profile(self) -> ProviderProfile:
@@ -156,15 +122,6 @@ class BatchResource(ConfigurableResource):
             return self.wait_timeout_seconds
         return parse_duration(self.completion_window) + 3600.0
 
-    @property
-    def pool(self) -> str:
-        """The Dagster concurrency pool this resource's submissions belong in.
-
-        The lifecycle assets declare their pool when they are defined (``default_pool()``, from
-        the same BATCH_PROVIDER that ``from_env`` reads) and check it against this at run time.
-        """
-        return pool_name(self.provider)
-
     # -- clients -----------------------------------------------------------------------------
     def get_client(self) -> BatchClient:
         """A BatchClient for the provider (starting the embedded engine first when needed)."""
@@ -209,29 +166,7 @@ class BatchResource(ConfigurableResource):
                              self.resolved_api_key, self.engine_start_timeout_seconds)
 
 
-def _env_number(name: str, kind: type, *, minimum: float) -> Any:
-    """A numeric environment variable; ConfigurationError naming it when it is not one."""
-    text = os.environ[name].strip()
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or value != value or value < minimum:  # value != value: NaN
-        raise ConfigurationError(
-            f"{name}={text!r}: expected a {kind.__name__} of at least {minimum:g}")
-    return value
-
-
-def pool_name(provider: str) -> str:
-    """Concurrency pool of a provider's submissions, e.g. ``batch_submit_nebius``."""
-    return f"batch_submit_{provider}"
-
-
-def provider_from_env() -> str:
-    """BATCH_PROVIDER, normalised (``local`` when unset): what ``from_env`` configures."""
-    return os.environ.get("BATCH_PROVIDER", "local").strip().lower() or "local"
-
-
-def default_pool() -> str:
-    """The pool of the provider the code location is configured for (see ``from_env``)."""
-    return pool_name(provider_from_env())
+def submission_pool(batch_resource_key: str) -> str:
+    """The Dagster concurrency pool of the submissions through the resource bound under
+    `batch_resource_key`: one pool per bound provider, e.g. ``batch_submit_batch``."""
+    return f"batch_submit_{batch_resource_key}"

@@ -4,9 +4,11 @@ Shards, raw output/error files, result Parquet and manifests all live under the 
 key: a relative posix path such as ``embeddings/2024-01-01/shards/shard-00000.jsonl``. Large
 files are streamed (``put_file``/``get_file``), never read into memory.
 
-Credentials for S3 come from the environment: leave them unset to use boto's default chain
-(``AWS_ACCESS_KEY_ID``, profiles, instance roles), or pass ``EnvVar("...")`` so that Dagster
-resolves them at run time and never shows their values.
+The base URI has no default: a results run launched by a sensor may run in another container
+than the submission, so both must name the same shared place (``s3://…`` in production).
+Credentials for S3: leave them unset to use boto's default chain (``AWS_ACCESS_KEY_ID``,
+profiles, instance roles), or pass ``EnvVar("...")`` so that Dagster resolves them at run time
+and never shows their values.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from pydantic import Field, PrivateAttr
 
 from batch_workflows.lifecycle.storage import LocalFolder, atomic_target, check_key
 from batch_workflows.s3 import is_s3 as is_s3_uri
-from batch_workflows.s3 import s3_endpoint_from_env, split_s3_prefix
-
-DEFAULT_BASE_URI = ".data/artifacts"
+from batch_workflows.s3 import split_s3_prefix
 
 
 def _resolved(value: str | None) -> str | None:
@@ -42,7 +42,6 @@ class ArtifactStore(ConfigurableResource):
     """Files by key under one base URI (a local folder by default, or ``s3://bucket/prefix``)."""
 
     base_uri: str = Field(
-        default=DEFAULT_BASE_URI,
         description="Local folder (relative to the working directory, or file://) or s3://bucket/prefix.",
     )
     s3_endpoint_url: str | None = Field(
@@ -58,27 +57,6 @@ class ArtifactStore(ConfigurableResource):
     aws_session_token: str | None = Field(default=None, description="Optional session token.")
 
     _client: Any = PrivateAttr(default=None)
-
-    # -- construction ------------------------------------------------------------------------
-    @classmethod
-    def from_env(cls, default_base_uri: str = DEFAULT_BASE_URI) -> ArtifactStore:
-        """Settings from ``BATCH_ARTIFACTS_URI`` and, for S3, ``AWS_ENDPOINT_URL_S3`` /
-        ``AWS_ENDPOINT_URL``, ``AWS_REGION``; credentials stay EnvVars (resolved at run time)."""
-        base = os.environ.get("BATCH_ARTIFACTS_URI") or default_base_uri
-        settings: dict[str, Any] = {"base_uri": base}
-        if is_s3_uri(base):
-            endpoint = s3_endpoint_from_env()
-            if endpoint:
-                settings["s3_endpoint_url"] = endpoint
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            if region:
-                settings["s3_region_name"] = region
-            for field, var in (("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-                               ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-                               ("aws_session_token", "AWS_SESSION_TOKEN")):
-                if os.environ.get(var):
-                    settings[field] = EnvVar(var)
-        return cls(**settings)
 
     # -- where things are --------------------------------------------------------------------
     @property

@@ -13,10 +13,10 @@ from dagster import (
     sensor,
 )
 
-from assets.automation import sensor_interval
-from assets.lifecycle.metadata import observation_metadata
-from assets.lifecycle.spec import LifecycleSpec
 from batch_workflows import lifecycle as lc
+from batch_workflows.dagster.concurrency import ensure_pool
+from batch_workflows.dagster.lifecycle.metadata import observation_metadata
+from batch_workflows.dagster.lifecycle.spec import LifecycleSpec
 from batch_workflows.wire import parse_duration
 
 SUBMISSION_TAG = "batch_workflows/submission"
@@ -26,6 +26,7 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
              context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """One tick: one paginated list scan (``lc.track_batches``), turned into Dagster events."""
     batch, store = spec.resources(context)
+    ensure_pool(context.instance, spec.pool)
     if batch.is_blocking:
         return SkipReason("blocking mode: runs wait for their own batches")
     with batch.get_client() as client:
@@ -40,8 +41,8 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
     runs = [
         RunRequest(run_key=f"{spec.results_name}:{partitions.key(tag)}:{marker}",
                    partition_key=partitions.key(tag),
-                   asset_selection=[results.key],  # its checks come along
-                   tags={SUBMISSION_TAG: marker})
+                   asset_selection=[results.key, *spec.collect_with],  # checks come along
+                   tags={**spec.tags, SUBMISSION_TAG: marker})
         for tag, marker in tick.ready if partitions.known(tag)
     ]
     if not runs and not events:
@@ -89,9 +90,9 @@ class _PartitionKeys:
 def batch_sensor(spec: LifecycleSpec, batch_asset: AssetsDefinition,
                  results: AssetsDefinition) -> SensorDefinition:
     @sensor(
-        name=f"{spec.name}_batch_sensor",
-        minimum_interval_seconds=sensor_interval(spec.sensor_interval_seconds),
-        asset_selection=[results.key],
+        name=f"{spec.definition_name}_batch_sensor",
+        minimum_interval_seconds=spec.sensor_interval_seconds,
+        asset_selection=[results.key, *spec.collect_with],
         required_resource_keys={spec.batch_resource_key, spec.artifacts_resource_key},
         default_status=spec.sensor_default_status,
         description=f"Tracks the in-flight batches of {spec.name}; requests "

@@ -1,6 +1,6 @@
 """``batch_lifecycle``: the requests → batch → results assets, the tracking sensor and checks.
 
-It only wires: each asset's body is one function of ``assets.lifecycle.steps`` calling into
+It only wires: each asset's body is one function of ``batch_workflows.dagster.lifecycle.steps`` calling into
 ``batch_workflows.lifecycle``, which holds the lifecycle itself.
 """
 
@@ -18,19 +18,24 @@ from dagster import (
     BackfillPolicy,
     BetaWarning,
     DefaultSensorStatus,
+    Definitions,
     MaterializeResult,
     PartitionsDefinition,
     SensorDefinition,
     asset,
 )
 
-from assets.lifecycle.checks import lifecycle_checks
-from assets.lifecycle.results import load_results, results_key
-from assets.lifecycle.sensor import batch_sensor
-from assets.lifecycle.spec import LifecycleSpec, RequestBuilder
-from assets.lifecycle.steps import materialize_batch, materialize_requests, materialize_results
-from resources.artifacts import ArtifactStore
-from resources.batch import default_pool
+from batch_workflows.dagster.lifecycle.checks import lifecycle_checks
+from batch_workflows.dagster.lifecycle.results import load_results, results_key
+from batch_workflows.dagster.lifecycle.sensor import batch_sensor
+from batch_workflows.dagster.lifecycle.spec import LifecycleSpec, RequestBuilder
+from batch_workflows.dagster.lifecycle.steps import (
+    materialize_batch,
+    materialize_requests,
+    materialize_results,
+)
+from batch_workflows.dagster.resources.artifacts import ArtifactStore
+from batch_workflows.dagster.resources.batch import submission_pool
 
 
 def accept_backfill_policy() -> None:
@@ -48,7 +53,8 @@ GROUP_DESCRIPTION_KEY = "group_description"
 
 @dataclass
 class BatchLifecycle:
-    """What `batch_lifecycle` defines; pass ``.assets``, ``.sensors``, ``.checks`` to Definitions."""
+    """What `batch_lifecycle` defines: ``.to_definitions()``, or ``.assets``, ``.sensors`` and
+    ``.checks`` to combine with a flow's own."""
 
     spec: LifecycleSpec
     requests: AssetsDefinition
@@ -73,6 +79,10 @@ class BatchLifecycle:
     def results_asset_key(self) -> AssetKey:
         return self.results.key
 
+    def to_definitions(self) -> Definitions:
+        """The lifecycle as plain Definitions (no resources: bind them once, by key)."""
+        return Definitions(assets=self.assets, asset_checks=self.checks, sensors=self.sensors)
+
     def results_key(self, partition_key: str | None) -> str:
         return results_key(self.name, partition_key)
 
@@ -86,6 +96,7 @@ def batch_lifecycle(
     endpoint: str,
     build_requests: RequestBuilder,
     *,
+    key_prefix: str | Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
     ins: Mapping[str, AssetIn] | None = None,
     deps: Sequence[Any] | None = None,
@@ -95,6 +106,8 @@ def batch_lifecycle(
     group_name: str | None = None,
     group_description: str | None = None,
     owners: Sequence[str] = DEFAULT_OWNERS,
+    tags: Mapping[str, str] | None = None,
+    op_tags: Mapping[str, Any] | None = None,
     kinds: Iterable[str] = (),
     pool: str | None = None,
     max_error_rate: float = 0.05,
@@ -104,8 +117,13 @@ def batch_lifecycle(
     sensor_default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     allow_empty: bool = False,
     backfill_policy: BackfillPolicy | None = None,
+    collect_with: Sequence[AssetKey] = (),
 ) -> BatchLifecycle:
     """Define the requests/batch/results assets, the tracking sensor and the checks of a flow.
+
+    Keys: with `key_prefix` (``["support"]`` or ``"support"``), ``support/<name>/requests``,
+    ``…/batch``, ``…/results``; without it, flat ``<name>_requests``, ``<name>_batch``,
+    ``<name>_results``. Below, ``<name>_<step>`` stands for either.
 
     * ``<name>_requests`` — ``build_requests(context, **inputs)`` gives the partition's request
       lines (dicts or BatchRequest; `inputs` are the values of `ins`); every line is validated
@@ -123,9 +141,12 @@ def batch_lifecycle(
 
     `params` (settings not visible in the lines) enter the submission key. ``<name>_batch`` and
     ``<name>_results`` both create batches, so both run in `pool`, by default
-    ``batch_submit_<BATCH_PROVIDER>`` (``resources.batch.default_pool``): with the repo's
-    ``dagster.yaml`` (one slot per pool) submissions to one provider are serialised, so each
-    sees the batches of the one before it and the in-flight cap holds. `batch_metadata` and
+    ``batch_submit_<batch_resource_key>`` (one pool per bound provider), which the lifecycle
+    gives one slot unless the instance already has a limit for it (``concurrency.ensure_pool``):
+    submissions to one provider are serialised, so each sees the batches of the one before it
+    and the in-flight cap holds. `tags` go on the assets (and the runs the sensor requests);
+    `op_tags` on their ops (e.g. ``{"dagster-k8s/config": …}`` for a builder reading millions
+    of rows). `batch_metadata` and
     `extra_body` go on every batch create. `allow_empty`: a partition without requests is
     valid (nothing is submitted, its results are an empty table). `backfill_policy` goes on the
     three assets; with ``BackfillPolicy.single_run()`` one run materializes a range of
@@ -133,38 +154,44 @@ def batch_lifecycle(
     The assets go in the group `group_name` (by default `name`) with `owners`, and
     `group_description` in their metadata (``GROUP_DESCRIPTION_KEY``); `kinds` are added to each
     asset's own (requests: python, jsonl; batch: python, openai; results: parquet).
+    `collect_with`: downstream assets the sensor's results run materializes too (a flow's
+    output), so that a collected partition reaches its output with no automation sensor.
     """
+    prefix = None if key_prefix is None else (
+        (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix))
     spec = LifecycleSpec(
-        name=name, partitions_def=partitions_def, endpoint=endpoint,
-        build_requests=build_requests, pool=pool or default_pool(), pool_given=pool is not None,
-        params=dict(params or {}), batch_resource_key=batch_resource_key,
+        flow=name, partitions_def=partitions_def, endpoint=endpoint,
+        build_requests=build_requests, pool=pool or submission_pool(batch_resource_key),
+        key_prefix=prefix, params=dict(params or {}), tags=dict(tags or {}), batch_resource_key=batch_resource_key,
         artifacts_resource_key=artifacts_resource_key, max_error_rate=max_error_rate,
         batch_metadata=dict(batch_metadata or {}), extra_body=extra_body,
         sensor_interval_seconds=sensor_interval_seconds,
-        sensor_default_status=sensor_default_status, allow_empty=allow_empty)
-    group = group_name or name
+        sensor_default_status=sensor_default_status, allow_empty=allow_empty,
+        collect_with=tuple(collect_with))
+    group = group_name or spec.definition_name
     resource_keys = {batch_resource_key, artifacts_resource_key}
     extra_kinds = set(kinds)
     if backfill_policy is not None:  # a Dagster beta parameter: taken knowingly, not warned about
         accept_backfill_policy()
-    shared = {"group_name": group, "owners": list(owners), "metadata": (
-        {GROUP_DESCRIPTION_KEY: group_description} if group_description else {})}
+    shared = {"group_name": group, "owners": list(owners), "tags": dict(tags or {}),
+              "op_tags": dict(op_tags or {}), "metadata": (
+                  {GROUP_DESCRIPTION_KEY: group_description} if group_description else {})}
 
-    @asset(name=spec.requests_name, partitions_def=partitions_def, ins=dict(ins or {}),
+    @asset(key=spec.key("requests"), partitions_def=partitions_def, ins=dict(ins or {}),
            deps=list(deps or []), required_resource_keys=resource_keys | set(requests_resource_keys),
            kinds={"python", "jsonl"} | extra_kinds, backfill_policy=backfill_policy, **shared,
            description=f"Validated request shards of {name} and their manifest.")
     def requests_asset(context: AssetExecutionContext, **inputs: Any) -> MaterializeResult:
         return materialize_requests(spec, context, inputs)
 
-    @asset(name=spec.batch_name, partitions_def=partitions_def, deps=[requests_asset],
+    @asset(key=spec.key("batch"), partitions_def=partitions_def, deps=[requests_asset],
            required_resource_keys=resource_keys, pool=spec.pool,
            kinds={"python", "openai"} | extra_kinds, backfill_policy=backfill_policy, **shared,
            description=f"Batches of {name} at the provider (submitted once per content).")
     def batch_asset(context: AssetExecutionContext) -> MaterializeResult:
         return materialize_batch(spec, context)
 
-    @asset(name=spec.results_name, partitions_def=partitions_def, deps=[batch_asset],
+    @asset(key=spec.key("results"), partitions_def=partitions_def, deps=[batch_asset],
            required_resource_keys=resource_keys, **shared,
            pool=spec.pool,  # it resubmits: the same pool as the batch asset
            output_required=False,  # nothing is materialized while batches are still running

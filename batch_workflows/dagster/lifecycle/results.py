@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from batch_workflows.dagster.resources.artifacts import ArtifactStore
 from batch_workflows.lifecycle import PartitionLayout
-from resources.artifacts import ArtifactStore
 
 
 def results_key(name: str, partition_key: str | None) -> str:

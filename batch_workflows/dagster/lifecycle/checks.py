@@ -12,9 +12,13 @@ from dagster import (
     asset_check,
 )
 
-from assets.lifecycle.metadata import accounted_metadata, combined_metadata, error_rate_metadata
-from assets.lifecycle.spec import LifecycleSpec
 from batch_workflows import lifecycle as lc
+from batch_workflows.dagster.lifecycle.metadata import (
+    accounted_metadata,
+    combined_metadata,
+    error_rate_metadata,
+)
+from batch_workflows.dagster.lifecycle.spec import LifecycleSpec
 
 CHECK_ACCOUNTED = "all_requests_accounted"
 CHECK_ERROR_RATE = "error_rate"

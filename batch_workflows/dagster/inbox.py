@@ -35,7 +35,6 @@ from dagster import (
     sensor,
 )
 
-from assets.automation import sensor_interval
 from batch_workflows.flows.inbox import run_key, scan_inbox, unknown_keys
 from batch_workflows.flows.sources import SourceFile
 
@@ -70,7 +69,7 @@ def inbox_sensor(
 
     @sensor(
         name=name,
-        minimum_interval_seconds=sensor_interval(minimum_interval_seconds),
+        minimum_interval_seconds=minimum_interval_seconds,
         asset_selection=selection,
         default_status=default_status,
         description=description,
