@@ -71,7 +71,7 @@ class BatchResource(ConfigurableResource):
     delete_input_files: bool = Field(
         default=True,
         description="Delete each batch's input file at the provider once the batch is terminal "
-                    "and its results are stored."),
+                    "and its results are stored.")
     base_url: str | None = Field(
         default=None, description="API root including /v1; None = the provider profile's.")
     api_key: str | None = Field(
