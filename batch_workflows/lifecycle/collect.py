@@ -208,17 +208,20 @@ def write_retry_shards(
     endpoint: str | None = None,
     *,
     partition_bytes: int = RETRY_PARTITION_BYTES,
+    max_tokens_per_file: int | None = None,
 ) -> Any:
     """Write shards holding exactly the requests that did not succeed in `results_path`.
 
     Returns the ShardManifest; call it only when something is unfinished (write_shards refuses
-    an empty input). Shards follow `profile`'s per-file limits; memory stays flat.
+    an empty input). Shards follow `profile`'s per-file limits (and `max_tokens_per_file`, a
+    quota's shard cap); memory stays flat.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unfinished = iter_unfinished_requests(request_files, results_path, out.parent,
                                           partition_bytes=partition_bytes)
-    return write_shards(unfinished, str(out), profile, endpoint=endpoint, prefix="retry")
+    return write_shards(unfinished, str(out), profile, endpoint=endpoint, prefix="retry",
+                        max_tokens_per_file=max_tokens_per_file)
 
 
 def merge_attempts(

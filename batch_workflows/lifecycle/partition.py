@@ -30,6 +30,7 @@ from batch_workflows.lifecycle.collect import (
     write_retry_shards,
 )
 from batch_workflows.lifecycle.failures import CAPACITY, INPUT, STOP, BatchFailure, batch_failure
+from batch_workflows.lifecycle.fetch import fetching, prefetched
 from batch_workflows.lifecycle.keys import partition_tag, submission_key
 from batch_workflows.lifecycle.layout import AttemptLayout, PartitionLayout, partition_index_key
 from batch_workflows.lifecycle.manifests import (
@@ -396,7 +397,7 @@ class _Waiter:
             return None
         report = self.on_progress or self._reporter(sub)
         if store is not None and alayout is not None:
-            report = _fetching(self.client, store, alayout, sub, report)
+            report = fetching(self.client, store, alayout, sub, report)
         try:
             return wait(self.client, sub.batch_ids, poll_interval=self.policy.poll_interval,
                         timeout=self.policy.wait_timeout, on_progress=report)
@@ -430,7 +431,7 @@ def _attempt_results(client: BatchAPI, store: Storage, alayout: AttemptLayout,
                  if store.exists(alayout.join) else JoinFigures())
         return parquet, found, _read_failures(store, alayout)
     failed = _batch_failures(sub, batches, policy, log)
-    _prefetched(store, alayout, sub, local / "raw")
+    prefetched(store, alayout, sub, local / "raw")
     result = collect(client, sub, batches, requests, local, {f.batch_id: f for f in failed})
     for raw in result.output_files + result.error_files:
         store.put_file(raw, alayout.raw(Path(raw).name))
@@ -468,36 +469,6 @@ def _read_failures(store: Storage, alayout: AttemptLayout) -> list[BatchFailure]
     return [BatchFailure(**f) for f in orjson.loads(store.read_bytes(alayout.failures))]
 
 
-def _fetching(client: BatchAPI, store: Storage, alayout: AttemptLayout, sub: SubmissionManifest,
-              report: Callable[[dict[str, dict]], None]) -> Callable[[dict[str, dict]], None]:
-    """A progress callback that also stores each batch's files as soon as it is terminal, so
-    that nothing waits for the slowest batch of the attempt (or the provider's retention)."""
-    def fetch(batches: dict[str, dict]) -> None:
-        report(batches)
-        for n, bid in enumerate(sub.batch_ids):
-            batch = batches.get(bid) or {}
-            if not is_terminal(batch):
-                continue
-            for kind in ("output", "error"):
-                key = alayout.raw(f"shard-{n:05d}-{kind}.jsonl")
-                if batch.get(f"{kind}_file_id") and not store.exists(key):
-                    with tempfile.TemporaryDirectory(prefix="bw-fetch-") as tmp:
-                        path = Path(tmp) / "file.jsonl"
-                        client.download_file(batch[f"{kind}_file_id"], path)
-                        store.put_file(path, key)
-    return fetch
-
-
-def _prefetched(store: Storage, alayout: AttemptLayout, sub: SubmissionManifest,
-                raw: Path) -> None:
-    """Files ``_fetching`` stored already, put where ``collect`` looks before downloading."""
-    for n in range(len(sub.batches)):
-        for kind in ("output", "error"):
-            key = alayout.raw(f"shard-{n:05d}-{kind}.jsonl")
-            if store.exists(key):
-                store.get_file(key, raw / f"shard-{n:05d}-{kind}.jsonl")
-
-
 def _to_resubmit(parquet: Path, sub: SubmissionManifest, failed: Sequence[BatchFailure],
                  policy: Policy, log: Log) -> int:
     """How many requests the next attempt takes (0: this attempt is the last).
@@ -532,7 +503,9 @@ def _resubmit(client: BatchAPI, store: Storage, layout: PartitionLayout, pointer
     n = sub.attempt + 1
     log.info(f"attempt {sub.attempt}: resubmitting {unfinished} unfinished request(s)")
     shards = write_retry_shards(requests, results, work / f"attempt-{n}" / "requests",
-                                policy.profile, endpoint=pointer.endpoint).shards
+                                policy.profile, endpoint=pointer.endpoint,
+                                max_tokens_per_file=shard_token_cap(
+                                    policy.token_limit(pointer.model))).shards
     paths = [s.path for s in shards]
     try:
         policy.check_budget(paths)
