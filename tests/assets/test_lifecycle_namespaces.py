@@ -4,16 +4,12 @@ adopts, tracks or collects the other's batches."""
 
 from __future__ import annotations
 
-import time
-
 from dagster import StaticPartitionsDefinition, build_sensor_context, materialize
-from lifecycle_helpers import batch_resource, embedding_requests, occupy
+from lifecycle_helpers import batch_resource, embedding_requests, occupy, wait_terminal
 
 from assets.lifecycle import batch_lifecycle
 from batch_workflows import lifecycle as lc
-from batch_workflows.client import BatchClient
 from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.wire import is_terminal
 from resources.artifacts import ArtifactStore
 
 PARTS = StaticPartitionsDefinition(["2025-06-01"])
@@ -36,12 +32,7 @@ def test_staging_and_production_share_an_account_without_interfering(server, flo
         meta = run.asset_materializations_for_node(f"{flow_name}_batch")[0].metadata
         assert meta["superseded_cancelled"].value == []  # nobody cancelled the other's
         submitted[d] = run
-    with BatchClient(server.base_url, api_key=server.api_key) as client:
-        deadline = time.monotonic() + 120
-        while not (len(batches := list(lc.iter_lifecycle_batches(client, asset=flow_name))) == 2
-                   and all(is_terminal(b) for b in batches)):
-            assert time.monotonic() < deadline, "batches did not finish"
-            time.sleep(0.2)
+    batches = wait_terminal(server, flow_name, 2, timeout=120)
     assert {b["status"] for b in batches} == {"completed"}
     by_ns = {b["metadata"][lc.META_NAMESPACE]: b for b in batches}
     for d in sizes:
