@@ -100,7 +100,7 @@ class Creator:
                         f"{refusals} time(s) for capacity (HTTP 429); capacity deadline of "
                         f"{self.timeout:g}s reached: {exc}") from None
                 logger.warning("create of shard %d refused for capacity (HTTP 429); waiting "
-                               "%.0fs (not an attempt)", shard, delay)
+                               "%.1fs (not an attempt)", shard, delay)
                 self.sleep(delay)
 
 

@@ -32,7 +32,7 @@ def quota_server(tmp_path_factory):
 
 
 def _policy(**kw) -> lc.Policy:
-    return lc.Policy(get_profile("local"), poll_interval=0.1, wait_timeout=120, **kw)
+    return lc.Policy(get_profile("local"), **{"poll_interval": 0.1, "wait_timeout": 120, **kw})
 
 
 def _requests(n: int, prefix: str, text: str = "hello", model: str = MODEL) -> list[dict]:
@@ -220,3 +220,30 @@ def test_partition_larger_than_the_quota_completes_in_waves_with_nothing_lost(
     ids = pq.read_table(done.results_uri, columns=["custom_id"]).column("custom_id").to_pylist()
     assert sorted(ids) == sorted(f"q-{i}" for i in range(120))
 
+
+
+def test_create_refused_with_429_is_waited_for_not_an_attempt(server, tmp_path, asset_name):
+    """The provider answers 429 to creates (a real proxy in front of the engine): the
+    lifecycle waits with backoff and creates the batch once, in attempt 1; past the capacity
+    deadline it stops with a message naming it."""
+    from support.proxy import FaultProxy
+
+    from batch_workflows.client import Backoff
+    from batch_workflows.errors import BatchTimeoutError
+
+    with FaultProxy(server.base_url) as proxy:
+        proxy.add("429", method="POST", path=r"/v1/batches", times=3, retry_after="0")
+        with BatchClient(proxy.base_url, api_key=server.api_key, max_retries=0,
+                         backoff=Backoff(0.01, 2.0, 0.05)) as client:
+            outcome = lc.run_to_completion(client, _requests(4, "r429-"), tmp_path / "work",
+                                           name=asset_name, endpoint=EMBEDDINGS,
+                                           policy=_policy(poll_interval=0.05))
+            assert proxy.injected[("429", "POST", "/v1/batches")] == 3
+            assert proxy.count("POST", r"/v1/batches") == 1  # one batch reached the engine
+            assert [a.attempt for a in outcome.attempts] == [1]
+            assert outcome.summary.counts == {"succeeded": 4}
+            proxy.add("429", method="POST", path=r"/v1/batches", times=None, retry_after="0")
+            with pytest.raises(BatchTimeoutError, match="capacity deadline of 0.5s reached"):
+                lc.run_to_completion(client, _requests(4, "never-"), tmp_path / "never",
+                                     name=asset_name + "n", endpoint=EMBEDDINGS,
+                                     policy=_policy(poll_interval=0.05, capacity_timeout=0.5))
