@@ -321,6 +321,12 @@ def estimate_cost(
     )
 
 
+def estimate_input_tokens(path: PathLike) -> int:
+    """Input tokens of every request in one request file, estimated as `estimate_cost` does:
+    what a batch holds of a provider's enqueued-token quota (OpenAI counts input tokens)."""
+    return sum(estimate_tokens(body)[0] for _, body in _bodies(os.fspath(path)))
+
+
 def _bodies(path: str) -> Iterator[tuple[int, dict]]:
     with open(path, "rb") as f:
         for no, line in enumerate(f, 1):

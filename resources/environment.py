@@ -2,7 +2,10 @@
 ``BATCH_ARTIFACTS_URI``, S3's and ``QDRANT_*`` variables.
 
 =========================  ==============================================================
-``BATCH_PROVIDER``         ``local`` (default), ``nebius``, ``openai`` or ``custom``
+``BATCH_PROVIDER``         a provider profile: ``local`` (default), ``openai``, ``azure``,
+                           ``nebius``, ``groq``, ``deepinfra`` or ``custom``
+``BATCH_NAMESPACE``        this deployment's part of every batch's identity; default: a digest
+                           of the artifact store's base URI
 ``BATCH_BASE_URL``         the API root including ``/v1``; default: the profile's
 ``BATCH_API_KEY``          bearer key (read at run time through ``EnvVar``; never logged)
 ``BATCH_BLOCKING``         ``1``/``0``: wait inside the run; default: only for ``local``
@@ -67,6 +70,8 @@ def batch_resource_from_env(**overrides: Any) -> BatchResource:
         else 2.0 if provider == "local" else 60.0)
     if env.get("BATCH_PRICE_FILE"):
         settings["price_file"] = env["BATCH_PRICE_FILE"]
+    if env.get("BATCH_NAMESPACE"):
+        settings["namespace"] = env["BATCH_NAMESPACE"].strip()
     if env.get("BATCH_ENGINE_DATA_DIR"):
         settings["engine_data_dir"] = env["BATCH_ENGINE_DATA_DIR"]
     settings.update(overrides)

@@ -1,9 +1,13 @@
 """`batch-workflows cancel --asset NAME --partition KEY`: cancel an asset partition's batches.
 
 Finds the batches through the provider's list by the metadata the lifecycle writes on every
-batch (asset, partition), so it works from any machine, without Dagster or local state, and
-cancels those that are not terminal. Settings as in the code location: `--base-url` or
-BATCH_BASE_URL, else the profile of `--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY.
+batch (asset, partition, namespace), so it works from any machine, without Dagster or local
+state, and cancels those that are not terminal — only the deployment's own: `--namespace` (or
+BATCH_NAMESPACE), else the namespace derived from `--artifacts-uri` (or BATCH_ARTIFACTS_URI)
+as the batch resource derives it; with neither, only batches without a namespace (scripts',
+and those made before namespaces). `--with-unnamespaced` adds those to a namespace's.
+Settings as in the code location: `--base-url` or BATCH_BASE_URL, else the profile of
+`--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY.
 Exit 0 (also when nothing was left to cancel); 1 when the provider refused.
 """
 
@@ -28,6 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="API root incl. /v1 (default: BATCH_BASE_URL or the profile's)")
     parser.add_argument("--provider", default=None,
                         help="profile when no base URL is given (default: BATCH_PROVIDER or local)")
+    parser.add_argument("--namespace", default=None,
+                        help="the deployment's namespace (default: BATCH_NAMESPACE, else derived "
+                        "from --artifacts-uri)")
+    parser.add_argument("--artifacts-uri", default=None,
+                        help="the deployment's artifact store, to derive its default namespace "
+                        "(default: BATCH_ARTIFACTS_URI)")
+    parser.add_argument("--with-unnamespaced", action="store_true",
+                        help="also cancel batches without a namespace (made before namespaces)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be cancelled")
     parser.set_defaults(func=run)
 
@@ -40,10 +52,14 @@ def run(args: argparse.Namespace) -> int:
 
     base_url = resolve_base_url(args.provider, args.base_url)
     partition = None if args.all_partitions else args.partition
+    namespace = _namespace(args)
+    owner = lc.Owner(namespace)
+    unscoped = lc.Owner(None)
     with BatchClient(base_url, api_key=os.environ.get("BATCH_API_KEY")) as client:
         live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
-                if is_live(b)]
+                if is_live(b) and (owner.owns(b) or (args.with_unnamespaced and unscoped.owns(b)))]
         where = "all partitions" if partition is None else f"partition {partition!r}"
+        where += f", {owner.describe()}"
         if not live:
             print(f"no live batches for asset {args.asset!r}, {where}")
             return 0
@@ -58,3 +74,14 @@ def run(args: argparse.Namespace) -> int:
             after = client.cancel_batch(batch["id"])
             print(f"cancelled {label} -> {after.get('status')}")
     return 0
+
+
+def _namespace(args: argparse.Namespace) -> str | None:
+    """--namespace / BATCH_NAMESPACE, else the one the batch resource derives from the store."""
+    from batch_workflows import lifecycle as lc
+
+    explicit = args.namespace or os.environ.get("BATCH_NAMESPACE")
+    if explicit:
+        return lc.check_namespace(explicit.strip())
+    uri = args.artifacts_uri or os.environ.get("BATCH_ARTIFACTS_URI")
+    return lc.namespace_for(lc.base_uri(uri)) if uri else None

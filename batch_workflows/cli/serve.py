@@ -55,6 +55,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=defaults.workers, help="batch worker threads")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="requests per backend call (default: the backend's preferred size)")
+    p.add_argument("--enqueued-token-limit", type=int, default=None,
+                   help="emulate OpenAI's enqueued-token quota: input tokens of a model's "
+                   "validated, unfinished batches; a batch over it fails with "
+                   "token_limit_exceeded (default: no limit)")
+    p.add_argument("--organization", default=defaults.organization,
+                   help="organization named in the token_limit_exceeded message")
+    p.add_argument("--reject-unknown-models", action="store_true",
+                   help="fail a whole batch at validation with model_not_found when its file "
+                   "names a model no backend serves, as OpenAI does (default: per-request errors)")
     p.add_argument("--log-level", default=defaults.log_level, choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -84,6 +93,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         workers=args.workers,
         chunk_size=args.chunk_size,
         log_level=args.log_level,
+        enqueued_token_limit=args.enqueued_token_limit,
+        organization=args.organization,
+        reject_unknown_models=args.reject_unknown_models,
     )
 
 

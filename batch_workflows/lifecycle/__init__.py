@@ -25,8 +25,11 @@ leads to a second paid batch for the same content.
 
 Modules: ``keys`` (submission keys, batch metadata), ``manifests`` (the typed records),
 ``layout`` (artifact keys), ``storage`` (the protocol and a local folder), ``policy`` (limits,
-attempts, budget), ``provider`` (the Batch API and its list), ``submit``, ``track``,
-``collect`` (one attempt), ``partition`` (the loop), ``run`` (the loop in one call).
+attempts, budget), ``provider`` (the Batch API and its list), ``namespace`` (which batches are
+this deployment's), ``failures`` (batch-level failures and the one code → decision table),
+``quota`` (admission under an enqueued-token quota), ``capacity`` (shards refused for
+capacity, created again), ``submit``, ``track``, ``collect`` (one attempt), ``partition``
+(the loop), ``run`` (the loop in one call).
 """
 
 from batch_workflows.lifecycle.collect import (
@@ -41,16 +44,28 @@ from batch_workflows.lifecycle.collect import (
     unfinished_sample,
     write_retry_shards,
 )
+from batch_workflows.lifecycle.failures import (
+    DECISIONS,
+    BatchFailure,
+    batch_errors,
+    batch_failure,
+    decide,
+)
 from batch_workflows.lifecycle.keys import (
     MAX_USER_METADATA_PAIRS,
     META_ASSET,
     META_ATTEMPT,
     META_KEY,
+    META_MODEL,
+    META_NAMESPACE,
     META_PARTITION,
     META_SHARD,
     META_SHARDS,
+    META_TOKENS,
     RESERVED_METADATA,
     batch_metadata,
+    check_namespace,
+    namespace_for,
     partition_tag,
     shard_idempotency_key,
     submission_key,
@@ -63,6 +78,13 @@ from batch_workflows.lifecycle.manifests import (
     SubmissionManifest,
     SubmittedBatch,
     Summary,
+)
+from batch_workflows.lifecycle.namespace import (
+    Owner,
+    base_uri,
+    default_namespace,
+    resolve_namespace,
+    store_base_uri,
 )
 from batch_workflows.lifecycle.partition import (
     Collected,
@@ -82,9 +104,11 @@ from batch_workflows.lifecycle.provider import (
     BatchAPI,
     count_in_flight,
     find_submission,
+    forget_file,
     iter_lifecycle_batches,
     wait_for_capacity,
 )
+from batch_workflows.lifecycle.quota import enqueued_tokens, shard_token_cap, wait_for_tokens
 from batch_workflows.lifecycle.run import Outcome, run_to_completion
 from batch_workflows.lifecycle.storage import LocalFolder, Storage
 from batch_workflows.lifecycle.submit import submit
@@ -102,12 +126,16 @@ from batch_workflows.lifecycle.track import (
 )
 
 __all__ = [
-    "CLOCK_SLACK", "MAX_USER_METADATA_PAIRS", "META_ASSET", "META_ATTEMPT", "META_KEY",
-    "META_PARTITION", "META_SHARD", "META_SHARDS", "RESERVED_METADATA", "RETRY_PARTITION_BYTES",
-    "AttemptResult", "BatchAPI", "Budget", "Collected", "JoinFigures", "LocalFolder",
-    "Observation", "Outcome", "PartitionLayout", "Policy", "Progress", "RequestPointer",
+    "CLOCK_SLACK", "DECISIONS", "MAX_USER_METADATA_PAIRS", "META_ASSET", "META_ATTEMPT",
+    "META_KEY", "META_MODEL", "META_NAMESPACE", "META_PARTITION", "META_SHARD", "META_SHARDS",
+    "META_TOKENS", "RESERVED_METADATA", "RETRY_PARTITION_BYTES",
+    "AttemptResult", "BatchAPI", "BatchFailure", "Budget", "Collected", "JoinFigures", "LocalFolder",
+    "Observation", "Outcome", "Owner", "PartitionLayout", "Policy", "Progress", "RequestPointer",
     "ShardRecord", "Storage", "SubmissionManifest", "Submitted", "SubmittedBatch", "Summary",
-    "Tick", "batch_metadata", "cancel", "cancel_partition", "collect", "collect_partition",
+    "Tick", "base_uri", "batch_errors", "batch_failure", "batch_metadata", "cancel",
+    "check_namespace", "decide", "default_namespace", "enqueued_tokens", "forget_file",
+    "namespace_for", "resolve_namespace", "shard_token_cap", "store_base_uri",
+    "wait_for_tokens", "cancel_partition", "collect", "collect_partition",
     "count_in_flight", "download_outputs", "find_submission", "finished_at",
     "iter_lifecycle_batches", "iter_unfinished_ids", "iter_unfinished_requests",
     "load_attempts", "merge_attempts", "partition_dir", "partition_from_tag", "partition_tag",

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.lifecycle.failures import BatchFailure
 from batch_workflows.lifecycle.manifests import JoinFigures, SubmissionManifest, Summary
 from batch_workflows.lifecycle.provider import BatchAPI, logger
 from batch_workflows.parquet import open_parquet
@@ -86,11 +87,14 @@ def collect(
     batches: Mapping[str, Mapping],
     request_files: Sequence[str | os.PathLike[str]],
     work_dir: str | os.PathLike[str],
+    failures: Mapping[str, BatchFailure] | None = None,
 ) -> AttemptResult:
     """Download an attempt's output/error files and join them with its requests on custom_id.
 
     Every submitted custom_id gets exactly one row (succeeded, failed, errored or missing) in
-    ``<work_dir>/results.parquet``.
+    ``<work_dir>/results.parquet``. The requests of a batch that failed as a whole and left no
+    file (`failures`, by batch id) are ``errored`` with the batch's code and reason
+    (``write_failure_lines``), not ``missing`` without one.
     """
     work = Path(work_dir)
     ordered = [batches[bid] for bid in manifest.batch_ids]
@@ -98,6 +102,11 @@ def collect(
     if not_done:
         raise ConfigurationError(f"cannot collect: batches not terminal yet: {not_done[:5]}")
     outputs, errors = download_outputs(client, ordered, work / "raw")
+    for n, batch in enumerate(ordered):
+        failure = (failures or {}).get(batch["id"])
+        if failure is not None and not batch.get("output_file_id") and not batch.get("error_file_id"):
+            dest = work / "raw" / f"shard-{n:05d}-batch-failure.jsonl"
+            errors.append(str(write_failure_lines(failure, request_files[n], dest)))
     out_path = work / "results.parquet"
     result = join_results([str(p) for p in request_files], outputs, errors, out_path=str(out_path))
     counts = {k: v for k, v in result.counts.items() if v}
@@ -105,6 +114,21 @@ def collect(
     figures = JoinFigures(result.unexpected, result.duplicates, list(result.unexpected_sample))
     return AttemptResult(manifest.attempt, str(out_path), counts, unfinished, outputs, errors,
                          figures)
+
+
+def write_failure_lines(failure: BatchFailure, request_file: str | os.PathLike[str],
+                        dest: str | os.PathLike[str]) -> Path:
+    """An error file for a batch that failed as a whole: one line per request of its shard,
+    with the batch's code and the description naming batch, status, line and message."""
+    error = orjson.dumps({"code": failure.code, "message": failure.describe()})
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        for request in iter_requests(request_file):
+            cid = orjson.dumps(str(request.get("custom_id", "")))
+            out.write(b'{"id":null,"custom_id":' + cid + b',"response":null,"error":' + error
+                      + b"}\n")
+    return dest
 
 
 def iter_unfinished_ids(results_path: str | os.PathLike[str]) -> Iterator[str]:
@@ -184,17 +208,20 @@ def write_retry_shards(
     endpoint: str | None = None,
     *,
     partition_bytes: int = RETRY_PARTITION_BYTES,
+    max_tokens_per_file: int | None = None,
 ) -> Any:
     """Write shards holding exactly the requests that did not succeed in `results_path`.
 
     Returns the ShardManifest; call it only when something is unfinished (write_shards refuses
-    an empty input). Shards follow `profile`'s per-file limits; memory stays flat.
+    an empty input). Shards follow `profile`'s per-file limits (and `max_tokens_per_file`, a
+    quota's shard cap); memory stays flat.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unfinished = iter_unfinished_requests(request_files, results_path, out.parent,
                                           partition_bytes=partition_bytes)
-    return write_shards(unfinished, str(out), profile, endpoint=endpoint, prefix="retry")
+    return write_shards(unfinished, str(out), profile, endpoint=endpoint, prefix="retry",
+                        max_tokens_per_file=max_tokens_per_file)
 
 
 def merge_attempts(

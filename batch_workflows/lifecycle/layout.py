@@ -8,7 +8,8 @@ Under the store (``<p>`` = the quoted partition key, ``_all`` unpartitioned)::
     <name>/<p>/summary.json               the figures behind the metadata and checks
     <name>/<p>/<file>                     a flow's own files (side tables, outputs)
     <name>/<p>/<key16>/requests/…         shards
-    <name>/<p>/<key16>/attempt-<n>/…      submission.json, join.json, raw/…, results.parquet
+    <name>/<p>/<key16>/attempt-<n>/…      submission.json, join.json, failures.json, raw/…,
+                                          results.parquet
     <name>/_partition_keys/<hex>          the full key behind a hashed partition tag
 """
 
@@ -100,6 +101,11 @@ class AttemptLayout:
     @property
     def join(self) -> str:
         return f"{self.folder}/join.json"
+
+    @property
+    def failures(self) -> str:
+        """The batch-level failures of the attempt (``failures.BatchFailure`` records)."""
+        return f"{self.folder}/failures.json"
 
     def raw(self, filename: str) -> str:
         return f"{self.folder}/raw/{filename}"

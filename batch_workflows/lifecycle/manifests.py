@@ -73,6 +73,7 @@ class RequestPointer(Record):
     content_hash: str
     total_requests: int
     shards: list[ShardRecord]
+    namespace: str | None = None  # in the key; None: a key made without one (before namespaces)
 
     _nested: ClassVar[dict[str, type]] = {"shards": ShardRecord}
 
@@ -91,6 +92,9 @@ class SubmittedBatch(Record):
     requests: int
     reattached: bool = False
     input_path: str | None = None  # the shard's key in the store (or a local path)
+    # Batches of this shard the provider refused for capacity (token_limit_exceeded), oldest
+    # first: each was created again, in the same attempt.
+    replaced: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -178,6 +182,9 @@ class Summary(Record):
     unexpected_sample: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
     time_to_complete_seconds: float | None = None
+    # Batches that failed as a whole, expired with nothing run or were cancelled (all
+    # attempts): ``failures.BatchFailure.to_dict()`` each, with the decision taken.
+    batch_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.cost_usd is not None and not isinstance(self.cost_usd, Decimal):

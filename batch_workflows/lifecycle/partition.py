@@ -17,9 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import pyarrow.parquet as pq
 
 from batch_workflows.errors import BudgetExceededError, ConfigurationError
+from batch_workflows.lifecycle import capacity
 from batch_workflows.lifecycle.collect import (
     collect,
     merge_attempts,
@@ -27,6 +29,8 @@ from batch_workflows.lifecycle.collect import (
     unfinished_sample,
     write_retry_shards,
 )
+from batch_workflows.lifecycle.failures import CAPACITY, INPUT, STOP, BatchFailure, batch_failure
+from batch_workflows.lifecycle.fetch import fetching, prefetched
 from batch_workflows.lifecycle.keys import partition_tag, submission_key
 from batch_workflows.lifecycle.layout import AttemptLayout, PartitionLayout, partition_index_key
 from batch_workflows.lifecycle.manifests import (
@@ -36,8 +40,16 @@ from batch_workflows.lifecycle.manifests import (
     SubmissionManifest,
     Summary,
 )
+from batch_workflows.lifecycle.namespace import Owner
 from batch_workflows.lifecycle.policy import Policy
-from batch_workflows.lifecycle.provider import CLOCK_SLACK, BatchAPI, find_submission, logger
+from batch_workflows.lifecycle.provider import (
+    CLOCK_SLACK,
+    BatchAPI,
+    find_submission,
+    forget_file,
+    logger,
+)
+from batch_workflows.lifecycle.quota import shard_token_cap
 from batch_workflows.lifecycle.storage import Storage
 from batch_workflows.lifecycle.submit import submit
 from batch_workflows.lifecycle.track import (
@@ -76,11 +88,14 @@ def write_requests(
     params: Mapping[str, Any] | None = None,
     *,
     allow_empty: bool = False,
+    namespace: str | None = None,
 ) -> RequestPointer:
     """Validate and shard a partition's requests, store the shards and the request pointer.
 
     Every line is validated before anything is stored (InvalidInputError with file, line and
-    reason). `params` (settings not visible in the lines) enter the submission key. With
+    reason). `params` (settings not visible in the lines) and `namespace` (the deployment's)
+    enter the submission key. Where `profile` has an enqueued-token quota for the model,
+    shards are cut so that several fit under it (``quota.shard_token_cap``). With
     `allow_empty`, a partition without requests (a day with no backlog) is valid: its pointer
     has no shards, nothing is submitted and its results are an empty table.
     """
@@ -88,27 +103,53 @@ def write_requests(
     requests = iter(requests)
     first = next(requests, None)
     if first is None and allow_empty:
-        key = submission_key(name, partition, endpoint, EMPTY_CONTENT, None, params)
+        key, ns = _key(store, layout, (name, partition, endpoint, EMPTY_CONTENT, None, params),
+                       namespace)
         pointer = RequestPointer(key, name, partition, endpoint, None, dict(params or {}),
-                                 EMPTY_CONTENT, 0, [])
+                                 EMPTY_CONTENT, 0, [], ns)
         store.write_bytes(layout.pointer, pointer.to_json())
         return pointer
+    cap = shard_token_cap(profile.enqueued_token_limit(_model_of(first)))
     requests = itertools.chain([] if first is None else [first], requests)
     with tempfile.TemporaryDirectory(prefix="bw-shards-") as tmp:
-        manifest = write_shards(requests, tmp, profile, endpoint=endpoint)
+        manifest = write_shards(requests, tmp, profile, endpoint=endpoint,
+                                max_tokens_per_file=cap)
         if not manifest.shards:
             raise ConfigurationError(f"{name}: no requests for partition {partition!r}")
-        key = submission_key(name, partition, endpoint, manifest.content_hash, manifest.model,
-                             params)
+        key, ns = _key(store, layout, (name, partition, endpoint, manifest.content_hash,
+                                       manifest.model, params), namespace)
         shards = []
         for shard in manifest.shards:
             artifact = layout.shard(key, Path(shard.path).name)
             store.put_file(shard.path, artifact)
             shards.append(ShardRecord(artifact, shard.lines, shard.bytes, shard.sha256))
     pointer = RequestPointer(key, name, partition, endpoint, manifest.model, dict(params or {}),
-                             manifest.content_hash, manifest.total_requests, shards)
+                             manifest.content_hash, manifest.total_requests, shards, ns)
     store.write_bytes(layout.pointer, pointer.to_json())
     return pointer
+
+
+def _key(store: Storage, layout: PartitionLayout, what: tuple, namespace: str | None
+         ) -> tuple[str, str | None]:
+    """The submission key of `what` in `namespace`, and the namespace it was made with.
+
+    A partition whose stored pointer holds the same content under a key made before
+    namespaces keeps that key, so that its batches are re-attached to, not paid twice.
+    """
+    key = submission_key(*what, namespace=namespace)
+    if namespace and store.exists(layout.pointer):
+        old = RequestPointer.from_json(store.read_bytes(layout.pointer))
+        if old.namespace is None and old.key == submission_key(*what):
+            return old.key, None
+    return key, namespace
+
+
+def _model_of(request: Mapping[str, Any] | BatchRequest | None) -> str | None:
+    """The model of a request (a partition has one model per file)."""
+    body = (request.get("body") if isinstance(request, Mapping)
+            else getattr(request, "body", None))
+    model = body.get("model") if isinstance(body, Mapping) else getattr(body, "model", None)
+    return model if isinstance(model, str) else None
 
 
 def read_pointer(store: Storage, name: str, partition: str | None) -> RequestPointer:
@@ -174,18 +215,20 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
     remember_partition(store, pointer.asset, pointer.partition)
     if not pointer.shards:  # an empty partition: no batch, but older ones are superseded
         return _submit_nothing(client, store, layout, pointer, policy, log)
-    existing = find_submission(client, pointer.key, 1)
+    owner = Owner(policy.namespace, store)
+    existing = find_submission(client, pointer.key, 1, owner=owner)
     with tempfile.TemporaryDirectory(prefix="bw-sub-") as tmp:
         paths = [s.artifact if i in existing
                  else str(store.get_file(s.artifact, Path(tmp) / f"shard-{i:05d}.jsonl"))
                  for i, s in enumerate(pointer.shards)]
         estimate = policy.check_budget([p for i, p in enumerate(paths) if i not in existing])
         superseded = cancel_partition(client, pointer.asset, pointer.partition,
-                                      keep_key=pointer.key)
+                                      keep_key=pointer.key, owner=owner)
         for b in superseded:
             log.info(f"cancelled superseded batch {b.get('id')}")
         manifest = _submit_attempt(client, pointer, policy, paths, 1,
-                                   [s.lines for s in pointer.shards], existing=existing)
+                                   [s.lines for s in pointer.shards], existing=existing,
+                                   owner=owner)
     for sb, shard in zip(manifest.batches, pointer.shards, strict=True):
         sb.input_path = shard.artifact
     store.write_bytes(layout.attempt(pointer.key, 1).submission, manifest.to_json())
@@ -197,7 +240,8 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
 
 def _submit_nothing(client: BatchAPI, store: Storage, layout: PartitionLayout,
                     pointer: RequestPointer, policy: Policy, log: Log) -> Submitted:
-    superseded = cancel_partition(client, pointer.asset, pointer.partition, keep_key=pointer.key)
+    superseded = cancel_partition(client, pointer.asset, pointer.partition, keep_key=pointer.key,
+                                  owner=Owner(policy.namespace, store))
     for b in superseded:
         log.info(f"cancelled superseded batch {b.get('id')}")
     manifest = SubmissionManifest(pointer.key, pointer.asset, pointer.partition, pointer.endpoint,
@@ -217,7 +261,8 @@ def _submit_attempt(client: BatchAPI, pointer: RequestPointer, policy: Policy,
         completion_window=policy.completion_window, metadata=policy.metadata,
         extra_body=policy.extra_body, request_counts=counts,
         max_in_flight=policy.profile.max_batches_in_flight, poll_interval=policy.poll_interval,
-        capacity_timeout=policy.wait_timeout, **kw)
+        capacity_timeout=policy.capacity_deadline, namespace=policy.namespace,
+        token_limit=policy.token_limit(pointer.model), **kw)
 
 
 def load_attempts(store: Storage, pointer: RequestPointer) -> list[SubmissionManifest]:
@@ -273,6 +318,7 @@ def collect_partition(
     waiting = _Waiter(client, policy, blocking, on_progress, interrupts, log)
     parquets: list[str] = []
     figures = JoinFigures()
+    failures: list[BatchFailure] = []
     last_batches: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bw-collect-") as tmp:
         work = Path(tmp)
@@ -281,22 +327,24 @@ def collect_partition(
             sub, latest = attempts[i], i == len(attempts) - 1
             alayout = layout.attempt(pointer.key, sub.attempt)
             collected = store.exists(alayout.results)
-            batches: dict[str, dict] = {}
-            if latest or not collected:
-                if (batches := waiting.until_terminal(sub)) is None:
-                    return None
-                last_batches = batches
             local = work / f"attempt-{sub.attempt}"
             requests = [store.get_file(b.input_path, local / "requests" / f"shard-{b.shard:05d}.jsonl")
                         for b in sub.batches]
-            parquet, found = _attempt_results(client, store, alayout, sub, batches, requests,
-                                              local, collected, log)
+            batches: dict[str, dict] = {}
+            if latest or not collected:
+                batches = waiting.until_settled(store, alayout, pointer, sub, requests)
+                if batches is None:
+                    return None
+                last_batches = batches
+            parquet, found, failed = _attempt_results(client, store, alayout, sub, batches,
+                                                      requests, local, collected, policy, log)
             parquets.append(str(parquet))
             figures = figures.plus(found)
+            failures += failed
             i += 1
             if not latest:  # its resubmission exists already: go on with it
                 continue
-            unfinished = _to_resubmit(parquet, sub, batches, policy, log)
+            unfinished = _to_resubmit(parquet, sub, failed, policy, log)
             if not unfinished:
                 break
             attempts.append(_resubmit(client, store, layout, pointer, policy, sub, requests,
@@ -304,6 +352,7 @@ def collect_partition(
         final = work / "results.parquet"
         merge_attempts(parquets, final)
         summary = summarize(final, parquets, policy.prices, figures=figures)
+        summary.batch_failures = [f.to_dict() for f in failures]
         return _publish(store, layout, pointer, attempts, last_batches, summary, final)
 
 
@@ -316,7 +365,28 @@ class _Waiter:
         self.client, self.policy, self.blocking = client, policy, blocking
         self.on_progress, self.interrupts, self.log = on_progress, interrupts, log
 
-    def until_terminal(self, sub: SubmissionManifest) -> dict[str, dict] | None:
+    def until_settled(self, store: Storage, alayout: AttemptLayout, pointer: RequestPointer,
+                      sub: SubmissionManifest, paths: Sequence[Path]) -> dict[str, dict] | None:
+        """The attempt's batches once terminal, shards refused for capacity created again
+        (``capacity``) until none is left or the deadline passes; None: not yet."""
+        while True:
+            batches = self.until_terminal(sub, store, alayout)
+            if batches is None:
+                return None
+            refusals = capacity.refused(sub, batches)
+            if not refusals or capacity.deadline_passed(sub, self.policy):
+                return batches
+            capacity.create_again(self.client, pointer, self.policy, sub, refusals, paths,
+                                  blocking=self.blocking, log=self.log)
+            store.write_bytes(alayout.submission, sub.to_json())
+            if sub.attempt == 1:
+                store.write_bytes(PartitionLayout(pointer.asset, pointer.partition).submission,
+                                  sub.to_json())
+            if not self.blocking:
+                return None  # the tracking sensor asks for the results run again
+
+    def until_terminal(self, sub: SubmissionManifest, store: Storage | None = None,
+                       alayout: AttemptLayout | None = None) -> dict[str, dict] | None:
         batches = snapshot(self.client, sub.batch_ids)
         if all(is_terminal(b) for b in batches.values()):
             return batches
@@ -325,10 +395,12 @@ class _Waiter:
                           f"({progress(batches.values()).describe()}); collect again once "
                           "they are terminal")
             return None
+        report = self.on_progress or self._reporter(sub)
+        if store is not None and alayout is not None:
+            report = fetching(self.client, store, alayout, sub, report)
         try:
             return wait(self.client, sub.batch_ids, poll_interval=self.policy.poll_interval,
-                        timeout=self.policy.wait_timeout,
-                        on_progress=self.on_progress or self._reporter(sub))
+                        timeout=self.policy.wait_timeout, on_progress=report)
         except self.interrupts:
             self.log.warning(f"interrupted: cancelling {len(sub.batch_ids)} batch(es)")
             cancel(self.client, sub.batch_ids)
@@ -348,38 +420,75 @@ class _Waiter:
 
 def _attempt_results(client: BatchAPI, store: Storage, alayout: AttemptLayout,
                      sub: SubmissionManifest, batches: Mapping[str, dict],
-                     requests: Sequence[Path], local: Path, collected: bool,
-                     log: Log) -> tuple[Path, JoinFigures]:
-    """An attempt's results Parquet (local) and join figures: read back, or joined now."""
+                     requests: Sequence[Path], local: Path, collected: bool, policy: Policy,
+                     log: Log) -> tuple[Path, JoinFigures, list[BatchFailure]]:
+    """An attempt's results Parquet (local), join figures and batch-level failures: read
+    back, or joined now (then the batches' input files are deleted at the provider)."""
     parquet = local / "results.parquet"
     if collected:
         store.get_file(alayout.results, parquet)
         found = (JoinFigures.from_json(store.read_bytes(alayout.join))
                  if store.exists(alayout.join) else JoinFigures())
-        return parquet, found
-    result = collect(client, sub, batches, requests, local)
+        return parquet, found, _read_failures(store, alayout)
+    failed = _batch_failures(sub, batches, policy, log)
+    prefetched(store, alayout, sub, local / "raw")
+    result = collect(client, sub, batches, requests, local, {f.batch_id: f for f in failed})
     for raw in result.output_files + result.error_files:
         store.put_file(raw, alayout.raw(Path(raw).name))
     store.write_bytes(alayout.join, result.figures.to_json())
+    store.write_bytes(alayout.failures, orjson.dumps([f.to_dict() for f in failed]))
     store.put_file(result.path, alayout.results)
+    if policy.delete_input_files:  # the results are stored: the provider's copy is not needed
+        for file_id in {b.input_file_id for b in sub.batches if b.input_file_id}:
+            forget_file(client, file_id)
     log.info(f"attempt {sub.attempt}: {result.counts}")
     if result.unexpected or result.duplicates:
         log.warning(f"attempt {sub.attempt}: {result.unexpected} result line(s) with a custom_id "
                     f"that was never submitted, {result.duplicates} duplicate line(s)")
-    return parquet, result.figures
+    return parquet, result.figures, failed
 
 
-def _to_resubmit(parquet: Path, sub: SubmissionManifest, batches: Mapping[str, dict],
+def _batch_failures(sub: SubmissionManifest, batches: Mapping[str, dict], policy: Policy,
+                    log: Log) -> list[BatchFailure]:
+    """The attempt's batch-level failures, each logged with its decision."""
+    failed = []
+    for sb in sub.batches:
+        failure = batch_failure(batches[sb.batch_id], shard=sb.shard)
+        if failure is None:
+            continue
+        if failure.decision == CAPACITY:  # still refused: the deadline passed
+            failure.message += f" ({capacity.deadline_note(policy)})"
+        log.warning(f"attempt {sub.attempt}: {failure.describe()} -> {failure.decision}")
+        failed.append(failure)
+    return failed
+
+
+def _read_failures(store: Storage, alayout: AttemptLayout) -> list[BatchFailure]:
+    if not store.exists(alayout.failures):
+        return []
+    return [BatchFailure(**f) for f in orjson.loads(store.read_bytes(alayout.failures))]
+
+
+def _to_resubmit(parquet: Path, sub: SubmissionManifest, failed: Sequence[BatchFailure],
                  policy: Policy, log: Log) -> int:
-    """How many requests the next attempt takes (0: this attempt is the last)."""
+    """How many requests the next attempt takes (0: this attempt is the last).
+
+    A batch that failed for its input, stopped (cancelled, the account) or is still refused
+    for capacity past the deadline stops the partition: resubmitting would fail the same way.
+    """
     done = ResultSet.from_parquet(parquet)
     unfinished = done.total - done.counts.get(SUCCEEDED, 0)
     if not unfinished or sub.attempt >= policy.max_attempts:
         return 0
-    cancelled = [b["id"] for b in batches.values() if b.get("status") == "cancelled"]
+    cancelled = [f.batch_id for f in failed if f.status == "cancelled"]
     if cancelled:
         log.warning(f"attempt {sub.attempt}: batches were cancelled ({cancelled[:5]}); "
                     "their unfinished requests are not resubmitted")
+        return 0
+    stopping = [f for f in failed if f.decision in (INPUT, STOP, CAPACITY)]
+    if stopping:
+        log.warning(f"attempt {sub.attempt}: {len(stopping)} batch(es) failed as a whole "
+                    f"({stopping[0].describe()}); the partition stops, nothing is resubmitted")
         return 0
     return unfinished
 
@@ -394,7 +503,9 @@ def _resubmit(client: BatchAPI, store: Storage, layout: PartitionLayout, pointer
     n = sub.attempt + 1
     log.info(f"attempt {sub.attempt}: resubmitting {unfinished} unfinished request(s)")
     shards = write_retry_shards(requests, results, work / f"attempt-{n}" / "requests",
-                                policy.profile, endpoint=pointer.endpoint).shards
+                                policy.profile, endpoint=pointer.endpoint,
+                                max_tokens_per_file=shard_token_cap(
+                                    policy.token_limit(pointer.model))).shards
     paths = [s.path for s in shards]
     try:
         policy.check_budget(paths)
@@ -407,7 +518,8 @@ def _resubmit(client: BatchAPI, store: Storage, layout: PartitionLayout, pointer
     for path, key in zip(paths, keys, strict=True):
         store.put_file(path, key)
     retry = _submit_attempt(client, pointer, policy, paths, n, [s.lines for s in shards],
-                            created_after=sub.created_at - CLOCK_SLACK)  # it comes after `sub`
+                            created_after=sub.created_at - CLOCK_SLACK,  # it comes after `sub`
+                            owner=Owner(policy.namespace, store))
     for sb, key in zip(retry.batches, keys, strict=True):
         sb.input_path = key
     store.write_bytes(alayout.submission, retry.to_json())

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from batch_workflows.errors import BudgetExceededError
-from batch_workflows.lifecycle.keys import check_user_metadata
+from batch_workflows.lifecycle.keys import check_namespace, check_user_metadata
 from batch_workflows.pricing import PriceTable, estimate_cost
 from batch_workflows.profiles import ProviderProfile
 
@@ -45,10 +45,17 @@ class Budget:
 class Policy:
     """The provider's limits and the lifecycle's policies for one flow.
 
-    `profile` gives the shard limits, the in-flight cap and the completion window;
-    `wait_timeout` bounds a blocking wait and a wait for in-flight room (None: no deadline);
-    `prices` price the summary (None: no cost); `metadata` and `extra_body` go on every batch
-    create of every attempt.
+    `profile` gives the shard limits, the in-flight cap, the completion window and the
+    enqueued-token quota; `wait_timeout` bounds a blocking wait and a wait for in-flight room
+    (None: no deadline); `capacity_timeout` bounds the wait for the provider's capacity (the
+    quota, creates refused with 429, batches failed with ``token_limit_exceeded``), None: the
+    same as `wait_timeout`; `prices` price the summary (None: no cost); `metadata` and
+    `extra_body` go on every batch create of every attempt.
+
+    `namespace` is the deployment's part of every batch's identity (``namespace.Owner``): the
+    Dagster batch resource sets it (by default from its artifact store); None (a script) makes
+    batches without one. `delete_input_files` deletes each batch's input file at the provider
+    once the batch is terminal and its results are stored.
     """
 
     profile: ProviderProfile
@@ -59,9 +66,24 @@ class Policy:
     prices: PriceTable | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] | None = None
+    namespace: str | None = None
+    capacity_timeout: float | None = None
+    delete_input_files: bool = True
 
     def __post_init__(self) -> None:
         check_user_metadata(self.metadata)
+        if self.namespace:
+            check_namespace(self.namespace)
+        self.profile.check_window(self.profile.completion_window)
+
+    @property
+    def capacity_deadline(self) -> float | None:
+        """Seconds to wait for the provider's capacity (None: no deadline)."""
+        return self.capacity_timeout if self.capacity_timeout is not None else self.wait_timeout
+
+    def token_limit(self, model: str | None) -> int | None:
+        """The enqueued-token limit of `model` (None: no quota)."""
+        return self.profile.enqueued_token_limit(model)
 
     @property
     def completion_window(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from batch_workflows.client import is_reattachable
-from batch_workflows.errors import BatchTimeoutError, ConfigurationError
+from batch_workflows.errors import BatchTimeoutError, ConfigurationError, ProviderError
 from batch_workflows.lifecycle.keys import (
     META_ASSET,
     META_ATTEMPT,
@@ -24,6 +24,7 @@ from batch_workflows.lifecycle.keys import (
     metadata_value,
     partition_tag,
 )
+from batch_workflows.lifecycle.namespace import Owner
 from batch_workflows.wire import is_terminal, parse_duration
 
 logger = logging.getLogger("batch_workflows.lifecycle")
@@ -52,9 +53,22 @@ class BatchAPI(Protocol):
     def cancel_batch(self, batch_id: str) -> dict: ...
     def list_batches(self, limit: int = 100, after: str | None = None) -> Iterator[dict]: ...
     def download_file(self, file_id: str, dest_path: str | os.PathLike[str]) -> int: ...
+    def delete_file(self, file_id: str) -> dict: ...
 
 
-def _older_than(batch: Mapping[str, Any], moment: float | None) -> bool:
+def forget_file(client: BatchAPI, file_id: str) -> bool:
+    """Delete a file at the provider that nothing needs any more (an input file whose batch is
+    over and collected, or that no batch will use). Best effort: a file left behind costs
+    storage, never results, so a refusal is logged, not raised. True when deleted."""
+    try:
+        client.delete_file(file_id)
+        return True
+    except (ProviderError, OSError) as exc:
+        logger.warning("could not delete file %s at the provider: %s", file_id, exc)
+        return False
+
+
+def older_than(batch: Mapping[str, Any], moment: float | None) -> bool:
     created = batch.get("created_at")
     return moment is not None and isinstance(created, int | float) and created < moment
 
@@ -66,13 +80,16 @@ def iter_lifecycle_batches(
     partition: str | None = None,
     key: str | None = None,
     created_after: float | None = None,
+    owner: Owner | None = None,
 ) -> Iterator[dict]:
     """Batches created by the lifecycle, newest first, filtered on their metadata.
 
     One paginated scan of the provider's list; stops at batches older than `created_after`.
+    With `owner`, only this deployment's batches (``namespace.Owner``); without, every
+    deployment's (the quota, which the whole account shares, counts them all).
     """
     for batch in client.list_batches(limit=100):
-        if _older_than(batch, created_after):
+        if older_than(batch, created_after):
             return
         meta = batch.get("metadata") or {}
         if META_KEY not in meta:
@@ -83,11 +100,14 @@ def iter_lifecycle_batches(
             continue
         if key is not None and meta.get(META_KEY) != key:
             continue
+        if owner is not None and not owner.owns(batch):
+            continue
         yield batch
 
 
 def find_submission(
-    client: BatchAPI, key: str, attempt: int, *, created_after: float | None = None
+    client: BatchAPI, key: str, attempt: int, *, created_after: float | None = None,
+    owner: Owner | None = None,
 ) -> dict[int, dict]:
     """The batches of one attempt of a submission, by shard index (one scan of the list).
 
@@ -95,7 +115,8 @@ def find_submission(
     rule). `created_after` stops the scan early when the caller knows a lower bound.
     """
     found: dict[int, dict] = {}
-    for batch in iter_lifecycle_batches(client, key=key, created_after=created_after):
+    for batch in iter_lifecycle_batches(client, key=key, created_after=created_after,
+                                        owner=owner):
         meta = batch.get("metadata") or {}
         if meta.get(META_ATTEMPT) != str(attempt) or not is_reattachable(batch):
             continue
@@ -115,7 +136,7 @@ def count_in_flight(client: BatchAPI, completion_window: str = "24h") -> int:
     horizon = time.time() - parse_duration(completion_window) - 3600
     count = 0
     for batch in client.list_batches(limit=100):
-        if _older_than(batch, horizon):
+        if older_than(batch, horizon):
             break
         if not is_terminal(batch):
             count += 1

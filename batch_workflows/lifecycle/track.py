@@ -15,6 +15,7 @@ from typing import Any
 
 from batch_workflows.errors import BatchTimeoutError
 from batch_workflows.lifecycle.keys import META_ATTEMPT, META_KEY, META_PARTITION, META_SHARDS
+from batch_workflows.lifecycle.namespace import Owner
 from batch_workflows.lifecycle.provider import BatchAPI, iter_lifecycle_batches, logger
 from batch_workflows.wire import is_live, is_terminal
 
@@ -117,12 +118,14 @@ def cancel(client: BatchAPI, batch_ids: Iterable[str]) -> list[dict]:
 
 
 def cancel_partition(
-    client: BatchAPI, asset: str, partition: str | None, *, keep_key: str | None = None
+    client: BatchAPI, asset: str, partition: str | None, *, keep_key: str | None = None,
+    owner: Owner | None = None,
 ) -> list[dict]:
-    """Cancel the live batches of an asset partition (all keys but `keep_key`), via the list."""
+    """Cancel the live batches of an asset partition (all keys but `keep_key`), via the list;
+    only `owner`'s (this deployment's) when given."""
     victims = [
         b
-        for b in iter_lifecycle_batches(client, asset=asset, partition=partition)
+        for b in iter_lifecycle_batches(client, asset=asset, partition=partition, owner=owner)
         if is_live(b) and (keep_key is None or (b.get("metadata") or {}).get(META_KEY) != keep_key)
     ]
     return [client.cancel_batch(b["id"]) for b in victims]
@@ -167,8 +170,10 @@ class Tick:
 
 
 def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
-                  horizon_seconds: float = 86400.0, now: float | None = None) -> Tick:
-    """One tracking pass over the provider's list (newest first), from the cursor's watermark.
+                  horizon_seconds: float = 86400.0, now: float | None = None,
+                  owner: Owner | None = None) -> Tick:
+    """One tracking pass over the provider's list (newest first), from the cursor's watermark;
+    only `owner`'s batches (this deployment's) when given.
 
     The cursor holds ``since`` (the oldest creation time still of interest), the last reported
     progress per partition and the submission/attempt already handed to a results run.
@@ -181,7 +186,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     floor = now - horizon_seconds - 3600  # older batches are terminal by definition
     created_after = max(since, floor) if since is not None else floor
 
-    groups, newest, scanned = _group_by_submission(client, name, created_after)
+    groups, newest, scanned = _group_by_submission(client, name, created_after, owner)
     observations: list[Observation] = []
     ready: list[tuple[str | None, str]] = []
     pending_since: list[float] = []
@@ -195,6 +200,8 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         p = progress(batches)
         in_flight += sum(1 for b in batches if not is_terminal(b))
         marker = f"{key[:16]}:{attempt}"
+        if len(batches) > expected:  # shards created again (capacity, cancel): a new results run
+            marker += f"+{len(batches) - expected}"
         digest = f"{marker}:{sorted(p.statuses.items())}:{p.completed}:{p.failed}"
         if seen.get(part) != digest:
             seen[part] = digest
@@ -221,13 +228,14 @@ def _created(batch: Mapping[str, Any]) -> float:
 
 
 def _group_by_submission(
-    client: BatchAPI, name: str, created_after: float
+    client: BatchAPI, name: str, created_after: float, owner: Owner | None
 ) -> tuple[dict[str, dict[str, dict[int, list[dict]]]], float | None, int]:
     """partition tag → submission key → attempt → batches; the newest creation time; scanned."""
     groups: dict[str, dict[str, dict[int, list[dict]]]] = {}
     scanned = 0
     newest = None
-    for batch in iter_lifecycle_batches(client, asset=name, created_after=created_after):
+    for batch in iter_lifecycle_batches(client, asset=name, created_after=created_after,
+                                        owner=owner):
         scanned += 1
         meta = batch.get("metadata") or {}
         newest = _created(batch) if newest is None else max(newest, _created(batch))

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from batch_workflows.errors import ConfigurationError, InvalidInputError
+from batch_workflows.pricing import estimate_tokens
 from batch_workflows.profiles import ProviderProfile
 from batch_workflows.requests.lines import iter_file_lines
 from batch_workflows.requests.manifest import Shard, ShardManifest
@@ -106,12 +107,14 @@ def write_shards(
     prefix: str = "shard",
     max_requests_per_file: int | None = None,
     max_bytes_per_file: int | None = None,
+    max_tokens_per_file: int | None = None,
 ) -> ShardManifest:
     """Validate and write `requests` as `{prefix}-00000.jsonl`, ... under `out_dir`.
 
     Each shard holds at most `max_requests_per_file` requests and `max_bytes_per_file` bytes
-    (the profile's limits unless given); a shard is cut just before the line that would not
-    fit. On any invalid request nothing is left behind and InvalidInputError lists every
+    (the profile's limits unless given), and with `max_tokens_per_file` at most that many
+    estimated input tokens (``pricing.estimate_tokens``: so that one shard fits a provider's
+    enqueued-token quota); a shard is cut just before the line that would not fit. On any invalid request nothing is left behind and InvalidInputError lists every
     problem (line = 1-based position in `requests`).
     """
     max_requests = max_requests_per_file or profile.max_requests_per_file
@@ -138,7 +141,7 @@ def write_shards(
     ids_first = 1
     block: list[bytes] = []  # lines not yet handed to the writer
     push = block.append
-    block_bytes = shard_lines = shard_bytes = 0
+    block_bytes = shard_lines = shard_bytes = shard_tokens = tokens = 0
     line_no = 0
     try:
         for line_no, request in enumerate(requests, 1):  # noqa: B007 - line_no used below
@@ -170,11 +173,16 @@ def write_shards(
                     "line_too_long",
                 )
                 line, n = b"null", 5
-            if shard_bytes + n > max_bytes or shard_lines >= max_requests:
+            if max_tokens_per_file:
+                tokens = _input_tokens(obj)
+            if (shard_bytes + n > max_bytes or shard_lines >= max_requests
+                    or (shard_lines and shard_tokens + tokens > (max_tokens_per_file or 0)
+                        and max_tokens_per_file)):
                 writer.end_shard(block, shard_lines, shard_bytes)
                 block = []
                 push = block.append
-                block_bytes = shard_lines = shard_bytes = 0
+                block_bytes = shard_lines = shard_bytes = shard_tokens = 0
+            shard_tokens += tokens
             push(line)
             shard_lines += 1
             shard_bytes += n
@@ -202,6 +210,12 @@ def write_shards(
         writer.abort()
         raise
     return ShardManifest(endpoint=report.endpoint or "", model=report.model, shards=writer.shards)
+
+
+def _input_tokens(obj: object) -> int:
+    """Estimated input tokens of one request (0 for a line that is not a request object)."""
+    body = obj.get("body") if isinstance(obj, dict) else None
+    return estimate_tokens(body)[0] if isinstance(body, dict) else 0
 
 
 def _as_dict(request: object) -> object:

@@ -33,6 +33,10 @@ class ServerSettings:
     workers: int = 2
     chunk_size: int | None = None  # requests per backend call; None = the backend's max_batch
     log_level: str = "info"
+    # Provider behaviours emulated at validation (server/provider_rules.py); off by default.
+    enqueued_token_limit: int | None = None  # input tokens enqueued per model
+    organization: str = "org-local"  # named in the token_limit_exceeded message
+    reject_unknown_models: bool = False  # fail the whole batch with model_not_found
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -28,6 +28,11 @@ from batch_workflows.backends.base import (
 )
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.server.input_check import InputCheck, check_input
+from batch_workflows.server.provider_rules import (
+    TokenQuota,
+    first_line_of_model,
+    model_not_found_error,
+)
 from batch_workflows.server.registry import ENDPOINTS, BackendRegistry
 from batch_workflows.server.settings import ServerSettings
 from batch_workflows.server.store import Store, now
@@ -145,6 +150,8 @@ class Worker:
         # so a faulting batch never holds a worker thread while it waits.
         self._backoff: dict[str, Backoff] = {}
         self._threads: list[threading.Thread] = []
+        self._quota = (TokenQuota(settings.enqueued_token_limit, settings.organization)
+                       if settings.enqueued_token_limit else None)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -289,11 +296,37 @@ class Worker:
         check = self._check_input(batch)
         if check.errors:
             return
+        error = self._provider_rule(batch, check.model)
+        if error is None and self._quota is not None and check.model:
+            error = self._quota.admit(batch, check.model, self._input_path(batch),
+                                      self.store.active_batches, self._input_path,
+                                      lambda: self._start(batch, check))
+        elif error is None:
+            self._start(batch, check)
+        if error is not None:
+            log.info("batch %s: failed at validation: %s", batch["id"], error["code"])
+            self.store.update_batch(batch["id"], only_if=("validating",), status="failed",
+                                    failed_at=now(), total=check.requests, model=check.model,
+                                    errors=orjson.dumps([error]).decode())
+
+    def _start(self, batch: dict[str, Any], check: InputCheck) -> None:
         self.store.update_batch(
             batch["id"], only_if=("validating",), status="in_progress", in_progress_at=now(),
             total=check.requests, model=check.model,
         )
         log.info("batch %s: %d requests valid, in progress", batch["id"], check.requests)
+
+    def _provider_rule(self, batch: dict[str, Any], model: str | None) -> dict[str, Any] | None:
+        """`--reject-unknown-models`: a file naming a model no backend serves fails whole."""
+        if not self.settings.reject_unknown_models or not model:
+            return None
+        try:
+            backend = self.backends.get(batch["endpoint"])
+        except ConfigurationError:
+            return None  # the endpoint check reports it
+        if self.backends.serves(backend, model):
+            return None
+        return model_not_found_error(model, first_line_of_model(self._input_path(batch), model))
 
     def _chunk_size(self) -> int:
         return self.settings.chunk_size or 0

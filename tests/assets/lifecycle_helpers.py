@@ -64,3 +64,19 @@ def occupy(server: ServerHandle, tmp_path, batches: int = 4, requests: int = 300
                 break
             time.sleep(0.05)
     return ids
+
+
+def wait_terminal(server: ServerHandle, name: str, count: int, timeout: float = 60) -> list[dict]:
+    """The `count` lifecycle batches of flow `name` once all are terminal."""
+    from batch_workflows import lifecycle as lc
+    from batch_workflows.client import BatchClient
+    from batch_workflows.wire import is_terminal
+
+    with BatchClient(server.base_url, api_key=server.api_key) as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ours = list(lc.iter_lifecycle_batches(client, asset=name))
+            if len(ours) == count and all(is_terminal(b) for b in ours):
+                return ours
+            time.sleep(0.2)
+    raise AssertionError("batches did not finish")

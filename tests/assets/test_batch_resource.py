@@ -119,3 +119,26 @@ def test_a_listening_but_failing_address_is_left_alone(server, tmp_path):
         with resource.get_client() as client:
             assert isinstance(list(client.list_batches(limit=1)), list)
     assert not (tmp_path / "engine" / "engine.pid").exists()
+
+
+def test_profiles_by_name_quota_and_namespace_from_the_artifact_store(tmp_path):
+    from batch_workflows import lifecycle as lc
+    from batch_workflows.dagster import ArtifactStore
+
+    groq = BatchResource(provider="groq", completion_window="7d").get_profile()
+    assert groq.name == "groq" and groq.completion_window == "7d"
+    with pytest.raises(ConfigurationError, match="completion_window '7d'"):
+        BatchResource(provider="openai", completion_window="7d").get_profile()
+    with pytest.raises(ConfigurationError, match="base_url"):
+        BatchResource(provider="azure").get_profile()
+    mine = BatchResource(provider="openai", enqueued_token_limit=90_000,
+                         enqueued_token_limits={"gpt-4.1": 5_000})
+    assert mine.get_profile().enqueued_token_limit("gpt-4o-mini") == 90_000  # my tier wins
+    assert mine.get_profile().enqueued_token_limit("gpt-4.1") == 5_000
+    stores = [ArtifactStore(base_uri=str(tmp_path / d)) for d in ("staging", "prod")]
+    batch = BatchResource(provider="local")
+    assert batch.namespace_for(stores[0]) != batch.namespace_for(stores[1])
+    assert batch.namespace_for(stores[0]) == lc.default_namespace(lc.LocalFolder(tmp_path / "staging"))
+    assert batch.policy(store=stores[0]).namespace == batch.namespace_for(stores[0])
+    assert BatchResource(namespace="prod").policy(store=stores[0]).namespace == "prod"
+    assert not BatchResource(delete_input_files=False).policy().delete_input_files

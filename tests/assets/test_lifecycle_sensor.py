@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from dagster import (
     AssetKey,
     Definitions,
@@ -11,13 +9,11 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
-from lifecycle_helpers import batch_resource, embedding_requests, occupy
+from lifecycle_helpers import batch_resource, embedding_requests, occupy, wait_terminal
 
 from batch_workflows import lifecycle as lc
-from batch_workflows.client import BatchClient
 from batch_workflows.dagster import batch_lifecycle, results_key
 from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.wire import is_terminal
 
 PARTS = StaticPartitionsDefinition(["a", "b"])
 
@@ -28,14 +24,7 @@ def _flow(name):
 
 
 def _wait_terminal(server, name, count):
-    with BatchClient(server.base_url, api_key=server.api_key) as client:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ours = list(lc.iter_lifecycle_batches(client, asset=name))
-            if len(ours) == count and all(is_terminal(b) for b in ours):
-                return ours
-            time.sleep(0.2)
-    raise AssertionError("batches did not finish")
+    return wait_terminal(server, name, count)
 
 
 def test_sensor_observes_progress_and_requests_results_once(server, store, flow_name, instance,

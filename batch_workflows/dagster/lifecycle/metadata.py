@@ -78,6 +78,8 @@ def results_metadata(collected: Collected) -> dict[str, Any]:
         metadata["cost_usd_batch_rate"] = float(summary.cost_usd)
     if summary.time_to_complete_seconds is not None:
         metadata["time_to_complete_seconds"] = summary.time_to_complete_seconds
+    if summary.batch_failures:  # batches failed as a whole: batch, code, message, line
+        metadata["batch_failures"] = MetadataValue.json(summary.batch_failures)
     if collected.unfinished_sample:
         rows = "\n".join(
             f"| {r['custom_id']} | {r['status']} | {r['error_code'] or ''} | "

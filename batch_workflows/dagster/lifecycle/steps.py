@@ -29,7 +29,8 @@ def materialize_requests(spec: LifecycleSpec, context: AssetExecutionContext,
         pointer = lc.write_requests(store, spec.name, pkey, spec.endpoint,
                                     spec.build_requests(builder_context, **inputs),
                                     batch.get_profile(), spec.params,
-                                    allow_empty=spec.allow_empty)
+                                    allow_empty=spec.allow_empty,
+                                    namespace=batch.namespace_for(store))
         uri = store.uri(lc.PartitionLayout(spec.name, pkey).pointer)
         per_key.append((pkey, requests_metadata(pointer, uri)))
     return MaterializeResult(metadata=combined_metadata(per_key))
@@ -44,7 +45,7 @@ def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> Ma
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             submitted = lc.submit_partition(client, store, pointer,
-                                            _policy(spec, context, batch), log=context.log)
+                                            _policy(spec, context, batch, store), log=context.log)
             per_key.append((pkey, batch_metadata(submitted, batch.provider)))
     return MaterializeResult(metadata=combined_metadata(per_key))
 
@@ -59,7 +60,7 @@ def materialize_results(spec: LifecycleSpec, context: AssetExecutionContext):
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             collected = lc.collect_partition(
-                client, store, pointer, _policy(spec, context, batch),
+                client, store, pointer, _policy(spec, context, batch, store),
                 blocking=batch.is_blocking,
                 interrupts=(DagsterExecutionInterruptedError, KeyboardInterrupt), log=context.log)
             if collected is None:
@@ -85,6 +86,7 @@ class PartitionContext:
         return getattr(self._context, name)
 
 
-def _policy(spec: LifecycleSpec, context: AssetExecutionContext, batch: Any) -> lc.Policy:
+def _policy(spec: LifecycleSpec, context: AssetExecutionContext, batch: Any,
+            store: Any) -> lc.Policy:
     return batch.policy(metadata=spec.batch_metadata, extra_body=spec.extra_body,
-                        warn=context.log.warning)
+                        warn=context.log.warning, store=store)

@@ -25,20 +25,40 @@ from pydantic import Field
 
 from batch_workflows.client import BatchClient
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.lifecycle import Budget, Policy
+from batch_workflows.lifecycle import Budget, Policy, resolve_namespace
 from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile, resolve_base_url
 from batch_workflows.server import launch
 from batch_workflows.wire import parse_duration
 
-PROVIDERS = ("local", "nebius", "openai", "custom")
+PROVIDERS = tuple(PROFILES)
 DEFAULT_ENGINE_DATA_DIR = ".data/engine"
 
 
 class BatchResource(ConfigurableResource):
     """Access to one OpenAI-compatible Batch API plus the lifecycle's policies."""
 
-    provider: str = Field(description="local | nebius | openai | custom")
+    provider: str = Field(
+        description="provider profile: local | openai | azure | nebius | groq | deepinfra | custom")
+    namespace: str | None = Field(
+        default=None,
+        description="This deployment's part of every batch's identity (metadata and key): "
+                    "re-attach, cancel and tracking touch only its batches. None = a digest of "
+                    "the artifact store's base URI, so deployments with different stores differ.")
+    enqueued_token_limit: int | None = Field(
+        default=None,
+        description="Input tokens that may be enqueued per model at once (your tier's batch "
+                    "queue limit); None = the profile's published default, if any.")
+    enqueued_token_limits: dict[str, int] = Field(
+        default_factory=dict, description="Per-model enqueued-token limits (win over the above).")
+    capacity_timeout_seconds: float | None = Field(
+        default=None,
+        description="How long to wait for provider capacity (quota, 429, token_limit_exceeded) "
+                    "before reporting it; None = the wait timeout.")
+    delete_input_files: bool = Field(
+        default=True,
+        description="Delete each batch's input file at the provider once the batch is terminal "
+                    "and its results are stored.")
     base_url: str | None = Field(
         default=None, description="API root including /v1; None = the provider profile's.")
     api_key: str | None = Field(
@@ -79,13 +99,17 @@ class BatchResource(ConfigurableResource):
         if self.provider not in PROVIDERS:
             raise ConfigurationError(
                 f"unknown provider {self.provider!r}; expected one of {', '.join(PROVIDERS)}")
-        if self.provider == "custom":
-            if not self.base_url:
-                raise ConfigurationError("provider 'custom' needs base_url")
-            base = PROFILES["openai"].with_limits(name="custom", base_url=self.base_url)
-        else:
-            base = get_profile(self.provider)
-        changes: dict[str, Any] = {"completion_window": self.completion_window}
+        base = get_profile(self.provider)
+        if not base.base_url and not self.base_url:
+            raise ConfigurationError(f"provider {self.provider!r} needs base_url")
+        changes: dict[str, Any] = {"completion_window": base.check_window(self.completion_window)}
+        if self.enqueued_token_limit:
+            changes["default_enqueued_token_limit"] = self.enqueued_token_limit
+            changes["enqueued_token_limits"] = {}  # the user's tier replaces published defaults
+        if self.enqueued_token_limits:
+            changes["enqueued_token_limits"] = {
+                **(changes.get("enqueued_token_limits", base.enqueued_token_limits)),
+                **self.enqueued_token_limits}
         if self.base_url:
             changes["base_url"] = self.base_url
         if self.max_requests_per_file:
@@ -99,8 +123,8 @@ class BatchResource(ConfigurableResource):
     @property
     def resolved_base_url(self) -> str:
         """`base_url`, else the profile's (``profiles.resolve_base_url``, the CLI's rule too)."""
-        if self.provider == "custom" and not self.base_url:
-            raise ConfigurationError("provider 'custom' needs base_url")
+        if self.provider in PROFILES and not PROFILES[self.provider].base_url and not self.base_url:
+            raise ConfigurationError(f"provider {self.provider!r} needs base_url")
         return resolve_base_url(self.provider, self.base_url, environ=None)
 
     @property
@@ -133,10 +157,15 @@ class BatchResource(ConfigurableResource):
     def price_table(self) -> PriceTable:
         return PriceTable.load(self.price_file) if self.price_file else PriceTable.default()
 
+    def namespace_for(self, store: Any) -> str:
+        """This deployment's namespace: `namespace`, else a digest of `store`'s base URI."""
+        return resolve_namespace(self.namespace, store)
+
     def policy(self, *, metadata: Mapping[str, str] | None = None,
                extra_body: Mapping[str, Any] | None = None,
-               warn: Callable[[str], Any] | None = None) -> Policy:
-        """The lifecycle's policy from these settings: limits, attempts, patience, budget, prices.
+               warn: Callable[[str], Any] | None = None, store: Any = None) -> Policy:
+        """The lifecycle's policy from these settings: limits, attempts, patience, budget, prices
+        and, given the artifact `store` (or `namespace`), the deployment's namespace.
 
         A price table that cannot be read leaves the cost out (reported through `warn`), unless
         a budget needs it: then the error propagates and nothing is submitted.
@@ -154,7 +183,11 @@ class BatchResource(ConfigurableResource):
         return Policy(self.get_profile(), max_attempts=self.max_attempts,
                       poll_interval=self.poll_interval_seconds, wait_timeout=self.wait_timeout,
                       budget=budget, prices=prices, metadata=dict(metadata or {}),
-                      extra_body=extra_body)
+                      extra_body=extra_body,
+                      namespace=(self.namespace_for(store) if store is not None
+                                 else self.namespace),
+                      capacity_timeout=self.capacity_timeout_seconds,
+                      delete_input_files=self.delete_input_files)
 
     # -- the embedded engine (batch_workflows.server.launch) ---------------------------------
     def engine_is_up(self) -> bool:
