@@ -140,5 +140,6 @@ def test_profiles_by_name_quota_and_namespace_from_the_artifact_store(tmp_path):
     assert batch.namespace_for(stores[0]) != batch.namespace_for(stores[1])
     assert batch.namespace_for(stores[0]) == lc.default_namespace(lc.LocalFolder(tmp_path / "staging"))
     assert batch.policy(store=stores[0]).namespace == batch.namespace_for(stores[0])
-    assert BatchResource(namespace="prod").policy(store=stores[0]).namespace == "prod"
-    assert not BatchResource(delete_input_files=False).policy().delete_input_files
+    assert BatchResource(provider="local", namespace="prod").policy(
+        store=stores[0]).namespace == "prod"
+    assert not BatchResource(provider="local", delete_input_files=False).policy().delete_input_files
