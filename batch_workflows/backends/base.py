@@ -17,6 +17,12 @@ def never() -> bool:
     return False
 
 
+# Told of a request as soon as it is finished, before run() returns: its index in `bodies` and
+# its result (the same one run() returns for it). The server commits and counts finished
+# requests from it while the rest of a long run is still generating.
+ResultSink = Callable[[int, "BackendResult"], None]
+
+
 @dataclass
 class BackendResult:
     """One request's outcome: an OpenAI response object on 200, an error envelope otherwise."""
@@ -40,11 +46,14 @@ class Backend(Protocol):
     model_ids: list[str]
     max_batch: int  # preferred number of bodies per run() call
 
-    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never,
+            on_result: ResultSink | None = None) -> list[BackendResult | None]:
         """One result per body, same order; per-request problems become results.
 
         Once should_stop() is True the backend may stop early: a body it did not finish gets
-        None (its work is not paid for twice: finished results are kept)."""
+        None (its work is not paid for twice: finished results are kept). A backend that
+        finishes requests one by one tells on_result of each as it finishes; one that finishes
+        them all at once (a few seconds' work) may leave it to the returned list."""
         ...
 
     def close(self) -> None: ...

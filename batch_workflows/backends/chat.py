@@ -22,6 +22,7 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    ResultSink,
     StopCheck,
     error_result,
     invalid_request,
@@ -138,7 +139,8 @@ class ChatBackend:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never,
+            on_result: ResultSink | None = None) -> list[BackendResult | None]:
         try:
             self.load()
         except Exception as exc:  # a broken or missing model fails every request, not the server
@@ -160,17 +162,27 @@ class ChatBackend:
                     rows.extend(job[1])
             return rows
 
+        reported: set[int] = set()
+
+        def settle() -> None:  # after every turn: answer the requests whose rows are all done
+            for i, request, rows in owners:
+                if results[i] is None and all(r.done for r in rows):
+                    results[i] = self._response(request, rows)
+            if on_result is not None:
+                for i, result in enumerate(results):
+                    if result is not None and i not in reported:
+                        reported.add(i)
+                        on_result(i, result)
+
         steps = REALTIME_STEPS_PER_TURN if len(bodies) == 1 else None
         try:
-            self._generator.generate(prepare, should_stop, steps)
+            self._generator.generate(prepare, should_stop, steps, after_turn=settle)
         except Exception as exc:  # a failed forward fails its run's requests, not the worker
             log.exception("generation failed for %d requests", len(bodies))
             for i, _, rows in owners:
                 if not all(r.done for r in rows):
                     results[i] = server_error(f"Generation failed: {type(exc).__name__}: {exc}")
-        for i, request, rows in owners:
-            if results[i] is None and all(r.done for r in rows):
-                results[i] = self._response(request, rows)
+        settle()
         return results
 
     def _rows_for(self, body: Any) -> tuple[ChatRequest, list[Row]] | BackendResult:

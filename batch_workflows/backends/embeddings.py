@@ -16,6 +16,7 @@ from typing import Any
 
 from batch_workflows.backends.base import (
     BackendResult,
+    ResultSink,
     StopCheck,
     TurnLock,
     check_common,
@@ -173,7 +174,10 @@ class EmbeddingBackend:
                 )
         return texts, fmt, model
 
-    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never,
+            on_result: ResultSink | None = None) -> list[BackendResult | None]:
+        # on_result is not told: a chunk's requests finish together, after a few seconds of
+        # encoding windows, and the returned list reports them.
         results: list[BackendResult | None] = [None] * len(bodies)
         try:
             self.load()

@@ -101,9 +101,11 @@ class Generator:
         prepare: Callable[[], list[Row]],
         should_stop: StopCheck = never,
         steps_per_turn: int | None = None,
+        after_turn: Callable[[], None] | None = None,
     ) -> list[Row]:
         """Run prepare() (tokenizing, in the first turn: the tokenizer is not thread-safe) and
-        generate its rows; returns them. steps_per_turn defaults to one step group."""
+        generate its rows; returns them. steps_per_turn defaults to one step group.
+        after_turn() runs after each turn, outside it (the caller looks for finished rows)."""
         steps = steps_per_turn or self.step_group
         rows: list[Row] = []
         waiting: deque[Row] = deque()
@@ -125,6 +127,8 @@ class Generator:
                     if batch is None:
                         break
                     batch = self._step(batch)
+            if after_turn is not None:
+                after_turn()
         return rows
 
     # -- admission -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from batch_workflows.backends.base import BackendResult, StopCheck, error_body, never
+from batch_workflows.backends.base import BackendResult, ResultSink, StopCheck, error_body, never
 from batch_workflows.client import Backoff, parse_retry_after
 from batch_workflows.pricing import estimate_tokens
 from batch_workflows.redaction import excerpt, redact
@@ -180,7 +180,10 @@ class UpstreamBackend:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def run(self, bodies: list[dict], should_stop: StopCheck = never) -> list[BackendResult | None]:
+    def run(self, bodies: list[dict], should_stop: StopCheck = never,
+            on_result: ResultSink | None = None) -> list[BackendResult | None]:
+        # on_result is not told: answers arrive on the event loop, which must not wait on the
+        # server's commits (fsync) between sends; the returned list reports them.
         if not bodies:
             return []
         loop = self._ensure_loop()

@@ -51,6 +51,7 @@ MAX_FAULTS = 6  # consecutive failed steps (backing off 2, 4, ... 30 s) before a
 MAX_BACKOFF = 30.0
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 HALT_POLL = 0.5  # seconds between a running chunk's looks for a cancel or an expiry
+PROGRESS_EVERY = 2.0  # seconds between commits of a running chunk's finished requests
 
 
 @dataclass
@@ -127,6 +128,70 @@ def _append(path: Path, data: bytes, committed: int) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     return committed + len(data)
+
+
+def _lines(items: list[tuple[str, BackendResult | None]], halted: str | None
+           ) -> tuple[bytearray, bytearray, int, int, int, int]:
+    """Result lines of (custom_id, result) pairs: (output, error, completed, failed, input
+    tokens, output tokens). A result of None is a request the backend stopped before."""
+    out, err = bytearray(), bytearray()
+    completed = failed = tokens_in = tokens_out = 0
+    for custom_id, result in items:
+        if result is None:  # the backend stopped early: cancelled or expired meanwhile
+            if halted == "cancelled":
+                continue  # like every request after a cancel: no line
+            err += _unfinished_line(custom_id, halted)
+            failed += 1
+            continue
+        status, body = int(result.status_code), result.body
+        if status == 200:
+            out += result_line(custom_id, status, body)
+            completed += 1
+            usage = (body or {}).get("usage") or {}
+            tokens_in += int(usage.get("prompt_tokens") or 0)
+            tokens_out += int(usage.get("completion_tokens") or 0)
+        else:
+            err += result_line(custom_id, status, body)
+            failed += 1
+    return out, err, completed, failed, tokens_in, tokens_out
+
+
+def _last_ids(path: Path, size: int, count: int) -> set[str]:
+    """custom_ids of the last `count` lines in the first `size` bytes of a results file."""
+    if size <= 0 or not path.exists():
+        return set()
+    tail, end = b"", size
+    with open(path, "rb") as handle:
+        while end > 0 and tail.count(b"\n") <= count:  # one more: the first line is whole
+            start = max(0, end - (1 << 20))
+            handle.seek(start)
+            tail, end = handle.read(end - start) + tail, start
+    lines = [line for line in tail.split(b"\n") if line.strip()][-count:]
+    return {str(orjson.loads(line)["custom_id"]) for line in lines}
+
+
+class _Progress:
+    """A running chunk's finished requests, committed every PROGRESS_EVERY seconds instead of
+    all at its end: a chat chunk of 256 long requests runs for an hour, and its batch's
+    request_counts.completed must grow meanwhile. The input offset stays at the chunk's start
+    until the chunk is done; Worker._written finds these lines again if it is run anew."""
+
+    def __init__(self, worker: Worker, batch: dict[str, Any], chunk: Chunk, committed: set[int]):
+        self.worker, self.batch, self.chunk, self.committed = worker, batch, chunk, committed
+        self.pending: dict[int, BackendResult] = {}
+        self.last = time.monotonic()
+        self.lock = threading.Lock()  # a backend may report from its own threads
+
+    def finished(self, index: int, result: BackendResult) -> None:
+        with self.lock:
+            self.pending[index] = result
+            if time.monotonic() - self.last < PROGRESS_EVERY:
+                return
+            items = [(self.chunk.items[i][0], r) for i, r in sorted(self.pending.items())]
+            self.worker._commit(self.batch, None, *_lines(items, None))
+            self.committed.update(self.pending)
+            self.pending.clear()
+            self.last = time.monotonic()
 
 
 def _truncate(path: Path, size: int) -> None:
@@ -333,6 +398,7 @@ class Worker:
 
     def _run_chunk(self, batch: dict[str, Any]) -> None:
         endpoint = batch["endpoint"]
+        batch = dict(batch)  # its offsets and counts advance as finished requests are committed
         try:
             backend = self.backends.get(endpoint)
             size = self._chunk_size() or int(getattr(backend, "max_batch", 0) or DEFAULT_CHUNK)
@@ -342,21 +408,30 @@ class Worker:
         chunk = read_chunk(self._input_path(batch), batch["input_offset"], size)
         first = batch["next_index"]
         results: list[BackendResult | None] = [None] * len(chunk.items)  # None: not run
+        written = self._written(batch, chunk)
+        committed = {i for i, (cid, _) in enumerate(chunk.items) if cid in written}
         runnable = []
         for i, (_, body) in enumerate(chunk.items):
             model = body.get("model")
+            if i in committed:
+                continue  # finished by an earlier, interrupted run of this chunk
             if backend is None:
                 results[i] = error_result(500, unavailable, code="backend_unavailable")
             elif not self.backends.serves(backend, model):
                 results[i] = model_not_found(model, backend.model_ids)
             else:
                 runnable.append(i)
+        if committed:
+            log.info("batch %s: %d of requests %d-%d were committed before; running the rest",
+                     batch["id"], len(committed), first, first + len(chunk.items) - 1)
         if runnable:
             log.info("batch %s: running requests %d-%d", batch["id"], first,
                      first + len(chunk.items) - 1)
             bodies = [chunk.items[i][1] for i in runnable]
+            progress = _Progress(self, batch, chunk, committed)
             try:
-                outcome = self.backends.run(endpoint, bodies, self._stop_check(batch))
+                outcome = backend.run(bodies, self._stop_check(batch),  # type: ignore[union-attr]
+                                      on_result=lambda k, r: progress.finished(runnable[k], r))
                 if len(outcome) != len(bodies):
                     raise RuntimeError(f"backend returned {len(outcome)} results for {len(bodies)}")
             except Exception as exc:  # a backend fault fails these requests, not the server
@@ -365,27 +440,11 @@ class Worker:
                            ] * len(bodies)
             for i, result in zip(runnable, outcome, strict=True):
                 results[i] = result
-        halted = self._halted(batch) if None in results else None
-        out, err = bytearray(), bytearray()
-        completed = failed = tokens_in = tokens_out = 0
-        for (custom_id, _), result in zip(chunk.items, results, strict=True):
-            if result is None:  # the backend stopped early: cancelled or expired meanwhile
-                if halted == "cancelled":
-                    continue  # like every request after a cancel: no line
-                err += _unfinished_line(custom_id, halted)
-                failed += 1
-                continue
-            status, body = int(result.status_code), result.body
-            if status == 200:
-                out += result_line(custom_id, status, body)
-                completed += 1
-                usage = (body or {}).get("usage") or {}
-                tokens_in += int(usage.get("prompt_tokens") or 0)
-                tokens_out += int(usage.get("completion_tokens") or 0)
-            else:
-                err += result_line(custom_id, status, body)
-                failed += 1
-        self._commit(batch, chunk, out, err, completed, failed, tokens_in, tokens_out)
+        halted = self._halted(batch) if None in (
+            r for i, r in enumerate(results) if i not in committed) else None
+        rest = [(cid, r) for i, ((cid, _), r) in enumerate(zip(chunk.items, results, strict=True))
+                if i not in committed]
+        self._commit(batch, chunk, *_lines(rest, halted))
         if halted:
             log.info("batch %s: %s while requests %d-%d ran; stopped early", batch["id"],
                      halted, first, first + len(chunk.items) - 1)
@@ -394,6 +453,23 @@ class Worker:
                 batch["id"], only_if=("in_progress",), status="finalizing",
                 finalizing_at=now(), final_status="completed",
             )
+
+    def _written(self, batch: dict[str, Any], chunk: Chunk) -> set[str]:
+        """custom_ids of this chunk whose lines an interrupted run of it already committed.
+
+        At a chunk's start every counted request is before next_index, unless requests of this
+        very chunk were committed (_Progress) before a crash or a stop: then they are the last
+        lines of the partial files (custom_ids are unique in a batch, so no earlier line of
+        those files can have one of this chunk's ids)."""
+        extra = batch["completed"] + batch["failed"] - batch["next_index"]
+        if extra <= 0:
+            return set()
+        ids = {cid for cid, _ in chunk.items}
+        found: set[str] = set()
+        for name, size in ((batch["out_name"], batch["out_bytes"]),
+                           (batch["err_name"], batch["err_bytes"])):
+            found |= ids & _last_ids(self.store.partial_path(name), size, extra)
+        return found
 
     def _halted(self, batch: dict[str, Any]) -> str | None:
         """'cancelled' or 'expired' if the batch was cancelled or passed its window, else None."""
@@ -415,16 +491,22 @@ class Worker:
 
         return should_stop
 
-    def _commit(self, batch: dict[str, Any], chunk: Chunk, out: bytes, err: bytes,
+    def _commit(self, batch: dict[str, Any], chunk: Chunk | None, out: bytes, err: bytes,
                 completed: int, failed: int, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        """Append lines and count them in one commit; with a chunk, it is done (the input
+        offset moves past it), without one the lines are some of the running chunk's."""
         out_bytes = _append(self.store.partial_path(batch["out_name"]), bytes(out),
                             batch["out_bytes"])
         err_bytes = _append(self.store.partial_path(batch["err_name"]), bytes(err),
                             batch["err_bytes"])
-        self.store.commit_chunk(
-            batch["id"], out_bytes, err_bytes, chunk.end_offset,
-            batch["next_index"] + len(chunk.items), completed, failed, tokens_in, tokens_out,
-        )
+        offset, index = batch["input_offset"], batch["next_index"]
+        if chunk is not None:
+            offset, index = chunk.end_offset, index + len(chunk.items)
+        self.store.commit_chunk(batch["id"], out_bytes, err_bytes, offset, index, completed,
+                                failed, tokens_in, tokens_out)
+        batch.update(out_bytes=out_bytes, err_bytes=err_bytes, input_offset=offset,
+                     next_index=index, completed=batch["completed"] + completed,
+                     failed=batch["failed"] + failed)
 
     def _expire(self, batch: dict[str, Any]) -> None:
         """Unfinished requests go to the error file as batch_expired; finished ones stay.
@@ -442,8 +524,10 @@ class Worker:
         log.info("batch %s: completion window passed, expiring", batch["id"])
         while True:
             chunk = read_chunk(self._input_path(batch), batch["input_offset"], EXPIRE_CHUNK)
-            err = b"".join(_unfinished_line(cid, "expired") for cid, _ in chunk.items)
-            self._commit(batch, chunk, b"", err, 0, len(chunk.items))
+            written = self._written(batch, chunk)
+            ids = [cid for cid, _ in chunk.items if cid not in written]
+            err = b"".join(_unfinished_line(cid, "expired") for cid in ids)
+            self._commit(batch, chunk, b"", err, 0, len(ids))
             if chunk.eof:
                 break
             batch = self.store.get_batch(batch["id"])  # type: ignore[assignment]

@@ -228,6 +228,36 @@ def test_should_stop_is_asked_between_step_groups(tiny_chat_path):
     backend.close()
 
 
+def test_each_request_is_reported_as_it_finishes(tiny_chat_path):
+    from batch_workflows.backends.chat import ChatBackend
+
+    # One row in the model at a time, one step per turn: the rows finish in different turns,
+    # and each is reported (with the result run() returns for it) in the turn it finished,
+    # not when the run ends. should_stop() is asked once before every turn: it counts them.
+    backend = ChatBackend(tiny_chat_path, model_id="tiny", device="cpu", max_rows=1,
+                          step_group=1)
+    bodies = [_chat(max_tokens=6, temperature=0), {"model": "tiny"},
+              _chat(max_tokens=2, temperature=0), _chat(max_tokens=4, temperature=0)]
+    turns = 0
+
+    def should_stop() -> bool:
+        nonlocal turns
+        turns += 1
+        return False
+
+    reports: list[tuple[int, object, int]] = []
+    results = backend.run(bodies, should_stop,
+                          on_result=lambda i, r: reports.append((i, r, turns)))
+    assert sorted(i for i, _, _ in reports) == [0, 1, 2, 3]
+    assert all(results[i] is r for i, r, _ in reports)
+    assert results[1].status_code == 400 and reports[0][:2] == (1, results[1])  # first turn
+    reported_at = {i: turn for i, _, turn in reports}
+    assert reported_at[1] == 1
+    assert len({reported_at[0], reported_at[2], reported_at[3]}) == 3
+    assert max(reported_at.values()) == turns
+    backend.close()
+
+
 def _generate_alone(model, tok, messages, max_new_tokens):
     import torch
 

@@ -5,6 +5,7 @@ tiny transformers folder."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,41 @@ def test_chat_model_takes_a_transformers_folder(tmp_path: Path) -> None:
                          json={"model": model_dir.name, "max_tokens": 2,
                                "messages": [{"role": "user", "content": "hi"}]}).json()
         assert_schema(raw, "CreateChatCompletionResponse")
+
+
+def test_a_chat_batch_counts_rows_as_they_finish_and_resumes_after_a_kill(tmp_path: Path) -> None:
+    """One chunk of requests of very different lengths: request_counts.completed grows while the
+    chunk runs (finished requests are committed every few seconds, not when the whole chunk
+    is), and after kill -9 the restarted server runs only the requests not yet committed."""
+    n = 8
+    bodies = [{"model": MODEL, "messages": [{"role": "user", "content": f"Tell me a story about {i}."}],
+               "max_tokens": 2 + 5 * i, "temperature": 0} for i in range(n)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": CHAT,
+                                        "body": b}) + "\n" for i, b in enumerate(bodies)))
+    with start_server(tmp_path / "srv") as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0,
+                               timeout=300)
+        client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=1)  # loads it
+        file_id = client.files.create(file=path.open("rb"), purpose="batch").id
+        batch = client.batches.create(input_file_id=file_id, endpoint=CHAT,
+                                      completion_window="24h")
+        seen = 0
+        while seen == 0:
+            current = client.batches.retrieve(batch.id)
+            assert current.status in ("validating", "in_progress"), current
+            seen = current.request_counts.completed
+            time.sleep(0.2)
+        assert 0 < seen < n  # counted while the chunk (all n requests) still runs
+        srv.kill()
+        srv.restart()
+        committed = client.batches.retrieve(batch.id).request_counts.completed
+        assert committed >= seen
+        done = wait_for(client, batch.id, timeout=600)
+        assert done.status == "completed" and done.request_counts.completed == n
+        lines = read_lines(client, done.output_file_id)
+        assert sorted(line["custom_id"] for line in lines) == sorted(f"r{i}" for i in range(n))
+        usage = sum(line["response"]["body"]["usage"]["completion_tokens"] for line in lines)
+        assert done.usage.output_tokens == usage  # each request counted once
+        if committed < n:  # the kill landed mid-chunk: the restart skipped what was committed
+            assert f"{committed} of requests 0-{n - 1} were committed before" in srv.log_text()
