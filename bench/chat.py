@@ -89,7 +89,7 @@ def prompts(n: int, seed: int = 5) -> list[str]:
     return out
 
 
-def _bodies(items: list[str], structured: bool) -> list[dict]:
+def request_bodies(items: list[str], structured: bool) -> list[dict]:
     out = []
     for text in items:
         body: dict[str, Any] = {"model": MODEL, "max_tokens": MAX_TOKENS, "temperature": 0,
@@ -198,8 +198,8 @@ def _server_legs(items: list[str], work: Path) -> dict:
     from support.server import start_server
 
     plain, structured = work / "plain.jsonl", work / "json.jsonl"
-    _write(plain, _bodies(items, structured=False))
-    _write(structured, _bodies(items, structured=True))
+    _write(plain, request_bodies(items, structured=False))
+    _write(structured, request_bodies(items, structured=True))
     (work / "srv").mkdir(parents=True, exist_ok=True)
     with start_server(work / "srv", startup_timeout=300) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=2,

@@ -98,14 +98,14 @@ def _ov_generate(pipe: Any, bodies: list[dict]) -> tuple[float, list[list[int]]]
 
 
 def _child(kind: str, scale: str, half: int) -> dict:
-    from bench.chat import _bodies, prompts
-    from bench.shared_prefix import _bodies as moderation_bodies
+    from bench.chat import prompts, request_bodies
+    from bench.shared_prefix import request_bodies as moderation_bodies
 
     if kind == "contract":
         return _contract()
     if kind == "chat":
         items = prompts(CHAT_SIZES[scale])
-        legs = {"plain": _bodies(items, structured=False), "json": _bodies(items, structured=True)}
+        legs = {"plain": request_bodies(items, structured=False), "json": request_bodies(items, structured=True)}
     else:
         legs = {"prefix": moderation_bodies(PREFIX_SIZES[scale])}
     pipe = _pipeline()
@@ -304,9 +304,9 @@ def _chat(scale: str) -> list[dict]:
 
 def _shared_prefix(scale: str) -> list[dict]:
     from batch_workflows.backends.chat import ChatBackend
-    from bench.shared_prefix import _bodies, _timed
+    from bench.shared_prefix import request_bodies, timed_run
 
-    bodies = _bodies(PREFIX_SIZES[scale])
+    bodies = request_bodies(PREFIX_SIZES[scale])
     n = len(bodies)
     ours = ChatBackend()
     ours.load()
@@ -316,7 +316,7 @@ def _shared_prefix(scale: str) -> list[dict]:
         if ov_first:
             reports += _ov_halves("prefix", scale, [half])
         idx = list(range(half, n, 2))
-        s, t = _timed(ours, [bodies[i] for i in idx])
+        s, t = timed_run(ours, [bodies[i] for i in idx])
         seconds += s
         texts.update(zip(idx, t, strict=True))
         if not ov_first:

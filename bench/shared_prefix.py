@@ -28,7 +28,7 @@ SIZES = {"full": 32, "small": 8}
 TARGET = 1.3
 
 
-def _bodies(n: int) -> list[dict[str, Any]]:
+def request_bodies(n: int) -> list[dict[str, Any]]:
     from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG, labelled_items
     from batch_workflows.flows.moderation.judges import LlmJudge
     from batch_workflows.flows.moderation.taxonomy import load_policy
@@ -40,7 +40,7 @@ def _bodies(n: int) -> list[dict[str, Any]]:
     return [judge.request(f"item:{i}", item.text)["body"] for i, item in enumerate(items[::step][:n])]
 
 
-def _timed(backend: Any, bodies: list[dict]) -> tuple[float, list[str]]:
+def timed_run(backend: Any, bodies: list[dict]) -> tuple[float, list[str]]:
     started = time.perf_counter()
     results = backend.run(bodies)
     seconds = time.perf_counter() - started
@@ -54,7 +54,7 @@ def _timed(backend: Any, bodies: list[dict]) -> tuple[float, list[str]]:
 def run(scale: str = "full") -> list[dict]:
     from batch_workflows.backends.chat import ChatBackend
 
-    bodies = _bodies(SIZES[scale])
+    bodies = request_bodies(SIZES[scale])
     halves = [bodies[: len(bodies) // 2], bodies[len(bodies) // 2 :]]
     shared, whole = ChatBackend(), ChatBackend(min_shared_prefix=None)
     shared.load()
@@ -63,7 +63,7 @@ def run(scale: str = "full") -> list[dict]:
     texts: dict[str, list[str]] = {"shared": [], "whole": []}
     for half, order in zip(halves, (("shared", "whole"), ("whole", "shared")), strict=True):
         for leg in order:
-            s, t = _timed(shared if leg == "shared" else whole, half)
+            s, t = timed_run(shared if leg == "shared" else whole, half)
             seconds[leg] += s
             texts[leg] += t
     shared.close()
