@@ -187,11 +187,11 @@ def _run_batch(client: Any, srv: Any, path: Path, during: Any = None) -> tuple[f
     return elapsed, cpu, lines
 
 
-def _output_tokens(lines: list[dict]) -> int:
+def output_tokens(lines: list[dict]) -> int:
     return sum(line["response"]["body"]["usage"]["completion_tokens"] for line in lines)
 
 
-def _server_legs(items: list[str], work: Path) -> dict:
+def server_legs(items: list[str], work: Path) -> dict:
     import openai
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -248,15 +248,15 @@ def run(scale: str = "full") -> list[dict]:
     bare = _Bare(items)
     for size in BARE_BATCHES:
         bare.half(0, size)
-    legs = _server_legs(items, WORK)
+    legs = server_legs(items, WORK)
     for size in reversed(BARE_BATCHES):
         bare.half(1, size)
     size = bare.best()
     shutil.rmtree(WORK, ignore_errors=True)
     bare_tps = bare.tokens[size] / bare.seconds[size]
-    plain_tokens = _output_tokens(legs["plain_lines"])
+    plain_tokens = output_tokens(legs["plain_lines"])
     server_tps = plain_tokens / legs["plain_s"]
-    json_tokens = _output_tokens(legs["json_lines"])
+    json_tokens = output_tokens(legs["json_lines"])
     json_tps = json_tokens / legs["json_s"]
     # CPU time per token: steadier than wall time when other processes share the cores (the
     # real-time request's CPU counts against the server).

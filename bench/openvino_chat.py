@@ -264,18 +264,18 @@ def _valid(texts: dict[int, str], cut: set[int], schema: dict) -> tuple[int, int
 
 
 def _chat(scale: str) -> list[dict]:
-    from bench.chat import SUMMARY, _output_tokens, _server_legs, prompts
+    from bench.chat import SUMMARY, output_tokens, prompts, server_legs
 
     items = prompts(CHAT_SIZES[scale])
     n = len(items)
     WORK.mkdir(parents=True, exist_ok=True)
     before = _ov_halves("chat", scale, [0])
-    ours = _server_legs(items, WORK)
+    ours = server_legs(items, WORK)
     after = _ov_halves("chat", scale, [1])
     shutil.rmtree(WORK, ignore_errors=True)
     ov_plain, ov_json = _merge(before + after, "plain"), _merge(before + after, "json")
-    ours_tps = _output_tokens(ours["plain_lines"]) / ours["plain_s"]
-    ours_json_tps = _output_tokens(ours["json_lines"]) / ours["json_s"]
+    ours_tps = output_tokens(ours["plain_lines"]) / ours["plain_s"]
+    ours_json_tps = output_tokens(ours["json_lines"]) / ours["json_s"]
     ov_tps = ov_plain["tokens"] / ov_plain["seconds"]
     ov_json_tps = ov_json["tokens"] / ov_json["seconds"]
     ours_text = {int(line["custom_id"][2:]): line["response"]["body"]["choices"][0]["message"]["content"]
@@ -289,7 +289,7 @@ def _chat(scale: str) -> list[dict]:
          "met": ov_tps / ours_tps >= TARGET, "requests": n,
          "openvino_seconds": round(ov_plain["seconds"], 1), "openvino_tokens": ov_plain["tokens"],
          "server_seconds": round(ours["plain_s"], 1),
-         "server_tokens": _output_tokens(ours["plain_lines"]),
+         "server_tokens": output_tokens(ours["plain_lines"]),
          "same_text_as_server": f"{same}/{n}"},
         {"name": "openvino_chat_json_schema_vs_server", "value": round(ov_json_tps, 2),
          "unit": "output tokens/s", "baseline": round(ours_json_tps, 2),
