@@ -214,3 +214,13 @@ def test_daily_partitions_take_a_schedule_and_per_file_ones_refuse_it(tmp_path):
     attributes["partitions"] = {"type": "per_file"}
     with pytest.raises(ConfigurationError, match="schedule: needs daily partitions"):
         BatchInferenceComponent.resolve_from_dict(attributes).build_defs(None)
+
+
+def test_a_partition_whose_file_is_absent_says_which_file(tmp_path, store):
+    attributes = yaml.safe_load(TRIAGE.format(model=MODEL, uri=str(tmp_path)))["attributes"]
+    attributes["partitions"] = {"type": "static", "keys": ["emea"], "file": "{partition_key}.csv"}
+    defs = BatchInferenceComponent.resolve_from_dict(attributes).build_defs(None)
+    with DagsterInstance.ephemeral() as instance, pytest.raises(
+            ConfigurationError, match=rf"{tmp_path / 'emea.csv'}: no such file"):
+        materialize(list(defs.assets), instance=instance, partition_key="emea",
+                    resources=_resources(store))

@@ -151,7 +151,8 @@ def batch_lifecycle(
     valid (nothing is submitted, its results are an empty table). `backfill_policy` goes on the
     three assets; with ``BackfillPolicy.single_run()`` one run materializes a range of
     partitions (``dagster asset materialize --partition-range``), each its own submission.
-    The assets go in the group `group_name` (by default `name`) with `owners`, and
+    The assets go in the group `group_name` (by default `name`, after the prefix: ``support__
+    ticket_triage``) with `owners`, and
     `group_description` in their metadata (``GROUP_DESCRIPTION_KEY``); `kinds` are added to each
     asset's own (requests: python, jsonl; batch: python, openai; results: parquet).
     `collect_with`: downstream assets the sensor's results run materializes too (a flow's
@@ -162,7 +163,8 @@ def batch_lifecycle(
     spec = LifecycleSpec(
         flow=name, partitions_def=partitions_def, endpoint=endpoint,
         build_requests=build_requests, pool=pool or submission_pool(batch_resource_key),
-        key_prefix=prefix, params=dict(params or {}), tags=dict(tags or {}), batch_resource_key=batch_resource_key,
+        key_prefix=prefix, params=dict(params or {}), tags=dict(tags or {}),
+        batch_resource_key=batch_resource_key,
         artifacts_resource_key=artifacts_resource_key, max_error_rate=max_error_rate,
         batch_metadata=dict(batch_metadata or {}), extra_body=extra_body,
         sensor_interval_seconds=sensor_interval_seconds,

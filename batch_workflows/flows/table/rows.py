@@ -22,6 +22,7 @@ from batch_workflows.errors import ConfigurationError, ProblemLog
 from batch_workflows.flows.side_table import DEFAULT_ROW_GROUP, SideTableWriter
 from batch_workflows.flows.sources import SourceFile, join_uri, list_source_files, read_rows
 from batch_workflows.flows.table.template import RequestTemplate
+from batch_workflows.s3 import is_s3
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "jsonl": (".jsonl", ".ndjson"),
@@ -129,6 +130,9 @@ def build_requests(source: Source, files: list[SourceFile], template: RequestTem
                                    *([source.id_field] if source.id_field else [])]))
     many = len(files) > 1
     for file in files:
+        if not is_s3(file.uri) and not Path(file.uri).is_file():
+            raise ConfigurationError(f"{file.uri}: no such file (the source file of "
+                                     f"{file.name!r})")
         problems = ProblemLog(file.uri)
         for row in read_rows(file.uri, problems, required, s3_client=s3_client,
                              every_column=True, file_format=source.format):
