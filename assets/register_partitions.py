@@ -18,19 +18,36 @@ Idempotent; a storage or settings error stops it with that error.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dagster import DagsterInstance
 
-from assets.flows import component_tree, flow_components
-from batch_workflows.dagster.components.flows.base import register_dynamic_partitions
+from assets.flows import label, partitioned_components
+from batch_workflows.dagster import register_dynamic_partitions
 
 
-def register_all(instance: DagsterInstance, components=None) -> dict[str, list[str]]:
-    """The keys added per partitions definition, for `components` (default: the defs folder's)."""
-    added = {}
-    for component in flow_components(component_tree()) if components is None else components:
+@dataclass(frozen=True)
+class Added:
+    """The keys one component added to one of its partitions definitions."""
+
+    component: str
+    partitions: str
+    keys: list[str]
+
+    def line(self) -> str:
+        listed = f": {', '.join(self.keys)}" if self.keys else ""
+        return f"{self.component}: added {len(self.keys)} partition(s) to {self.partitions}{listed}"
+
+
+def register_all(instance: DagsterInstance, components: Iterable | None = None) -> list[Added]:
+    """Add what the instance lacks, for `components` (default: every one of the defs folder
+    that has ``dynamic_partitions()``); one `Added` per component and partitions definition."""
+    added = []
+    for component in partitioned_components() if components is None else components:
         for name, keys in component.dynamic_partitions().items():
-            added[name] = register_dynamic_partitions(instance, {name: keys})
+            added.append(Added(label(component), name,
+                               register_dynamic_partitions(instance, {name: keys})))
     return added
 
 
@@ -38,8 +55,8 @@ def main() -> int:
     # DagsterInstance.get() refuses to run without DAGSTER_HOME: an ephemeral instance would
     # forget the partitions as soon as this process ends.
     with DagsterInstance.get() as instance:
-        for name, keys in register_all(instance).items():
-            print(f"{name}: added {len(keys)} partition(s){': ' + ', '.join(keys) if keys else ''}")
+        for added in register_all(instance):
+            print(added.line())
     return 0
 
 

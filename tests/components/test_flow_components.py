@@ -14,6 +14,7 @@ from batch_workflows.dagster import (
     ModerationComponent,
 )
 from batch_workflows.dagster.components.flows.base import register_dynamic_partitions
+from batch_workflows.errors import ConfigurationError
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 
 FLOWS = [(EmbeddingsComponent, "index"), (ModerationComponent, "verdicts"),
@@ -79,7 +80,13 @@ def test_environment_templates_win_and_unset_ones_keep_the_default(monkeypatch):
     component = EmbeddingsComponent.resolve_from_dict(attributes)
     assert component.chunk_tokens == 120 and component.tokenizer is None
     monkeypatch.setenv("BW_TEST_CHUNKS", "0")
-    with pytest.raises(ValueError, match="chunk_tokens: 0 is below its minimum 1"):
+    # The error names the attribute, the variable it came from, and the bound.
+    with pytest.raises(ConfigurationError, match=r"chunk_tokens \(the YAML says "
+                       r"'\{\{ env.BW_TEST_CHUNKS \}\}'\): chunk_tokens: 0 is below its minimum 1"):
+        EmbeddingsComponent.resolve_from_dict(attributes)
+    monkeypatch.setenv("BW_TEST_CHUNKS", "many")
+    with pytest.raises(ConfigurationError, match=r"chunk_tokens = 'many' \(the YAML says "
+                       r"'\{\{ env.BW_TEST_CHUNKS \}\}'\): Input should be a valid integer"):
         EmbeddingsComponent.resolve_from_dict(attributes)
 
 

@@ -12,12 +12,15 @@ instances of a flow in one deployment never collide.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, ClassVar, Literal, TypeVar
 
 import dagster as dg
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+
+from batch_workflows.errors import ConfigurationError
 
 T = TypeVar("T")
 
@@ -74,6 +77,15 @@ class FlowComponent(dg.Component, dg.Resolvable, dg.Model):
                 raise ValueError(f"{name}: {value} is below its minimum {low:g}")
         return self
 
+    @classmethod
+    def resolve_from_model(cls, context: Any, model: BaseModel) -> Any:
+        """As Dagster's, but a bad value names its attribute and what the YAML said there: a
+        value from ``{{ env.X }}`` names X (Dagster's own error names only the component)."""
+        try:
+            return super().resolve_from_model(context, model)
+        except ValidationError as e:
+            raise ConfigurationError(_explain(cls.__name__, e, model)) from e
+
     # -- hooks ----------------------------------------------------------------------------------
     def build_flow(self) -> Any:
         """The flow's definitions object (a subclass's `Flow`); built once, see `flow()`."""
@@ -116,6 +128,22 @@ class FlowComponent(dg.Component, dg.Resolvable, dg.Model):
         """The flow's settings dataclass `cls` from the attributes of the same names."""
         values = {f.name: getattr(self, f.name) for f in fields(cls) if hasattr(self, f.name)}
         return cls(**{**values, **overrides})
+
+
+def _explain(component: str, error: ValidationError, raw: BaseModel) -> str:
+    """One line per problem: the attribute, its value, the YAML text it came from."""
+    written = raw.model_dump(exclude_unset=True) if raw is not None else {}
+    lines = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        # A model-level check (e.g. a minimum) has no location: its message starts with the name.
+        named = re.match(r"(\w+):", message)
+        attr = str(problem["loc"][0]) if problem["loc"] else (named.group(1) if named else "")
+        source = written.get(attr)
+        said = f" (the YAML says {source!r})" if isinstance(source, str) and "{{" in source else ""
+        value = f" = {problem['input']!r}" if problem["loc"] else ""
+        lines.append(f"{attr or '(attributes)'}{value}{said}: {message}")
+    return f"{component}: " + "; ".join(lines)
 
 
 def register_dynamic_partitions(instance: dg.DagsterInstance,
