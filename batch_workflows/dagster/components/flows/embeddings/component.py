@@ -9,7 +9,6 @@
       embedding_model: text-embedding-3-small
       id_field: sku
       text_field: description
-      text_unit: record
       qdrant: {url: "https://qdrant.internal:6333", api_key_env_var: QDRANT_API_KEY,
                collection: catalog}
 
@@ -23,6 +22,7 @@ for a custom request builder or sink.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -61,8 +61,10 @@ class EmbeddingsComponent(FlowComponent):
                                   "or None: the shipped model's.")
     id_field: str = _D.id_field
     text_field: str = _D.text_field
-    text_unit: str = Field(default=_D.text_unit, description="file | record | ...: what one "
-                                                             "document is.")
+    # Checked when the YAML loads: the reader refuses anything else, but only once a run reads.
+    text_unit: Literal["file", "line"] = Field(
+        default=_D.text_unit, description=".txt/.md files: the whole file is one document "
+                                          "(file) or each non-blank line is (line).")
     check_sample: int = Field(default=_D.check_sample,
                               description="Chunks the chunks_retrieve_themselves check queries.")
     MINIMUMS = {**FlowComponent.MINIMUMS, "pydoc_shards": 0, "chunk_tokens": 1,
@@ -80,7 +82,7 @@ class EmbeddingsComponent(FlowComponent):
     def example_attributes(cls, name: str) -> dict:
         return {"key_prefix": [], "watch_uri": f"data/{name}/", "pydoc_shards": 0,
                 "embedding_model": _D.model, "id_field": "id", "text_field": "text",
-                "text_unit": "record", "qdrant_resource_key": "qdrant"}
+                "text_unit": "file", "qdrant_resource_key": "qdrant"}
 
     def settings(self) -> EmbeddingsSettings:
         return self.settings_of(EmbeddingsSettings, model=self.embedding_model)
