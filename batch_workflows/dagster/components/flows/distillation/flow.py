@@ -30,6 +30,7 @@ from dagster import (
 )
 
 from batch_workflows.dagster.components.flows.distillation import checks as dataset_checks
+from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
 from batch_workflows.dagster.inbox import inbox_sensor
 from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
@@ -42,7 +43,6 @@ from batch_workflows.flows.distillation.requests import (
     build_requests,
     request_settings,
 )
-from batch_workflows.flows.sources import SourceFile, list_source_files
 from batch_workflows.lifecycle import PartitionLayout, read_summary
 from batch_workflows.profiles import CHAT
 from batch_workflows.s3 import s3_client_for
@@ -58,9 +58,12 @@ FILE_TEXT = {
 }
 
 
-class DistillationFlow:
+class DistillationFlow(FilePartitions):
     """One distillation flow: `lifecycle`, `dataset`, `checks` (each also by its name),
-    `inbox_sensor`, `partitions_def`."""
+    `inbox_sensor`, `partitions_def`; a partition per prompt file and per shipped sample
+    (`FilePartitions`)."""
+
+    SUFFIXES = PROMPT_SUFFIXES
 
     def __init__(self, component: Any):
         self.c = component
@@ -84,32 +87,17 @@ class DistillationFlow:
                        self.enough_training_examples, self.counts_add_up]
         self.inbox_sensor = inbox_sensor(
             f"{component.definition_name}_inbox_sensor", self.partitions_def, self.inbox_files,
-            [*self.lifecycle.assets, self.dataset], extra_partitions=self.sample_partition_keys,
+            [*self.lifecycle.assets, self.dataset], extra_partitions=self.shipped_partition_keys,
             minimum_interval_seconds=component.inbox_interval_seconds,
             default_status=component.inbox_status,
             description=f"Adds a partition (and runs the flow) for each new or changed prompt "
                         f"file under {self.settings.watch_uri}; registers the shipped sample's "
                         "partitions.")
 
-    # -- partitions -------------------------------------------------------------------------------
-    def sample_partition_keys(self) -> list[str]:
+    # -- partitions ------------------------------------------------------------------------------
+    def shipped_partition_keys(self) -> list[str]:
         """The shipped sample's partitions: they exist without a file."""
         return list(SAMPLE_KEYS) if self.c.shipped_samples else []
-
-    def inbox_files(self) -> list[SourceFile]:
-        watch_uri = self.settings.watch_uri
-        return list_source_files(watch_uri, suffixes=PROMPT_SUFFIXES,
-                                 s3_client=s3_client_for(watch_uri))
-
-    def partition_keys(self) -> list[str]:
-        """Every partition the flow has now: the shipped sample's, then one per inbox file."""
-        return self.sample_partition_keys() + [f.name for f in self.inbox_files()]
-
-    def register_partitions(self, instance: Any, keys: Any = None) -> list[str]:
-        from batch_workflows.dagster.components.flows.base import register_dynamic_partitions
-
-        keys = self.partition_keys() if keys is None else list(keys)
-        return register_dynamic_partitions(instance, {self.partitions_def.name: keys})
 
     # -- artifacts --------------------------------------------------------------------------------
     def prompt_table_key(self, partition_key: str) -> str:

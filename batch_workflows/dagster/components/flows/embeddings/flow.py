@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from batch_workflows.dagster.components.flows.embeddings.requests import embedding_requests
+from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
 from batch_workflows.dagster.inbox import inbox_sensor
 from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
@@ -38,18 +39,19 @@ from batch_workflows.flows.embeddings.documents import DOCUMENT_SUFFIXES
 from batch_workflows.flows.embeddings.index import IndexReport, index_results
 from batch_workflows.flows.embeddings.requests import chunk_rows, embedded_texts
 from batch_workflows.flows.side_table import sample_rows, tally_results, tally_side_table
-from batch_workflows.flows.sources import SourceFile, list_source_files
 from batch_workflows.lifecycle import PartitionLayout, read_pointer
 from batch_workflows.parquet import open_parquet
 from batch_workflows.profiles import EMBEDDINGS
-from batch_workflows.s3 import s3_client_for
 
 CHECK_POINTS = "points_match_chunks"
 CHECK_SELF = "chunks_retrieve_themselves"
 
 
-class EmbeddingsFlow:
-    """One embeddings flow: `lifecycle`, `index`, its checks, `inbox_sensor`, `partitions_def`."""
+class EmbeddingsFlow(FilePartitions):
+    """One embeddings flow: `lifecycle`, `index`, its checks, `inbox_sensor`, `partitions_def`;
+    a partition per document file and per shard of the shipped corpus (`FilePartitions`)."""
+
+    SUFFIXES = DOCUMENT_SUFFIXES
 
     def __init__(self, component: Any):
         self.c = component
@@ -67,7 +69,7 @@ class EmbeddingsFlow:
         self.checks = [self.points_match_chunks, self.chunks_retrieve_themselves]
         self.inbox_sensor = inbox_sensor(
             f"{spec.definition_name}_inbox_sensor", self.partitions_def, self.inbox_files,
-            [*self.lifecycle.assets, self.index], extra_partitions=self.corpus_partition_keys,
+            [*self.lifecycle.assets, self.index], extra_partitions=self.shipped_partition_keys,
             minimum_interval_seconds=component.inbox_interval_seconds,
             default_status=component.inbox_status,
             description=f"Adds a partition (and runs the flow) for each new or changed file "
@@ -75,27 +77,10 @@ class EmbeddingsFlow:
                         "partitions.")
 
     # -- partitions ------------------------------------------------------------------------------
-    def corpus_partition_keys(self) -> list[str]:
+    def shipped_partition_keys(self) -> list[str]:
         """Partition keys of the shipped pydoc corpus (`pydoc_shards` shards; 0: none)."""
         shards = self.settings.pydoc_shards
         return pydoc_shard_keys(shards) if shards else []
-
-    def inbox_files(self) -> list[SourceFile]:
-        """The files under `watch_uri` that the flow reads, each a partition."""
-        watch_uri = self.settings.watch_uri
-        return list_source_files(watch_uri, suffixes=DOCUMENT_SUFFIXES,
-                                 s3_client=s3_client_for(watch_uri))
-
-    def partition_keys(self) -> list[str]:
-        """Every partition the flow has now: the shipped corpus's, then one per inbox file."""
-        return self.corpus_partition_keys() + [f.name for f in self.inbox_files()]
-
-    def register_partitions(self, instance: Any, keys: Any = None) -> list[str]:
-        """Add the partitions among `keys` (default: `partition_keys()`) the instance lacks."""
-        from batch_workflows.dagster.components.flows.base import register_dynamic_partitions
-
-        keys = self.partition_keys() if keys is None else list(keys)
-        return register_dynamic_partitions(instance, {self.partitions_def.name: keys})
 
     # -- artifacts --------------------------------------------------------------------------------
     def chunks_key(self, partition_key: str) -> str:
