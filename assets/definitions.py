@@ -1,7 +1,9 @@
-"""The code location: every flow's definitions plus resources built from the environment.
+"""The code location: the flows declared in ``assets/defs/`` (one ``defs.yaml`` per flow, a
+component of ``batch_workflows.dagster`` each), plus resources built from the environment.
 
-``workspace.yaml`` loads this module (``dagster dev -w workspace.yaml``). Add a flow by adding
-its module to ``FLOWS``: each flow module exposes ``defs`` (a Definitions without resources).
+``workspace.yaml`` and ``dg`` load this module (``dagster dev -w workspace.yaml``, ``dg dev``).
+Add a flow by adding a folder with its ``defs.yaml`` under ``assets/defs/``
+(``dg scaffold defs batch_workflows.dagster.EmbeddingsComponent my_flow``).
 
 Resources (all from the environment, ``resources.build_resources``, so the same code runs
 locally, in CI and in production):
@@ -24,22 +26,17 @@ so each sees the in-flight count of the ones before it. No other pool is touched
 
 from __future__ import annotations
 
-import importlib
 import os
+from pathlib import Path
 
-from dagster import Definitions, ExecutorDefinition, in_process_executor
+from dagster import Definitions, ExecutorDefinition, in_process_executor, load_from_defs_folder
 
 from assets.automation import automation_sensor
+from assets.flows import FLOWS, PROJECT
 from batch_workflows.errors import ConfigurationError
 from resources import build_resources
 
-# The single list of flows in this code location (module paths exposing `defs`).
-FLOWS: tuple[str, ...] = (
-    "assets.embeddings",
-    "assets.distillation",
-    "assets.moderation",
-)
-
+__all__ = ["FLOWS", "build_definitions", "build_executor", "defs"]
 
 def build_executor() -> ExecutorDefinition | None:
     """``RUN_EXECUTOR=in_process``: every step of a run in the run's own process, which saves a
@@ -53,13 +50,12 @@ def build_executor() -> ExecutorDefinition | None:
     raise ConfigurationError(f"RUN_EXECUTOR={choice!r}: expected in_process or multiprocess")
 
 
-def build_definitions(flows: tuple[str, ...] = FLOWS) -> Definitions:
-    """Merge the flows' definitions; attach the resources and the automation-condition sensor
-    (on by default: the daemon carries a collected batch on to its downstream asset)."""
-    flow_defs = [importlib.import_module(name).defs for name in flows]
+def build_definitions(project: Path = PROJECT) -> Definitions:
+    """The defs folder's flows; with the resources and the automation-condition sensor (on by
+    default: the daemon carries a collected batch on to its downstream asset)."""
     return Definitions.merge(
-        *flow_defs, Definitions(resources=build_resources(), sensors=[automation_sensor()],
-                                executor=build_executor()))
-
+        load_from_defs_folder(path_within_project=project),
+        Definitions(resources=build_resources(), sensors=[automation_sensor()],
+                    executor=build_executor()))
 
 defs = build_definitions()

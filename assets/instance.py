@@ -4,7 +4,9 @@
 
 The repo's ``dagster.yaml`` (one slot per concurrency pool, so submissions to a provider are
 serialised; telemetry off) is copied in when the folder has none yet, or only the telemetry
-line earlier demos wrote. An existing ``dagster.yaml`` of yours is left alone.
+line earlier demos wrote. An existing ``dagster.yaml`` of yours is left alone. The instance's
+storage is then created here, in one process, before any service starts (see
+`create_storage`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,23 @@ def prepare_dagster_home() -> Path:
     settings = home / "dagster.yaml"
     if not settings.exists() or settings.read_text() == _OLD_DEMO_SETTINGS:
         shutil.copyfile(REPO_SETTINGS, settings)
+    create_storage(home)
     return home
+
+
+def create_storage(home: Path) -> None:
+    """Create (or migrate) the instance's storage now, in this one process.
+
+    ``dagster dev`` starts its webserver, daemon and code server at once, and on a fresh folder
+    each creates the missing SQLite storage: two can stamp the schema twice, and every later
+    process fails with "Version table 'alembic_version' has more than one head present". The
+    code server takes part because loading a defs folder reads the instance's definitions
+    state (``load_from_defs_folder``). Idempotent; a broken configuration fails here, naming it.
+    """
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
 
 
 if __name__ == "__main__":

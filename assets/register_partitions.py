@@ -1,4 +1,5 @@
-"""``python -m assets.register_partitions``: add every flow's dynamic partitions that the Dagster
+"""``python -m assets.register_partitions``: add the dynamic partitions of every component of
+the code location's defs folder (``assets/defs/``, a user's flows included) that the Dagster
 instance at DAGSTER_HOME lacks, so that Dagster's own command line can materialize them.
 
 Dagster 1.13's CLI cannot add dynamic partitions: ``dagster asset materialize --partition KEY``
@@ -9,37 +10,53 @@ open Dagster feature request, dagster-io/dagster#15499). On a fresh instance, ru
     python -m assets.register_partitions
     dagster asset materialize -m assets.definitions --select ... --partition pydoc-1-of-2
 
-A flow takes part by exposing ``register_partitions(instance) -> list[str]`` (the keys it
-added). Idempotent; a storage or settings error stops it with that error.
+A component takes part by having ``dynamic_partitions() -> {partitions name: keys}`` (the three
+flows' components and ``BatchInferenceComponent`` with ``per_file`` partitions do).
+Idempotent; a storage or settings error stops it with that error.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dagster import DagsterInstance
 
+from assets.flows import label, partitioned_components
+from batch_workflows.dagster import register_dynamic_partitions
 
-def register_all(instance: DagsterInstance, flows: Sequence[str]) -> dict[str, list[str]]:
-    """The keys each flow module of `flows` added (flows without dynamic partitions skipped)."""
-    added = {}
-    for name in flows:
-        module = importlib.import_module(name)
-        if hasattr(module, "register_partitions"):
-            added[name] = module.register_partitions(instance)
+
+@dataclass(frozen=True)
+class Added:
+    """The keys one component added to one of its partitions definitions."""
+
+    component: str
+    partitions: str
+    keys: list[str]
+
+    def line(self) -> str:
+        listed = f": {', '.join(self.keys)}" if self.keys else ""
+        return f"{self.component}: added {len(self.keys)} partition(s) to {self.partitions}{listed}"
+
+
+def register_all(instance: DagsterInstance, components: Iterable | None = None) -> list[Added]:
+    """Add what the instance lacks, for `components` (default: every one of the defs folder
+    that has ``dynamic_partitions()``); one `Added` per component and partitions definition."""
+    added = []
+    for component in partitioned_components() if components is None else components:
+        for name, keys in component.dynamic_partitions().items():
+            added.append(Added(label(component), name,
+                               register_dynamic_partitions(instance, {name: keys})))
     return added
 
 
 def main() -> int:
-    from assets.definitions import FLOWS
-
     # DagsterInstance.get() refuses to run without DAGSTER_HOME: an ephemeral instance would
     # forget the partitions as soon as this process ends.
     with DagsterInstance.get() as instance:
-        for flow, keys in register_all(instance, FLOWS).items():
-            print(f"{flow}: added {len(keys)} partition(s){': ' + ', '.join(keys) if keys else ''}")
+        for added in register_all(instance):
+            print(added.line())
     return 0
 
 

@@ -20,21 +20,21 @@ EXAMPLES = 3
 
 def run(session: Session) -> bool:
     """Write the demo's prompt file (once), materialize it, show the dataset and three lines."""
-    import assets.distillation as flow
+    from assets.flows import load_flow
 
-    os.environ.setdefault("DISTILLATION_MAX_TOKENS", DEMO_MAX_TOKENS)
-    settings = flow.settings()
+    os.environ.setdefault("DISTILLATION_MAX_TOKENS", DEMO_MAX_TOKENS)  # before the YAML loads
+    flow = load_flow("distillation")  # assets/defs/distillation/defs.yaml, the environment now
+    settings = flow.settings
     inbox = Path(settings.watch_uri)
     if not (inbox / PARTITION).exists():
         _write_prompts(inbox / PARTITION)
     flow.register_partitions(session.instance, [PARTITION])
     say(f"prompts: {inbox / PARTITION}; teacher {settings.model}, max_tokens "
         f"{settings.max_tokens}, temperature {settings.temperature}")
-    selection = [*flow.lifecycle.assets, flow.distillation_dataset, *flow.lifecycle.checks,
-                 *flow.checks]
+    selection = [*flow.lifecycle.assets, flow.dataset, *flow.lifecycle.checks, *flow.checks]
     say(f"\n-- partition {PARTITION}")
     run = session.materialize(selection, PARTITION)
-    dataset = run.metadata(flow.distillation_dataset.key.to_user_string())
+    dataset = run.metadata(flow.dataset.key.to_user_string())
     if dataset is None:
         return False
     dropped = {k.removeprefix("dropped_"): v for k, v in dataset.items()
@@ -44,8 +44,8 @@ def run(session: Session) -> bool:
         "card.json and README.md beside them)")
     say(f"{dataset['requests_submitted']} requests: {dataset['kept']} examples kept "
         f"({dataset['train']} train, {dataset['validation']} validation), dropped {dropped or 0}")
-    _show_examples(session)
-    show_cost("the teacher's answers", *tokens_of(session, flow.NAME, [PARTITION]), CHAT_MODELS)
+    _show_examples(session, flow)
+    show_cost("the teacher's answers", *tokens_of(session, flow.name, [PARTITION]), CHAT_MODELS)
     return run.result.success
 
 
@@ -62,14 +62,13 @@ def _write_prompts(path: Path) -> None:
                 fh.write(json.dumps({"prompt": prompt.prompt}) + "\n")
 
 
-def _show_examples(session: Session) -> None:
+def _show_examples(session: Session, flow) -> None:
     """The first lines of train.jsonl, as a fine-tuning API reads them."""
-    from assets.distillation.dataset import dataset_key
     from batch_workflows.flows.distillation.dataset import FILES
 
     say(f"\n== {EXAMPLES} examples from train.jsonl")
     with tempfile.TemporaryDirectory(prefix="bw-demo-") as tmp:
-        train = session.artifacts.get_file(dataset_key(PARTITION, FILES["train"]),
+        train = session.artifacts.get_file(flow.dataset_key(PARTITION, FILES["train"]),
                                            Path(tmp) / FILES["train"])
         with open(train, encoding="utf-8") as fh:
             for line in itertools.islice(fh, EXAMPLES):

@@ -31,10 +31,11 @@ class Outcome:
 
 def run(session: Session) -> Outcome:
     """Materialize every embeddings partition, then show the outputs, the cost and searches."""
-    import assets.embeddings as flow
+    from assets.flows import load_flow
 
     started = time.perf_counter()
-    settings = flow.settings()
+    flow = load_flow("embeddings")  # assets/defs/embeddings/defs.yaml, the environment now
+    settings = flow.settings
     keys = flow.partition_keys()  # the shipped corpus's shards, then one per inbox file
     flow.register_partitions(session.instance, keys)
     say(f"partitions: {', '.join(keys)} (model {settings.model}, chunks of "
@@ -44,7 +45,7 @@ def run(session: Session) -> Outcome:
     with session.qdrant.open() as index:
         outcome.points_before = index.count()
     say(f"collection: {session.qdrant.describe()}: {outcome.points_before} points before this run")
-    selection = [*flow.lifecycle.assets, flow.embeddings_index, *flow.lifecycle.checks,
+    selection = [*flow.lifecycle.assets, flow.index, *flow.lifecycle.checks,
                  flow.points_match_chunks, flow.chunks_retrieve_themselves]
     for key in keys:
         say(f"\n-- partition {key}")
@@ -58,8 +59,8 @@ def run(session: Session) -> Outcome:
     outcome.seconds = time.perf_counter() - started
     with session.qdrant.open() as index:
         outcome.points_after = index.count()
-    _outputs(session, outcome, flow.NAME)
-    prompt, completion, missing = tokens_of(session, flow.NAME, keys)
+    _outputs(session, outcome, flow.name)
+    prompt, completion, missing = tokens_of(session, flow.name, keys)
     show_cost("the embeddings", prompt, completion, missing, EMBEDDING_MODELS)
     outcome.tokens = prompt
     _searches(session)

@@ -14,11 +14,12 @@ DAY = "2025-03-07"  # a day of the shipped labelled sample
 
 def run(session: Session) -> bool:
     """Put the sample day in the inbox (when it has none), materialize that day, show figures."""
-    import assets.moderation as flow
+    from assets.flows import load_flow
     from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
     from batch_workflows.s3 import is_s3
 
-    settings = flow.settings()
+    flow = load_flow("moderation")  # assets/defs/moderation/defs.yaml, the environment now
+    settings = flow.settings
     if is_s3(settings.watch_uri):
         say(f"inbox: {settings.watch_uri} (S3): the day's file is read from there")
     else:
@@ -29,11 +30,10 @@ def run(session: Session) -> bool:
         say(f"inbox: {inbox / (DAY + '.jsonl')} (a day of the shipped labelled sample)")
     say(f"strategy: {settings.strategy} (model {settings.model}); MODERATION_STRATEGY=llm "
         "asks the chat model instead")
-    selection = [*flow.lifecycle.assets, flow.moderation_verdicts, *flow.lifecycle.checks,
-                 flow.moderation_accuracy]
+    selection = [*flow.lifecycle.assets, flow.verdicts, *flow.lifecycle.checks, flow.accuracy]
     say(f"\n-- day {DAY}")
     run = session.materialize(selection, DAY)
-    verdicts = run.metadata(flow.moderation_verdicts.key.to_user_string())
+    verdicts = run.metadata(flow.verdicts.key.to_user_string())
     if verdicts is None:
         return False
     say("\n== moderation outputs")
@@ -46,7 +46,7 @@ def run(session: Session) -> bool:
             f"{verdicts['recall']:.3f}, F1 {verdicts['f1']:.3f}, false-positive rate "
             f"{verdicts['fpr']:.3f} (keyword baseline F1 "
             f"{verdicts.get('keyword_baseline_f1', float('nan')):.3f})")
-    prompt, completion, missing = tokens_of(session, flow.NAME, [DAY])
+    prompt, completion, missing = tokens_of(session, flow.name, [DAY])
     show_cost(f"the day's review ({settings.strategy})", prompt, completion, missing,
               EMBEDDING_MODELS if settings.strategy == "embedding" else CHAT_MODELS)
     return run.result.success

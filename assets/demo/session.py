@@ -81,7 +81,7 @@ def open_session() -> Session:
 
     from dagster import DagsterInstance
 
-    from assets.definitions import build_resources
+    from resources import build_resources  # the code location's, without loading its flows
 
     resources = build_resources()
     return Session(home, resources, resources["batch"].process_config_and_initialize(),

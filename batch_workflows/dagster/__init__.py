@@ -20,8 +20,11 @@ components)::
 * ``concurrency`` — ``ensure_pool``: the one-slot pool of a provider's submissions;
 * ``components`` — ``BatchInferenceComponent``: a flow declared in YAML (rows → requests →
   batches → an output table); ``BatchResourceComponent`` and ``ArtifactStoreComponent`` bind
-  the resources in YAML. ``dg`` finds them through the ``dagster_dg_cli.registry_modules``
-  entry point.
+  the resources in YAML; ``EmbeddingsComponent``, ``ModerationComponent`` and
+  ``DistillationComponent`` are the three shipped flows, their settings as attributes;
+  ``register_dynamic_partitions`` adds the partitions a component's ``dynamic_partitions()``
+  names that an instance lacks. ``dg`` finds the components through the
+  ``dagster_dg_cli.registry_modules`` entry point.
 
 Nothing here reads the environment when definitions load: settings come from arguments,
 resource configuration or YAML.
@@ -31,7 +34,11 @@ from batch_workflows.dagster.components import (
     ArtifactStoreComponent,
     BatchInferenceComponent,
     BatchResourceComponent,
+    DistillationComponent,
+    EmbeddingsComponent,
+    ModerationComponent,
 )
+from batch_workflows.dagster.components.flows.base import register_dynamic_partitions
 from batch_workflows.dagster.concurrency import ensure_pool
 from batch_workflows.dagster.inbox import inbox_sensor, materialized_since
 from batch_workflows.dagster.lifecycle.checks import CHECK_ACCOUNTED, CHECK_ERROR_RATE
@@ -56,8 +63,9 @@ from batch_workflows.lifecycle import partition_dir
 __all__ = [
     "CHECK_ACCOUNTED", "CHECK_ERROR_RATE", "DEFAULT_OWNERS", "GROUP_DESCRIPTION_KEY",
     "ArtifactStore", "ArtifactStoreComponent", "BatchInferenceComponent", "BatchLifecycle",
-    "BatchResourceComponent", "BatchResource", "LifecycleSpec", "QdrantResource",
+    "BatchResourceComponent", "BatchResource", "DistillationComponent", "EmbeddingsComponent",
+    "ModerationComponent", "LifecycleSpec", "QdrantResource",
     "RequestBuilder", "accept_backfill_policy", "batch_lifecycle", "combined_metadata", "ensure_pool",
     "fetch_results", "inbox_sensor", "load_results", "materialized_since", "partition_dir",
-    "results_key", "submission_pool",
+    "register_dynamic_partitions", "results_key", "submission_pool",
 ]

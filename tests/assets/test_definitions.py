@@ -63,7 +63,8 @@ def test_definitions_validate_with_the_dagster_cli(tmp_path):
 
 
 def test_results_asset_key_is_what_flows_depend_on():
-    from assets.embeddings import lifecycle
+    from assets.flows import load_flow
 
+    lifecycle = load_flow("embeddings").lifecycle
     assert lifecycle.results_asset_key == AssetKey("embeddings_results")
     assert lifecycle.results_key("2024-01-01") == "embeddings/2024-01-01/results.parquet"

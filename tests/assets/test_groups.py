@@ -1,6 +1,6 @@
-"""The code location's asset groups: one per flow in FLOWS, each with a description, and every
-asset with a description, kinds and owners in a form Dagster accepts (an email address or
-``team:<name>``)."""
+"""The code location's asset groups: one per flow in FLOWS (a folder of assets/defs/), each with
+a description, and every asset with a description, kinds and owners in a form Dagster accepts
+(an email address or ``team:<name>``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ OWNER = re.compile(r"^(team:\S+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 
 GRAPH = defs.get_repository_def().asset_graph
 NODES = {key.to_user_string(): GRAPH.get(key) for key in GRAPH.get_all_asset_keys()}
-GROUPS = [flow.rsplit(".", 1)[-1] for flow in FLOWS]
+GROUPS = list(FLOWS)
 
 
 def test_one_group_per_flow():

@@ -14,8 +14,8 @@ from dagster._core.execution.backfill import BulkActionStatus
 from support.daemon_env import dagster_home, flow_env
 from support.dagster_dev import BIN, ROOT, DagsterProcess, wait_for
 
-import assets.embeddings as embeddings
 from assets.automation import AUTOMATION_SENSOR_NAME
+from assets.flows import load_flow
 from batch_workflows.flows.embeddings.vectors import QdrantSettings, VectorIndex, open_client
 from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 
@@ -55,7 +55,7 @@ def _runs_of(instance: DagsterInstance, asset: str) -> list:
 
 def test_the_daemon_collects_the_batch_and_the_index_follows(dev):
     with DagsterInstance.from_config(str(dev.home)) as instance:
-        assert embeddings.register_partitions(instance, [PARTITION]) == [PARTITION]
+        assert load_flow("embeddings").register_partitions(instance, [PARTITION]) == [PARTITION]
         submit = subprocess.run(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "assets.definitions",
              "--select", "embeddings_requests,embeddings_batch", "--partition", PARTITION],

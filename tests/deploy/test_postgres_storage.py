@@ -15,7 +15,7 @@ from support.daemon_env import dagster_home, flow_env
 from support.dagster_dev import BIN, ROOT, DagsterProcess, wait_for
 from support.postgres import PostgresServer
 
-import assets.embeddings as embeddings
+from assets.flows import load_flow
 
 SAMPLE = ROOT / "deploy" / "dagster.postgres.yaml"
 SHARDS = 42  # pydoc-1-of-42: this test's own partition on the shared engine
@@ -71,7 +71,7 @@ def test_a_postgres_instance_keeps_the_sensor_cursor_across_a_daemon_restart(
     env = {**flow_env(tmp_path, server, SHARDS), **postgres.env()}
     with DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        embeddings.register_partitions(instance, [PARTITION])
+        load_flow("embeddings").register_partitions(instance, [PARTITION])
         with DagsterProcess.daemon(home, env) as first:  # loads while the CLI submits
             submit = subprocess.run(
                 [str(BIN / "dagster"), "asset", "materialize", "-m", "assets.definitions",

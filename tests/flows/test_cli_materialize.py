@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from dagster import DagsterError, DagsterInstance
 
-import assets.embeddings as flow
+from assets.flows import load_flow
 from assets.register_partitions import main as register_main
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import pydoc_shard_keys
 from batch_workflows.flows.embeddings.vectors import QdrantSettings, VectorIndex, open_client
 
 DAGSTER = Path(sys.executable).with_name("dagster")
-ROOT = Path(flow.__file__).parents[2]
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = "embeddings_sources"  # the embeddings flow's dynamic partitions definition
 SHARDS = 40  # EMBEDDINGS_PYDOC_SHARDS: shard 1 of 40 is two short topics, a fast run
 PARTITION = f"pydoc-1-of-{SHARDS}"
 ASSETS = "embeddings_requests,embeddings_batch,embeddings_results,embeddings_index"
@@ -47,7 +48,8 @@ def test_dagster_cli_materializes_a_shipped_partition_on_a_fresh_instance(tmp_pa
     register = subprocess.run([sys.executable, "-m", "assets.register_partitions"],
                               capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert register.returncode == 0, register.stderr[-3000:]
-    assert f"assets.embeddings: added {SHARDS} partition(s)" in register.stdout
+    assert f"embeddings: added {SHARDS} partition(s) to {PARTITIONS}: {PARTITION}," \
+        in register.stdout
     proc = subprocess.run(
         [str(DAGSTER), "asset", "materialize", "-m", "assets.definitions",
          "--select", ASSETS, "--partition", PARTITION],
@@ -56,7 +58,7 @@ def test_dagster_cli_materializes_a_shipped_partition_on_a_fresh_instance(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
     with DagsterInstance.from_config(str(home)) as instance:
-        known = instance.get_dynamic_partitions(flow.embeddings_partitions.name)
+        known = instance.get_dynamic_partitions(PARTITIONS)
     assert sorted(known) == sorted(pydoc_shard_keys(SHARDS))  # every shard, each once
     with open_client(QdrantSettings(path=str(tmp_path / "qdrant"), collection="cli")) as client:
         assert VectorIndex(client, "cli").count(PARTITION) > 0
@@ -69,7 +71,7 @@ def test_loading_the_code_location_registers_nothing(tmp_path):
     subprocess.run([sys.executable, "-c", "import assets.definitions"], env=env, cwd=ROOT,
                    check=True, timeout=120)
     with DagsterInstance.from_config(str(home)) as instance:
-        assert instance.get_dynamic_partitions(flow.embeddings_partitions.name) == []
+        assert instance.get_dynamic_partitions(PARTITIONS) == []
 
 
 def test_registration_is_idempotent_and_its_errors_propagate(tmp_path, monkeypatch):
@@ -80,16 +82,22 @@ def test_registration_is_idempotent_and_its_errors_propagate(tmp_path, monkeypat
     monkeypatch.setenv("EMBEDDINGS_WATCH_URI", str(inbox))
     home = tmp_path / "home"
     home.mkdir()
+    flow = load_flow("embeddings")  # its defs.yaml, the variables above resolved now
+    assert flow.partitions_def.name == PARTITIONS
     with DagsterInstance.from_config(str(home)) as instance:
-        instance.add_dynamic_partitions(flow.embeddings_partitions.name, ["pydoc-2-of-3"])
+        instance.add_dynamic_partitions(PARTITIONS, ["pydoc-2-of-3"])
         assert flow.register_partitions(instance) == ["pydoc-1-of-3", "pydoc-3-of-3", "notes.md"]
         assert flow.register_partitions(instance) == []
         assert flow.register_partitions(instance, ["extra.jsonl"]) == ["extra.jsonl"]
-        known = instance.get_dynamic_partitions(flow.embeddings_partitions.name)
+        known = instance.get_dynamic_partitions(PARTITIONS)
         assert sorted(known) == sorted([*pydoc_shard_keys(3), "notes.md", "extra.jsonl"])
-        monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "many")  # bad settings: the error itself
-        with pytest.raises(ConfigurationError, match="EMBEDDINGS_PYDOC_SHARDS"):
-            flow.register_partitions(instance)
+    # Bad settings: the error itself, naming the variable, from the flow and from the command.
+    monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "many")
+    with pytest.raises(ConfigurationError, match="EMBEDDINGS_PYDOC_SHARDS"):
+        load_flow("embeddings")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with pytest.raises(ConfigurationError, match="EMBEDDINGS_PYDOC_SHARDS"):
+        register_main()
     # No instance to remember them, or a broken one: the command fails, saying why.
     monkeypatch.setenv("EMBEDDINGS_PYDOC_SHARDS", "3")
     monkeypatch.delenv("DAGSTER_HOME", raising=False)

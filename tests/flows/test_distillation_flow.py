@@ -23,8 +23,7 @@ from support.server import start_server
 from support.tiny_chat import build_tiny_chat_model
 from support.upstream_server import RateLimitedEndpoint
 
-import assets.distillation as flow
-from assets.distillation.dataset import dataset_key
+from assets.flows import load_flow
 from batch_workflows.dagster import ArtifactStore, BatchResource
 from batch_workflows.flows.distillation.sft_rules import check_file
 from batch_workflows.profiles import CHAT
@@ -35,8 +34,10 @@ PROMPTS = ["Explain what a list is.", "Name three colours.", "status:400",
            "Explain what a list is.",  # a repeat: asked once
            f"Explain {LONG} end", f"Explain {LONG} fin",  # near-identical long answers
            "Write a haiku about batches."]
-SELECTION = [*flow.lifecycle.assets, flow.distillation_dataset, *flow.lifecycle.checks,
-             *flow.checks]
+
+
+def _selection(flow):
+    return [*flow.lifecycle.assets, flow.dataset, *flow.lifecycle.checks, *flow.checks]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,8 @@ def env(tmp_path_factory):
     for name, value in {"WATCH_URI": str(inbox), "MODEL": "echo-teacher", "SAMPLES": "2",
                         "VALIDATION_FRACTION": "0.3"}.items():
         mp.setenv(f"DISTILLATION_{name}", value)
+    # assets/defs/distillation/defs.yaml, with the variables above as its templates resolve them.
+    flow = load_flow("distillation")
     with (RateLimitedEndpoint() as upstream,
           start_server(root, upstream_url=upstream.base_url, upstream_endpoints=CHAT,
                        chunk_size=16) as server,
@@ -59,13 +62,14 @@ def env(tmp_path_factory):
                                    blocking=True, max_attempts=1),
             "artifacts": ArtifactStore(base_uri=str(root / "artifacts")),
         }
-        instance.add_dynamic_partitions(flow.distillation_partitions.name, [FILE])
-        yield {"root": root, "inbox": inbox, "resources": resources, "instance": instance}
+        instance.add_dynamic_partitions(flow.partitions_def.name, [FILE])
+        yield {"root": root, "inbox": inbox, "resources": resources, "instance": instance,
+               "flow": flow}
     mp.undo()
 
 
 def _run(env):
-    return materialize(SELECTION, partition_key=FILE, resources=env["resources"],
+    return materialize(_selection(env["flow"]), partition_key=FILE, resources=env["resources"],
                        instance=env["instance"])
 
 
@@ -75,7 +79,7 @@ def first(env):
 
 
 def _dataset_file(env, name: str) -> Path:
-    return env["root"] / "artifacts" / dataset_key(FILE, name)
+    return env["root"] / "artifacts" / env["flow"].dataset_key(FILE, name)
 
 
 def test_dataset_keeps_one_example_per_distinct_answer(env, first):
@@ -143,9 +147,10 @@ def test_second_materialization_submits_nothing(env, first):
 
 
 def test_inbox_sensor_registers_the_samples_and_runs_new_files(env):
+    flow = env["flow"]
     with DagsterInstance.ephemeral() as instance:
         ctx = build_sensor_context(instance=instance)
-        result = flow.distillation_inbox_sensor(ctx)
+        result = flow.inbox_sensor(ctx)
         added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
         assert added == ["sample-prompts", "sample-pydoc", FILE]
         assert [r.partition_key for r in result.run_requests] == [FILE]
@@ -163,10 +168,11 @@ def test_the_engines_own_chat_model(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILLATION_MODEL", "tiny-teacher")
     monkeypatch.setenv("DISTILLATION_MAX_TOKENS", "4")
     monkeypatch.setenv("DISTILLATION_SAMPLES", "1")  # the module's env asks for 2
+    flow = load_flow("distillation")
     with (start_server(tmp_path, chat_model=str(model)) as server,
           DagsterInstance.ephemeral() as instance):
-        instance.add_dynamic_partitions(flow.distillation_partitions.name, [FILE])
-        result = materialize([*flow.lifecycle.assets, flow.distillation_dataset,
+        instance.add_dynamic_partitions(flow.partitions_def.name, [FILE])
+        result = materialize([*flow.lifecycle.assets, flow.dataset,
                               flow.counts_add_up], partition_key=FILE, instance=instance, resources={
             "batch": BatchResource(provider="local", base_url=server.base_url,
                                    start_local_engine=False, poll_interval_seconds=0.2,

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 from support.dagster_results import check_verdicts, materialization_metadata
 
-import assets.embeddings as flow
+from assets.flows import load_flow
 from batch_workflows.dagster import ArtifactStore, BatchResource, QdrantResource
 from batch_workflows.flows.corpus import first_line, pydoc_shard_keys, pydoc_topics
 from batch_workflows.flows.embeddings.vectors import (
@@ -25,8 +25,11 @@ from batch_workflows.flows.embeddings.vectors import (
 
 TOPICS = ["try", "lambda", "for", "while", "import", "with", "class"]
 FILE = "slice.jsonl"
-SELECTION = [*flow.lifecycle.assets, flow.embeddings_index, *flow.lifecycle.checks,
-             flow.points_match_chunks, flow.chunks_retrieve_themselves]
+
+
+def _selection(flow):
+    return [*flow.lifecycle.assets, flow.index, *flow.lifecycle.checks,
+            flow.points_match_chunks, flow.chunks_retrieve_themselves]
 
 
 def _write_slice(inbox: Path, topics: list[str]) -> None:
@@ -47,6 +50,8 @@ def env(tmp_path_factory, server):
     mp.setenv("EMBEDDINGS_WATCH_URI", str(inbox))
     mp.setenv("EMBEDDINGS_CHUNK_TOKENS", "120")
     mp.setenv("EMBEDDINGS_INPUTS_PER_REQUEST", "16")
+    # assets/defs/embeddings/defs.yaml, with the variables above as its templates resolve them.
+    flow = load_flow("embeddings")
     resources = {
         "batch": BatchResource(provider="local", base_url=server.base_url,
                                start_local_engine=False, poll_interval_seconds=0.2, blocking=True),
@@ -54,14 +59,14 @@ def env(tmp_path_factory, server):
         "qdrant": QdrantResource(path=str(root / "qdrant"), collection="docs"),
     }
     with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(flow.embeddings_partitions.name, [FILE])
+        instance.add_dynamic_partitions(flow.partitions_def.name, [FILE])
         yield {"root": root, "inbox": inbox, "resources": resources, "instance": instance,
-               "server": server}
+               "server": server, "flow": flow}
     mp.undo()
 
 
 def _run(env):
-    return materialize(SELECTION, partition_key=FILE, resources=env["resources"],
+    return materialize(_selection(env["flow"]), partition_key=FILE, resources=env["resources"],
                        instance=env["instance"])
 
 
@@ -154,19 +159,20 @@ def test_removed_document_loses_its_points(env, first):
 
 
 def test_inbox_sensor_adds_partitions_and_runs_new_or_changed_files(env, tmp_path):
+    flow = env["flow"]
     with DagsterInstance.ephemeral() as instance:
         ctx = build_sensor_context(instance=instance)
-        result = flow.embeddings_inbox_sensor(ctx)
+        result = flow.inbox_sensor(ctx)
         (add,) = result.dynamic_partitions_requests
         assert list(add.partition_keys) == [*pydoc_shard_keys(2), FILE]
         assert [r.partition_key for r in result.run_requests] == [FILE]
-        instance.add_dynamic_partitions(flow.embeddings_partitions.name, list(add.partition_keys))
-        again = flow.embeddings_inbox_sensor(build_sensor_context(instance=instance,
+        instance.add_dynamic_partitions(flow.partitions_def.name, list(add.partition_keys))
+        again = flow.inbox_sensor(build_sensor_context(instance=instance,
                                                                   cursor=result.cursor))
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
         (env["inbox"] / "new.txt").write_text("A new note about generators and yield.")
         try:
-            third = flow.embeddings_inbox_sensor(build_sensor_context(instance=instance,
+            third = flow.inbox_sensor(build_sensor_context(instance=instance,
                                                                       cursor=again.cursor))
             assert list(third.dynamic_partitions_requests[0].partition_keys) == ["new.txt"]
             assert [r.partition_key for r in third.run_requests] == ["new.txt"]

@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 from support.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_s3_server
 
-import assets.embeddings as flow
+from assets.flows import load_flow
 from batch_workflows.dagster import ArtifactStore, BatchResource, QdrantResource
 from batch_workflows.flows.corpus import pydoc_topics
 
@@ -23,6 +23,7 @@ def test_s3_inbox_and_artifacts(server, tmp_path, monkeypatch):
                             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION,
                             "EMBEDDINGS_WATCH_URI": "s3://emb/inbox"}.items():
             monkeypatch.setenv(name, value)
+        flow = load_flow("embeddings")  # its defs.yaml, EMBEDDINGS_WATCH_URI now set
         store = ArtifactStore(base_uri="s3://emb/artifacts", s3_endpoint_url=s3.endpoint_url,
                               s3_region_name=REGION, aws_access_key_id=ACCESS_KEY,
                               aws_secret_access_key=SECRET_KEY)
@@ -32,11 +33,11 @@ def test_s3_inbox_and_artifacts(server, tmp_path, monkeypatch):
                                             blocking=True),
                      "artifacts": store, "qdrant": qdrant}
         with DagsterInstance.ephemeral() as instance:
-            tick = flow.embeddings_inbox_sensor(build_sensor_context(instance=instance))
+            tick = flow.inbox_sensor(build_sensor_context(instance=instance))
             assert [r.partition_key for r in tick.run_requests] == ["two.jsonl"]
-            instance.add_dynamic_partitions(flow.embeddings_partitions.name, ["two.jsonl"])
+            instance.add_dynamic_partitions(flow.partitions_def.name, ["two.jsonl"])
             result = materialize(
-                [*flow.lifecycle.assets, flow.embeddings_index, flow.points_match_chunks],
+                [*flow.lifecycle.assets, flow.index, flow.points_match_chunks],
                 partition_key="two.jsonl", resources=resources, instance=instance)
         assert result.success
         (mat,) = result.asset_materializations_for_node("embeddings_index")

@@ -22,11 +22,10 @@ from dagster import (
     build_schedule_context,
 )
 
-import assets.moderation as flow
 from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 
 DAGSTER = Path(sys.executable).with_name("dagster")
-ROOT = Path(flow.__file__).parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 DAY, EMPTY_DAY, LLM_DAY = "2025-03-02", "2025-03-05", "2025-03-06"
 
 

@@ -7,15 +7,19 @@ import os
 import shutil
 from pathlib import Path
 
-from assets.instance import REPO_SETTINGS
+from assets.instance import REPO_SETTINGS, create_storage
 from support.server import ServerHandle
 
 
 def dagster_home(root: Path, settings: Path = REPO_SETTINGS) -> Path:
-    """A fresh DAGSTER_HOME under `root` holding `settings` as its dagster.yaml."""
+    """A fresh DAGSTER_HOME under `root` holding `settings` as its dagster.yaml; with the repo's
+    settings, its storage created as ``python -m assets.instance`` (``make dev``) creates it
+    (other settings, e.g. Postgres from variables the caller sets later, are the caller's)."""
     home = root / "dagster_home"
     home.mkdir(parents=True)
     shutil.copyfile(settings, home / "dagster.yaml")
+    if settings == REPO_SETTINGS:
+        create_storage(home)
     return home
 
 

@@ -228,6 +228,14 @@ class BatchInferenceComponent(dg.Component, dg.Resolvable, dg.Model):
             return dg.StaticPartitionsDefinition(p.keys)
         return None
 
+    def dynamic_partitions(self) -> dict[str, list[str]]:
+        """per_file: one dynamic partition per source file (``assets.register_partitions``)."""
+        if not isinstance(self.partitions, PerFilePartitions):
+            return {}
+        source = self.source_def()
+        files = source.files(s3_client_for(source.uri))
+        return {self.partitions_def().name: [f.name for f in files]}
+
     def files_of(self, partition_key: str | None, s3_client: Any) -> list[SourceFile]:
         """The source files of a partition."""
         source = self.source_def()

@@ -1,9 +1,8 @@
-"""The embeddings flow's requests, wired to the lifecycle: ``embeddings_requests``,
-``embeddings_batch``, ``embeddings_results`` and the batch sensor come from `batch_lifecycle`.
+"""The embeddings flow's request builder (moved from the repository's assets/embeddings).
 
-The builder reads the partition's documents, chunks them in the model's tokens and packs many
-chunks into each request; beside the shards it stores the chunk table
-(``embeddings/<partition>/chunks.parquet``: which chunk is which input of which request).
+It reads the partition's documents, chunks them in the model's tokens and packs many chunks
+into each request; beside the shards it stores the chunk table (``<flow>/<partition>/
+chunks.parquet``: which chunk is which input of which request).
 """
 
 from __future__ import annotations
@@ -15,30 +14,16 @@ from typing import Any
 
 from dagster import AssetExecutionContext
 
-from assets.automation import sensor_interval
-from assets.embeddings.partitions import (
-    GROUP_DESCRIPTION,
-    NAME,
-    OWNERS,
-    embeddings_partitions,
-    settings,
-)
-from batch_workflows.dagster import ArtifactStore, BatchResource, batch_lifecycle
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.embeddings.chunking import chunk_documents, load_tokenizer
 from batch_workflows.flows.embeddings.documents import documents_for_key
 from batch_workflows.flows.embeddings.requests import ChunkTableWriter, build_requests
-from batch_workflows.lifecycle import PartitionLayout
-from batch_workflows.profiles import EMBEDDINGS, ProviderProfile
+from batch_workflows.flows.embeddings.settings import EmbeddingsSettings
+from batch_workflows.profiles import ProviderProfile
 from batch_workflows.s3 import s3_client_for
 
 
-def chunks_key(partition_key: str) -> str:
-    """Artifact key of a partition's chunk table."""
-    return PartitionLayout(NAME, partition_key).file("chunks.parquet")
-
-
-def _inputs_cap(profile: ProviderProfile, inputs_per_request: int) -> int | None:
+def inputs_cap(profile: ProviderProfile, inputs_per_request: int) -> int | None:
     """The provider's cap on embedding inputs per batch, when one shard file could reach it.
 
     The shard writer splits files on requests and bytes, not on embedding inputs: a partition
@@ -49,14 +34,13 @@ def _inputs_cap(profile: ProviderProfile, inputs_per_request: int) -> int | None
     return limit
 
 
-def build_embedding_requests(context: AssetExecutionContext) -> Iterator[dict[str, Any]]:
-    """The requests of one source shard; stores the chunk table once all are built."""
-    s = settings()
+def embedding_requests(context: AssetExecutionContext, s: EmbeddingsSettings, batch: Any,
+                       store: Any, chunks_key: str) -> Iterator[dict[str, Any]]:
+    """The requests of one source shard; stores the chunk table under `chunks_key` once all
+    are built."""
     pkey = context.partition_key
-    batch: BatchResource = context.resources.batch
-    store: ArtifactStore = context.resources.artifacts
     profile = batch.get_profile()
-    limit = _inputs_cap(profile, s.inputs_per_request)
+    limit = inputs_cap(profile, s.inputs_per_request)
     docs = documents_for_key(
         pkey, s.watch_uri, id_field=s.id_field, text_field=s.text_field,
         text_unit=s.text_unit, s3_client=s3_client_for(s.watch_uri),
@@ -78,20 +62,8 @@ def build_embedding_requests(context: AssetExecutionContext) -> Iterator[dict[st
                 yield request
         finally:
             table.close()
-        store.put_file(table.path, chunks_key(pkey))
+        store.put_file(table.path, chunks_key)
         context.log.info(
             f"{pkey}: {table.documents} documents → {table.chunks} chunks "
             f"({table.tokens:,} tokens, {tokenizer.name}, {s.chunk_tokens}/{s.chunk_overlap})"
         )
-
-
-lifecycle = batch_lifecycle(
-    NAME,
-    embeddings_partitions,
-    EMBEDDINGS,
-    build_embedding_requests,
-    group_name=NAME,
-    group_description=GROUP_DESCRIPTION,
-    owners=OWNERS,
-    sensor_interval_seconds=sensor_interval(15),
-)

@@ -1,0 +1,3 @@
+from batch_workflows.dagster.components.flows.embeddings.component import EmbeddingsComponent
+
+__all__ = ["EmbeddingsComponent"]
