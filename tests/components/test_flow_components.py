@@ -110,3 +110,23 @@ def test_dynamic_partitions_are_listed_and_registered(tmp_path):
             "pydoc-1-of-1", "a.md"]
         assert register_dynamic_partitions(instance, component.dynamic_partitions()) == []
     assert ModerationComponent().dynamic_partitions() == {}  # daily: nothing to register
+
+
+def test_a_flows_namespace_replaces_the_resources_in_its_batches_identity(tmp_path):
+    """The attribute reaches the lifecycle: its submissions and its sensor's scan use it in place
+    of the batch resource's (the behaviour itself: tests/assets/test_lifecycle_namespaces.py)."""
+    from dagster import build_asset_context
+
+    from batch_workflows.dagster import ArtifactStore, BatchResource
+    from batch_workflows.dagster.lifecycle import steps
+
+    flow = ModerationComponent(name="m", key_prefix=[], strategy="embedding",
+                               namespace="staging").flow()
+    assert flow.lifecycle.spec.namespace == "staging"
+    store = ArtifactStore(base_uri=str(tmp_path))
+    batch = BatchResource(provider="openai")
+    context = build_asset_context()
+    assert steps.policy_for(flow.lifecycle.spec, context, batch, store).namespace == "staging"
+    plain = ModerationComponent(name="p", key_prefix=[], strategy="embedding").flow()
+    assert steps.policy_for(plain.lifecycle.spec, context, batch, store).namespace == (
+        batch.namespace_for(store))

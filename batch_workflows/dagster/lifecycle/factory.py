@@ -118,6 +118,7 @@ def batch_lifecycle(
     allow_empty: bool = False,
     backfill_policy: BackfillPolicy | None = None,
     collect_with: Sequence[AssetKey] = (),
+    namespace: str | None = None,
 ) -> BatchLifecycle:
     """Define the requests/batch/results assets, the tracking sensor and the checks of a flow.
 
@@ -157,6 +158,8 @@ def batch_lifecycle(
     asset's own (requests: python, jsonl; batch: python, openai; results: parquet).
     `collect_with`: downstream assets the sensor's results run materializes too (a flow's
     output), so that a collected partition reaches its output with no automation sensor.
+    `namespace`: this flow's part of its batches' identity at the provider, in place of the
+    batch resource's (re-attach, cancel and tracking touch only that namespace's batches).
     """
     prefix = None if key_prefix is None else (
         (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix))
@@ -169,7 +172,7 @@ def batch_lifecycle(
         batch_metadata=dict(batch_metadata or {}), extra_body=extra_body,
         sensor_interval_seconds=sensor_interval_seconds,
         sensor_default_status=sensor_default_status, allow_empty=allow_empty,
-        collect_with=tuple(collect_with))
+        collect_with=tuple(collect_with), namespace=namespace)
     group = group_name or spec.definition_name
     resource_keys = {batch_resource_key, artifacts_resource_key}
     extra_kinds = set(kinds)

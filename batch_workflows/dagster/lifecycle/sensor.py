@@ -32,7 +32,8 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
     with batch.get_client() as client:
         tick = lc.track_batches(client, spec.name, context.cursor,
                                 horizon_seconds=parse_duration(batch.completion_window),
-                                owner=lc.Owner(batch.namespace_for(store), store))
+                                owner=lc.Owner(spec.namespace or batch.namespace_for(store),
+                                               store))
     partitions = _PartitionKeys(spec, store, context)
     events = [
         AssetObservation(asset_key=batch_asset.key, partition=partitions.key(o.partition),

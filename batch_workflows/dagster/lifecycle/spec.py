@@ -40,6 +40,7 @@ class LifecycleSpec:
     sensor_default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
     allow_empty: bool = False  # a partition without requests is valid (nothing is submitted)
     collect_with: tuple[AssetKey, ...] = ()  # downstream assets the sensor's results run adds
+    namespace: str | None = None  # None: the batch resource's (a digest of the store's URI)
 
     @property
     def name(self) -> str:

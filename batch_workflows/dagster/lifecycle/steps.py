@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from dagster import AssetExecutionContext, DagsterExecutionInterruptedError, MaterializeResult
@@ -45,7 +46,7 @@ def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> Ma
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             submitted = lc.submit_partition(client, store, pointer,
-                                            _policy(spec, context, batch, store), log=context.log)
+                                            policy_for(spec, context, batch, store), log=context.log)
             per_key.append((pkey, batch_metadata(submitted, batch.provider)))
     return MaterializeResult(metadata=combined_metadata(per_key))
 
@@ -60,7 +61,7 @@ def materialize_results(spec: LifecycleSpec, context: AssetExecutionContext):
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             collected = lc.collect_partition(
-                client, store, pointer, _policy(spec, context, batch, store),
+                client, store, pointer, policy_for(spec, context, batch, store),
                 blocking=batch.is_blocking,
                 interrupts=(DagsterExecutionInterruptedError, KeyboardInterrupt), log=context.log)
             if collected is None:
@@ -86,7 +87,8 @@ class PartitionContext:
         return getattr(self._context, name)
 
 
-def _policy(spec: LifecycleSpec, context: AssetExecutionContext, batch: Any,
+def policy_for(spec: LifecycleSpec, context: AssetExecutionContext, batch: Any,
             store: Any) -> lc.Policy:
-    return batch.policy(metadata=spec.batch_metadata, extra_body=spec.extra_body,
-                        warn=context.log.warning, store=store)
+    policy = batch.policy(metadata=spec.batch_metadata, extra_body=spec.extra_body,
+                          warn=context.log.warning, store=store)
+    return replace(policy, namespace=spec.namespace) if spec.namespace else policy

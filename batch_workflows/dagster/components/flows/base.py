@@ -33,8 +33,10 @@ class FlowComponent(dg.Component, dg.Resolvable, dg.Model):
         default=None, description="None: flat keys <name>_requests, …; a list: "
                                   "[*key_prefix, name, 'requests'], …")
     namespace: str | None = Field(
-        default=None, description="This deployment's name at the provider: sent as the "
-                                  "bw_namespace metadata of every batch it creates.")
+        default=None, description="This flow's part of its batches' identity at the provider "
+                                  "(re-attach, cancel and tracking touch only its batches); "
+                                  "None: the batch resource's, by default a digest of the "
+                                  "artifact store's URI.")
     batch_resource_key: str = "batch"
     artifacts_resource_key: str = "artifacts"
     group_name: str | None = Field(default=None, description="None: the flow's name.")
@@ -112,7 +114,7 @@ class FlowComponent(dg.Component, dg.Resolvable, dg.Model):
                 "group_name": self.group_name, "owners": self.owners, "tags": self.tags,
                 "op_tags": self.op_tags, "max_error_rate": self.max_error_rate,
                 "sensor_interval_seconds": self.sensor_interval_seconds,
-                "batch_metadata": {"bw_namespace": self.namespace} if self.namespace else None}
+                "namespace": self.namespace}
 
     @property
     def definition_name(self) -> str:
