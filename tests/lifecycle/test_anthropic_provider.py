@@ -1,0 +1,128 @@
+"""The lifecycle on provider 'anthropic', against the engine's Message Batches API (a real
+server; the official SDK reads what the adapter made)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from support.server import ServerHandle, start_server
+from support.tiny_chat import build_tiny_chat_model
+
+from batch_workflows.anthropic_batches.client import AnthropicBatchClient
+from batch_workflows.errors import ConfigurationError, InvalidInputError
+from batch_workflows.lifecycle import run_to_completion
+from batch_workflows.lifecycle.policy import Policy
+from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
+
+ODD_IDS = ["ticket/2025-06-01#3", "x" * 100, "plain_id-1", "ünïcode"]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerHandle, str]]:
+    tmp = tmp_path_factory.mktemp("anthropic-lifecycle")
+    model_dir = build_tiny_chat_model(tmp / "tiny-chat")
+    with start_server(tmp, chat_model=str(model_dir), api_key="sk-ant-lifecycle") as srv:
+        yield srv, model_dir.name
+
+
+def _client(srv: ServerHandle, state: Path, **kwargs: object) -> AnthropicBatchClient:
+    return AnthropicBatchClient(srv.base_url, api_key=srv.api_key, state_dir=state,
+                                max_retries=0, **kwargs)
+
+
+def _policy() -> Policy:
+    return Policy(get_profile("anthropic"), max_attempts=2, poll_interval=0.2,
+                  wait_timeout=300)
+
+
+def _requests(model: str, ids: list[str], **extra: object) -> list[dict]:
+    return [{"custom_id": cid, "method": "POST", "url": CHAT,
+             "body": {"model": model, "max_tokens": 4, "temperature": 0,
+                      "messages": [{"role": "system", "content": "be brief"},
+                                   {"role": "user", "content": f"hello {cid}"}], **extra}}
+            for cid in ids]
+
+
+def _sdk_batches(srv: ServerHandle) -> list[str]:
+    sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+    return [b.id for b in sdk.messages.batches.list(limit=1000)]
+
+
+def test_a_partition_runs_on_message_batches_with_ids_mapped_back(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    with _client(srv, tmp_path / "state") as client:
+        outcome = run_to_completion(client, _requests(model, ODD_IDS), tmp_path / "work",
+                                    name="claude_flow", partition="2025-06-01", endpoint=CHAT,
+                                    policy=_policy())
+    assert outcome.summary.counts.get("succeeded") == len(ODD_IDS)
+    table = pq.read_table(outcome.results_path).to_pylist()
+    assert sorted(r["custom_id"] for r in table) == sorted(ODD_IDS)  # never truncated
+    for row in table:
+        assert row["finish_reason"] in ("stop", "length")
+        assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 4
+    assert outcome.summary.batch_ids[0].startswith("msgbatch_")
+    assert outcome.summary.batch_ids[0] in _sdk_batches(srv)
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this line of the client runs."""
+
+
+class DiesAfterCreate(httpx.BaseTransport):
+    """The network as it is: the create reaches the server, then the process dies before the
+    answer is read (so the id is never recorded)."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.real.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/messages/batches"):
+            response.read()
+            raise Crash("killed between create sent and id recorded")
+        return response
+
+
+def test_a_crash_between_create_and_record_then_a_rerun_submits_nothing_new(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    requests = _requests(model, [f"c{i}" for i in range(5)])
+    before = len(_sdk_batches(srv))
+    with _client(srv, tmp_path / "state", transport=DiesAfterCreate()) as client, \
+            pytest.raises(Crash):
+        run_to_completion(client, requests, tmp_path / "work", name="crashy",
+                          partition="p1", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before + 1  # the create went through
+    with _client(srv, tmp_path / "state") as client:  # the re-run, a new process
+        outcome = run_to_completion(client, requests, tmp_path / "work", name="crashy",
+                                    partition="p1", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before + 1  # nothing new submitted, nothing paid twice
+    assert outcome.summary.counts.get("succeeded") == 5
+    assert outcome.attempts[0].batches[0].reattached
+
+
+def test_parameters_without_a_counterpart_are_refused_before_anything_is_sent(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    before = len(_sdk_batches(srv))
+    with _client(srv, tmp_path / "state") as client:
+        with pytest.raises(InvalidInputError, match=r":2: body\.seed: has no Anthropic"):
+            run_to_completion(client, [*_requests(model, ["a"]),
+                                       *_requests(model, ["b"], seed=7)],
+                              tmp_path / "w1", name="refused", endpoint=CHAT, policy=_policy())
+        with pytest.raises(ConfigurationError, match="Anthropic has no embeddings endpoint"):
+            run_to_completion(client, [{"custom_id": "e", "method": "POST", "url": EMBEDDINGS,
+                                        "body": {"model": "m", "input": "x"}}],
+                              tmp_path / "w2", name="emb", endpoint=EMBEDDINGS,
+                              policy=_policy())
+        with pytest.raises(InvalidInputError, match=r"body\.response_format.*json_object"):
+            run_to_completion(client, _requests(model, ["j"],
+                                                response_format={"type": "json_object"}),
+                              tmp_path / "w3", name="json", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before
