@@ -164,7 +164,8 @@ PROFILES: dict[str, ProviderProfile] = {
         max_requests_per_file=100_000,
         max_bytes_per_file=240 * MB,
         max_line_bytes=10 * MB,
-        one_model_per_file=False,
+        # Anthropic mixes models in a batch; one per shard keeps quota and cost per model.
+        one_model_per_file=True,
         max_batches_in_flight=500,
         api="anthropic",
         endpoint_notes={EMBEDDINGS: "Anthropic has no embeddings endpoint; use another "
