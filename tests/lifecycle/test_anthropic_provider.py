@@ -126,3 +126,17 @@ def test_parameters_without_a_counterpart_are_refused_before_anything_is_sent(
                                                 response_format={"type": "json_object"}),
                               tmp_path / "w3", name="json", endpoint=CHAT, policy=_policy())
     assert len(_sdk_batches(srv)) == before
+
+
+def test_invalid_requests_are_reported_and_not_resubmitted(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, _ = engine
+    with _client(srv, tmp_path / "state") as client:
+        outcome = run_to_completion(client, _requests("claude-not-served", ["u1", "u2"]),
+                                    tmp_path / "work", name="unknown_model", endpoint=CHAT,
+                                    policy=_policy())
+    assert outcome.summary.counts == {"failed": 2}
+    assert outcome.summary.error_breakdown == {"not_found_error": 2}  # Anthropic's type
+    assert len(outcome.attempts) == 1  # an invalid request fails again: not paid for twice
+    rows = pq.read_table(outcome.results_path).to_pylist()
+    assert all("claude-not-served" in r["error_message"] for r in rows)
