@@ -1,4 +1,4 @@
-"""The distillation flow on provider 'anthropic' by configuration alone, through the repository's
+"""The distillation flow and the llm moderation strategy on provider 'anthropic' by configuration alone, through the repository's
 Dagster assets, against the local engine's Anthropic Message Batches API.
 
 The teacher is the engine's upstream mode (a real-time endpoint on loopback answering
@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 
 import anthropic
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 from support.dagster_results import check_verdicts, materialization_metadata
 from support.server import start_server
+from support.tiny_chat import build_tiny_chat_model
 from support.upstream_server import RateLimitedEndpoint
 
 import assets.distillation as flow
+import assets.moderation as moderation
 from assets.distillation.dataset import dataset_key
+from assets.moderation.verdicts import verdicts_key
 from batch_workflows.dagster import ArtifactStore, BatchResource
+from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 from batch_workflows.profiles import CHAT
 
 FILE = "claude.jsonl"
@@ -91,3 +96,60 @@ def test_a_second_materialization_submits_nothing(env):
     batch = materialization_metadata(again, "distillation_batch")
     assert batch["batches_created"] == 0 and batch["reattached"] is True
     assert len(_message_batches(env)) == before
+
+
+LLM_DAY = "2025-03-06"
+
+
+@pytest.fixture(scope="module")
+def moderation_env(tmp_path_factory):
+    """The engine's own chat backend (a tiny random-weight model): the judge's json_schema goes
+    out as Anthropic's output_config.format and comes back constrained by the engine."""
+    root = tmp_path_factory.mktemp("claude-moderation")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    lines = (SAMPLE_BACKLOG / f"{LLM_DAY}.jsonl").read_text().splitlines()
+    (inbox / f"{LLM_DAY}.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    # The judge prompt is a policy of some thousand tokens (this tokenizer is tiny).
+    model_dir = build_tiny_chat_model(root / "tiny-chat", context=8192)
+    mp = pytest.MonkeyPatch()
+    for name, value in {"WATCH_URI": str(inbox), "STRATEGY": "llm",
+                        "CHAT_MODEL": model_dir.name, "MAX_TOKENS": "48",
+                        "PROMPT_EXAMPLES": "0"}.items():
+        mp.setenv(f"MODERATION_{name}", value)
+    with (start_server(root, chat_model=str(model_dir), api_key="sk-ant-local") as server,
+          DagsterInstance.ephemeral() as instance):
+        resources = {
+            "batch": BatchResource(provider="anthropic", base_url=server.base_url,
+                                   api_key=server.api_key, state_dir=str(root / "anthropic"),
+                                   poll_interval_seconds=0.2, blocking=True, max_attempts=1),
+            "artifacts": ArtifactStore(base_uri=str(root / "artifacts")),
+        }
+        yield {"root": root, "resources": resources, "instance": instance, "server": server,
+               "model": model_dir.name}
+    mp.undo()
+
+
+def test_the_llm_moderation_strategy_runs_on_claude_by_configuration(moderation_env):
+    env = moderation_env
+    result = materialize([*moderation.lifecycle.assets, moderation.moderation_verdicts],
+                         partition_key=LLM_DAY, resources=env["resources"],
+                         instance=env["instance"])
+    assert result.success
+    verdicts = pq.read_table(env["root"] / "artifacts" / verdicts_key(LLM_DAY)).to_pylist()
+    assert len(verdicts) == 3 and {v["strategy"] for v in verdicts} == {"llm"}
+    for v in verdicts:  # strict reading: an ok verdict is the schema's object, nothing guessed
+        if v["status"] == "ok":
+            assert v["flagged"] == bool(v["categories"]) and isinstance(v["rationale"], str)
+        else:
+            assert v["status"] == "unparsed" and v["reason"] and v["flagged"] is None
+    assert all(v["status"] != "failed" for v in verdicts)
+    # The judge's json_schema went out as output_config.format: the engine constrained every
+    # answer to the schema (cut at max_tokens here, so read strictly as unparsed).
+    raw = [json.loads(line) for path in (env["root"] / "artifacts").rglob("raw/*output*")
+           for line in path.read_text().splitlines()]
+    assert len(raw) == 3
+    for line in raw:
+        assert line["response"]["body"]["choices"][0]["message"]["content"].startswith(
+            '{"flagged": ')
+    assert [b.processing_status for b in _message_batches(env)] == ["ended"]
