@@ -20,9 +20,7 @@ from support.tiny_chat import build_tiny_chat_model
 from support.upstream_server import RateLimitedEndpoint
 
 import assets.distillation as flow
-import assets.moderation as moderation
 from assets.distillation.dataset import dataset_key
-from assets.moderation.verdicts import verdicts_key
 from batch_workflows.dagster import ArtifactStore, BatchResource
 from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 from batch_workflows.profiles import CHAT
@@ -131,6 +129,11 @@ def moderation_env(tmp_path_factory):
 
 
 def test_the_llm_moderation_strategy_runs_on_claude_by_configuration(moderation_env):
+    # Imported once the fixture has set MODERATION_STRATEGY: the strategy picks the endpoint
+    # when the code location loads.
+    import assets.moderation as moderation
+    from assets.moderation.verdicts import verdicts_key
+
     env = moderation_env
     result = materialize([*moderation.lifecycle.assets, moderation.moderation_verdicts],
                          partition_key=LLM_DAY, resources=env["resources"],
