@@ -3,6 +3,9 @@ server; the official SDK reads what the adapter made)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,13 @@ from support.tiny_chat import build_tiny_chat_model
 
 from batch_workflows.anthropic_batches.client import AnthropicBatchClient
 from batch_workflows.errors import ConfigurationError, InvalidInputError
-from batch_workflows.lifecycle import run_to_completion
+from batch_workflows.lifecycle import (
+    LocalFolder,
+    cancel,
+    run_to_completion,
+    submit_partition,
+    write_requests,
+)
 from batch_workflows.lifecycle.policy import Policy
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
 
@@ -140,3 +149,72 @@ def test_invalid_requests_are_reported_and_not_resubmitted(
     assert len(outcome.attempts) == 1  # an invalid request fails again: not paid for twice
     rows = pq.read_table(outcome.results_path).to_pylist()
     assert all("claude-not-served" in r["error_message"] for r in rows)
+
+
+class ResetAfterCreate(httpx.BaseTransport):
+    """The first create reaches the server and its answer is lost (a connection reset): the
+    client cannot know whether it went through."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.resets = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.real.handle_request(request)
+        if (request.method == "POST" and request.url.path.endswith("/messages/batches")
+                and not self.resets):
+            response.read()
+            self.resets += 1
+            raise httpx.ReadError("connection reset by peer")
+        return response
+
+
+def test_a_lost_create_answer_is_recovered_without_a_second_batch(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    before = len(_sdk_batches(srv))
+    transport = ResetAfterCreate()
+    client = AnthropicBatchClient(srv.base_url, api_key=srv.api_key, state_dir=tmp_path / "s",
+                                  max_retries=2, transport=transport)
+    with client:
+        outcome = run_to_completion(client, _requests(model, ["l0", "l1", "l2"]),
+                                    tmp_path / "work", name="lossy", endpoint=CHAT,
+                                    policy=_policy())
+    assert transport.resets == 1
+    assert len(_sdk_batches(srv)) == before + 1
+    assert outcome.summary.counts.get("succeeded") == 3
+
+
+def test_shards_become_one_message_batch_each_and_the_cli_cancels_only_ours(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    state = tmp_path / "state"
+    store = LocalFolder(tmp_path / "work")
+    profile = get_profile("anthropic").with_limits(max_requests_per_file=2)
+    policy = Policy(profile, max_attempts=1, poll_interval=0.2, wait_timeout=300,
+                    namespace="ns-claude")
+    pointer = write_requests(store, "sharded", "p", CHAT,
+                             _requests(model, [f"s{i}" for i in range(5)], max_tokens=64),
+                             profile)
+    sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+    # Someone else's batch in the workspace, ahead in the queue: ours stay in progress.
+    blocker = sdk.messages.batches.create(requests=[
+        {"custom_id": f"b{i}", "params": {"model": model, "max_tokens": 32, "messages": [
+            {"role": "user", "content": "count"}]}} for i in range(1500)])
+    with _client(srv, state) as client:
+        submitted = submit_partition(client, store, pointer, policy)
+        ids = submitted.manifest.batch_ids
+        assert len(ids) == 3 and all(i.startswith("msgbatch_") for i in ids)
+        env = {**os.environ, "BATCH_API_KEY": srv.api_key, "BATCH_STATE_DIR": str(state)}
+        out = subprocess.run(
+            [sys.executable, "-m", "batch_workflows.cli", "cancel", "--asset", "sharded",
+             "--partition", "p", "--provider", "anthropic", "--base-url", srv.base_url,
+             "--namespace", "ns-claude", "--dry-run"],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        listed = {line.split()[2] for line in out.stdout.splitlines()
+                  if line.startswith("would cancel")}
+        assert listed == set(ids)  # this deployment's, found through its intents; not blocker's
+        cancel(client, ids)
+        assert {client.retrieve_batch(i)["status"] for i in ids} <= {"cancelling", "cancelled"}
+    sdk.messages.batches.cancel(blocker.id)

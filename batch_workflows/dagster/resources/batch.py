@@ -23,12 +23,12 @@ from typing import Any
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from batch_workflows.anthropic_batches.client import AnthropicBatchClient
 from batch_workflows.client import BatchClient
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.lifecycle import Budget, Policy, resolve_namespace
 from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile, resolve_base_url
+from batch_workflows.provider_client import DEFAULT_STATE_DIR, open_client
 from batch_workflows.server import launch
 from batch_workflows.wire import parse_duration
 
@@ -93,7 +93,7 @@ class BatchResource(ConfigurableResource):
                     "base_url (needs the engine extra); False: it must be running.")
     engine_start_timeout_seconds: float = Field(default=300.0)
     state_dir: str = Field(
-        default=".data/anthropic",
+        default=DEFAULT_STATE_DIR,
         description="provider=anthropic: the folder of the durable create intents and the "
                     "translated inputs (Anthropic batches carry no metadata; this record is "
                     "how a re-run re-attaches). Every process that submits for this "
@@ -159,13 +159,9 @@ class BatchResource(ConfigurableResource):
         """A BatchClient for the provider (starting the embedded engine first when needed)."""
         if self.provider == "local" and self.start_local_engine:
             self.ensure_local_engine()
-        if get_profile(self.provider).api == "anthropic":
-            return AnthropicBatchClient(
-                self.resolved_base_url, api_key=self.resolved_api_key,
-                state_dir=self.state_dir, timeout=self.request_timeout_seconds,
-                max_retries=self.max_retries)
-        return BatchClient(self.resolved_base_url, api_key=self.resolved_api_key,
-                           timeout=self.request_timeout_seconds, max_retries=self.max_retries)
+        return open_client(self.provider, self.resolved_base_url, self.resolved_api_key,
+                           state_dir=self.state_dir, timeout=self.request_timeout_seconds,
+                           max_retries=self.max_retries)
 
     def price_table(self) -> PriceTable:
         return PriceTable.load(self.price_file) if self.price_file else PriceTable.default()
