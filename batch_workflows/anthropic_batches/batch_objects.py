@@ -1,7 +1,7 @@
 """Anthropic's MessageBatch and result lines in the OpenAI shapes the lifecycle reads.
 
 Statuses: ``in_progress`` → ``in_progress``; ``canceling`` → ``cancelling``; ``ended`` →
-``cancelled`` when a cancel was asked, else ``expired`` when requests expired, else
+``cancelled`` when a cancel stopped requests, else ``expired`` when requests expired, else
 ``completed``. Results: ``succeeded`` → an output line (a chat completion); ``errored`` → an
 error line with the HTTP status of its error type, which the failure table reads by type;
 ``canceled`` / ``expired`` → error lines ``batch_cancelled`` / ``batch_expired`` (resubmitted).
@@ -43,8 +43,8 @@ def to_openai_batch(batch: Mapping[str, Any], metadata: Mapping[str, str] | None
          ("processing", "succeeded", "errored", "canceled", "expired")}
     processing = batch.get("processing_status")
     if processing == "ended":
-        if batch.get("cancel_initiated_at"):
-            status = "cancelled"
+        if batch.get("cancel_initiated_at") and n["canceled"]:
+            status = "cancelled"  # a cancel that came after every request ran stopped nothing
         elif n["expired"]:
             status = "expired"
         else:

@@ -159,6 +159,8 @@ class AnthropicBatchClient(BatchClient):
                 raise
             if response.status_code >= 500:
                 state["ambiguous"] = True
+            elif response.status_code >= 400:  # refused for sure (a 429 too): no batch came of it
+                self.intents.abandon(intent)
             made = self._decode(response, "POST", "/messages/batches")
             self.intents.bind(intent, made["id"])
             return objects.to_openai_batch(made, meta, input_file_id)
