@@ -158,3 +158,25 @@ def test_the_key_is_required_and_the_openai_side_is_untouched(
     assert r.status_code == 401
     assert httpx.get(f"{srv.base_url}/batches",
                      headers={"Authorization": f"Bearer {srv.api_key}"}).status_code == 200
+
+
+def test_kill_9_mid_message_batch_resumes_with_every_request_once(tmp_path: Path) -> None:
+    model_dir = build_tiny_chat_model(tmp_path / "tiny-chat")
+    with start_server(tmp_path, chat_model=str(model_dir), chunk_size=10, workers=1) as srv:
+        sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+        ids = [f"k{i}" for i in range(200)]
+        batch = sdk.messages.batches.create(requests=[
+            {"custom_id": cid, "params": _params(model_dir.name, "count", max_tokens=8)}
+            for cid in ids])
+        deadline = time.monotonic() + 120
+        while sdk.messages.batches.retrieve(batch.id).request_counts.succeeded < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        srv.kill()  # mid-batch: some chunks committed, the rest not yet run
+        srv.restart()
+        mid = sdk.messages.batches.retrieve(batch.id)
+        assert mid.processing_status in ("in_progress", "ended")
+        done = _wait(sdk, batch.id)
+        assert done.request_counts.succeeded == len(ids)
+        results = [r.custom_id for r in sdk.messages.batches.results(batch.id)]
+        assert sorted(results) == sorted(ids)  # each exactly once across the crash
