@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import anthropic
@@ -17,14 +18,15 @@ from support.server import ServerHandle, start_server
 from support.tiny_chat import build_tiny_chat_model
 
 from batch_workflows.anthropic_batches.client import AnthropicBatchClient
-from batch_workflows.errors import ConfigurationError, InvalidInputError
+from batch_workflows.errors import BudgetExceededError, ConfigurationError, InvalidInputError
 from batch_workflows.lifecycle import (
     LocalFolder,
     run_to_completion,
     submit_partition,
     write_requests,
 )
-from batch_workflows.lifecycle.policy import Policy
+from batch_workflows.lifecycle.policy import Budget, Policy
+from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
 
 ODD_IDS = ["ticket/2025-06-01#3", "x" * 100, "plain_id-1", "ünïcode"]
@@ -219,3 +221,18 @@ def test_shards_become_one_message_batch_each_and_the_cli_cancels_only_ours(
                 "cancelling", "cancelled", "completed")
     assert sdk.messages.batches.retrieve(blocker.id).cancel_initiated_at is None  # not ours
     sdk.messages.batches.cancel(blocker.id)
+
+
+def test_the_budget_prices_claude_and_refuses_before_anything_is_sent(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, _ = engine
+    before = len(_sdk_batches(srv))
+    prices = PriceTable.default()
+    policy = Policy(get_profile("anthropic"), max_attempts=1, poll_interval=0.2,
+                    budget=Budget(Decimal("0.0001"), prices), prices=prices)
+    requests = _requests("claude-sonnet-4-5", [f"b{i}" for i in range(50)], max_tokens=1000)
+    with _client(srv, tmp_path / "state") as client, \
+            pytest.raises(BudgetExceededError, match=r"\$"):
+        run_to_completion(client, requests, tmp_path / "work", name="pricey", endpoint=CHAT,
+                          policy=policy)
+    assert len(_sdk_batches(srv)) == before
