@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,10 +22,14 @@ from batch_workflows.anthropic_batches.client import AnthropicBatchClient
 from batch_workflows.errors import BudgetExceededError, ConfigurationError, InvalidInputError
 from batch_workflows.lifecycle import (
     LocalFolder,
+    Owner,
+    collect_partition,
     run_to_completion,
     submit_partition,
+    track_batches,
     write_requests,
 )
+from batch_workflows.lifecycle.keys import partition_tag
 from batch_workflows.lifecycle.policy import Budget, Policy
 from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
@@ -236,3 +241,26 @@ def test_the_budget_prices_claude_and_refuses_before_anything_is_sent(
         run_to_completion(client, requests, tmp_path / "work", name="pricey", endpoint=CHAT,
                           policy=policy)
     assert len(_sdk_batches(srv)) == before
+
+
+def test_the_sensor_path_tracks_message_batches_of_this_deployment_then_collects(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    store = LocalFolder(tmp_path / "work")
+    policy = Policy(get_profile("anthropic"), max_attempts=1, poll_interval=0.2,
+                    namespace="ns-sensor")
+    pointer = write_requests(store, "tracked", "d1", CHAT,
+                             _requests(model, ["t0", "t1", "t2"]), policy.profile)
+    owner = Owner("ns-sensor")
+    with _client(srv, tmp_path / "state") as client:
+        submit_partition(client, store, pointer, policy)  # returns once the batch exists
+        cursor, ready = None, []
+        deadline = time.monotonic() + 120
+        while not ready:
+            assert time.monotonic() < deadline
+            tick = track_batches(client, "tracked", cursor, owner=owner)
+            cursor, ready = tick.cursor, tick.ready
+            time.sleep(0.2)
+        assert [tag for tag, _ in ready] == [partition_tag("d1")]
+        collected = collect_partition(client, store, pointer, policy, blocking=False)
+    assert collected is not None and collected.summary.counts == {"succeeded": 3}
