@@ -76,7 +76,8 @@ def chat_to_messages(body: Mapping[str, Any]) -> dict[str, Any]:
                 raise TranslationError(name, f"Anthropic takes 0 to 1, got {value!r}")
             params["temperature"] = value
         elif name == "top_p":
-            params["top_p"] = value
+            if value != 1:  # 1 samples from everything: the same as not sending it
+                params["top_p"] = value
         elif name == "stop":
             if value is not None:
                 params["stop_sequences"] = [value] if isinstance(value, str) else list(value)
@@ -90,6 +91,11 @@ def chat_to_messages(body: Mapping[str, Any]) -> dict[str, Any]:
     for required in ("model", "messages"):
         if required not in params:
             raise TranslationError(required, "is required")
+    if "temperature" in params and "top_p" in params:
+        # Claude Opus 4.1 and later, Sonnet 4.5 and Haiku 4.5 answer 400 to both (an
+        # invalid_request_error for every request of the batch): refused here instead.
+        raise TranslationError("top_p", "Anthropic's current models take temperature or top_p, "
+                                        "not both; drop one (top_p 1 counts as unset)")
     if "max_tokens" not in params:
         raise TranslationError("max_tokens", "is required by Anthropic's Messages API; set "
                                              "max_tokens (or max_completion_tokens) on every request")

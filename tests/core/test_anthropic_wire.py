@@ -21,7 +21,7 @@ SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "requir
 
 def test_a_chat_body_becomes_messages_params_and_back() -> None:
     body = {"model": "claude-haiku-4-5", "max_completion_tokens": 64, "temperature": 0.2,
-            "stop": "END", "n": 1, "user": "u1",
+            "top_p": 1, "stop": "END", "n": 1, "user": "u1",
             "messages": [{"role": "system", "content": "judge"},
                          {"role": "user", "content": [{"type": "text", "text": "is it ok?"}]}],
             "response_format": {"type": "json_schema",
@@ -44,6 +44,7 @@ def test_a_chat_body_becomes_messages_params_and_back() -> None:
     ({"tools": []}, "tools"),
     ({"n": 2}, "n"),
     ({"temperature": 1.5}, "temperature"),
+    ({"temperature": 0.7, "top_p": 0.95}, "top_p"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"max_tokens": None, "max_completion_tokens": None}, "max_tokens"),
 ])

@@ -43,10 +43,10 @@ def env(tmp_path_factory):
     inbox.mkdir()
     (inbox / FILE).write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     mp = pytest.MonkeyPatch()
-    # Anthropic has no seed: the flow's own setting turns it off (validation names body.seed
-    # otherwise); temperature within Anthropic's 0-1.
+    # Anthropic has no seed, and its current models take temperature or top_p, not both: the
+    # flow's own settings turn them off (validation names body.seed / body.top_p otherwise).
     for name, value in {"WATCH_URI": str(inbox), "MODEL": "echo-teacher", "SAMPLES": "2",
-                        "SEED": "none", "VALIDATION_FRACTION": "0.3"}.items():
+                        "SEED": "none", "TOP_P": "1", "VALIDATION_FRACTION": "0.3"}.items():
         mp.setenv(f"DISTILLATION_{name}", value)
     with (RateLimitedEndpoint() as upstream,
           start_server(root, upstream_url=upstream.base_url, upstream_endpoints=CHAT,
