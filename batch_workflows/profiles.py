@@ -49,6 +49,11 @@ class ProviderProfile:
     completion_windows: tuple[str, str] = ("24h", "24h")
     enqueued_token_limits: Mapping[str, int] = field(default_factory=dict)
     default_enqueued_token_limit: int | None = None
+    # The wire protocol: "openai" (Files + Batches) or "anthropic" (Message Batches, whose
+    # requests are translated from chat bodies and checked for that at validation).
+    api: str = "openai"
+    # Why an endpoint is absent, said when a request names it.
+    endpoint_notes: Mapping[str, str] = field(default_factory=dict)
 
     def with_limits(self, **changes: object) -> ProviderProfile:
         return replace(self, **changes)
@@ -147,6 +152,25 @@ PROFILES: dict[str, ProviderProfile] = {
     # Any other OpenAI-compatible Batch API: OpenAI's limits (the strictest of the family);
     # base_url, limits and quota come from the resource.
     "custom": ProviderProfile(name="custom", base_url=None, **_OPENAI_LIKE),
+    # https://docs.anthropic.com/en/docs/build-with-claude/batch-processing (Message Batches:
+    # requests inline, 100,000 requests or 256 MB per batch, whichever first, results within
+    # 24 h). The shard is our OpenAI-format JSONL, which the translation to Messages params
+    # does not grow; 16 MB of the 256 are left for the JSON envelope of the create. Messages has
+    # no embeddings: https://docs.anthropic.com/en/docs/build-with-claude/embeddings.
+    "anthropic": ProviderProfile(
+        name="anthropic",
+        base_url="https://api.anthropic.com/v1",
+        endpoints=frozenset({CHAT}),
+        max_requests_per_file=100_000,
+        max_bytes_per_file=240 * MB,
+        max_line_bytes=10 * MB,
+        # Anthropic mixes models in a batch; one per shard keeps quota and cost per model.
+        one_model_per_file=True,
+        max_batches_in_flight=500,
+        api="anthropic",
+        endpoint_notes={EMBEDDINGS: "Anthropic has no embeddings endpoint; use another "
+                                    "provider (e.g. local, openai) for embedding flows"},
+    ),
     # This package's engine (`batch-workflows serve`): its defaults; `--enqueued-token-limit`
     # emulates a quota, which the resource then declares.
     "local": ProviderProfile(

@@ -3,7 +3,7 @@
 
 =========================  ==============================================================
 ``BATCH_PROVIDER``         a provider profile: ``local`` (default), ``openai``, ``azure``,
-                           ``nebius``, ``groq``, ``deepinfra`` or ``custom``
+                           ``nebius``, ``groq``, ``deepinfra``, ``anthropic`` or ``custom``
 ``BATCH_NAMESPACE``        this deployment's part of every batch's identity; default: a digest
                            of the artifact store's base URI
 ``BATCH_BASE_URL``         the API root including ``/v1``; default: the profile's
@@ -14,6 +14,7 @@
 ``BATCH_POLL_INTERVAL``    seconds between polls, default 2 (local) / 60
 ``BATCH_PRICE_FILE``       a prices CSV replacing the packaged one
 ``BATCH_ENGINE_DATA_DIR``  where the embedded local engine keeps its state (``.data/engine``)
+``BATCH_STATE_DIR``        ``anthropic``: the durable create intents (``.data/anthropic``)
 ``BATCH_ARTIFACTS_URI``    artifacts: a folder (``.data/artifacts``) or ``s3://bucket/prefix``
 =========================  ==============================================================
 
@@ -74,6 +75,8 @@ def batch_resource_from_env(**overrides: Any) -> BatchResource:
         settings["namespace"] = env["BATCH_NAMESPACE"].strip()
     if env.get("BATCH_ENGINE_DATA_DIR"):
         settings["engine_data_dir"] = env["BATCH_ENGINE_DATA_DIR"]
+    if env.get("BATCH_STATE_DIR"):
+        settings["state_dir"] = env["BATCH_STATE_DIR"]
     settings.update(overrides)
     return BatchResource(**settings)
 

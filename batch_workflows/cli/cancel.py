@@ -7,7 +7,8 @@ BATCH_NAMESPACE), else the namespace derived from `--artifacts-uri` (or BATCH_AR
 as the batch resource derives it; with neither, only batches without a namespace (scripts',
 and those made before namespaces). `--with-unnamespaced` adds those to a namespace's.
 Settings as in the code location: `--base-url` or BATCH_BASE_URL, else the profile of
-`--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY.
+`--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY. Anthropic batches carry no metadata:
+with `--provider anthropic` the deployment's intent folder (BATCH_STATE_DIR) says which are its.
 Exit 0 (also when nothing was left to cancel); 1 when the provider refused.
 """
 
@@ -46,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch_workflows import lifecycle as lc
-    from batch_workflows.client import BatchClient
     from batch_workflows.profiles import resolve_base_url
+    from batch_workflows.provider_client import open_client
     from batch_workflows.wire import is_live
 
     base_url = resolve_base_url(args.provider, args.base_url)
@@ -55,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     owner = lc.Owner(namespace)
     unscoped = lc.Owner(None)
-    with BatchClient(base_url, api_key=os.environ.get("BATCH_API_KEY")) as client:
+    provider = args.provider or os.environ.get("BATCH_PROVIDER")
+    with open_client(provider, base_url, os.environ.get("BATCH_API_KEY"),
+                     state_dir=os.environ.get("BATCH_STATE_DIR")) as client:
         live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
                 if is_live(b) and (owner.owns(b) or (args.with_unnamespaced and unscoped.owns(b)))]
         where = "all partitions" if partition is None else f"partition {partition!r}"

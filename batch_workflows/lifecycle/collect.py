@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_workflows.errors import ConfigurationError
-from batch_workflows.lifecycle.failures import BatchFailure
+from batch_workflows.lifecycle.failures import BatchFailure, resubmits_request
 from batch_workflows.lifecycle.manifests import JoinFigures, SubmissionManifest, Summary
 from batch_workflows.lifecycle.provider import BatchAPI, logger
 from batch_workflows.parquet import open_parquet
@@ -132,10 +132,15 @@ def write_failure_lines(failure: BatchFailure, request_file: str | os.PathLike[s
 
 
 def iter_unfinished_ids(results_path: str | os.PathLike[str]) -> Iterator[str]:
-    """custom_ids whose status is not `succeeded` in a results Parquet, streamed."""
-    for batch in open_parquet(results_path).iter_batches(columns=["custom_id", "status"]):
+    """custom_ids to resubmit from a results Parquet, streamed: not `succeeded`, and not failed
+    with an error the failure table says fails again (``failures.resubmits_request``)."""
+    columns = ["custom_id", "status", "error_code"]
+    for batch in open_parquet(results_path).iter_batches(columns=columns):
         keep = pc.not_equal(batch.column("status"), SUCCEEDED)
-        yield from batch.column("custom_id").filter(keep).to_pylist()
+        ids = batch.column("custom_id").filter(keep).to_pylist()
+        codes = batch.column("error_code").filter(keep).to_pylist()
+        yield from (cid for cid, code in zip(ids, codes, strict=True)
+                    if resubmits_request(code))
 
 
 def iter_unfinished_requests(

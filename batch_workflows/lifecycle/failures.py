@@ -65,6 +65,28 @@ DECISIONS: dict[str, str] = {
 # A `failed` batch with a code not in the table: stop and say so, rather than pay to find out.
 UNKNOWN_FAILURE = INPUT
 
+# One request failed, not its batch: the error type of Anthropic's `errored` results
+# (https://docs.anthropic.com/en/api/errors), which the results table keeps as `error_code`.
+# An invalid request fails again the same way, so it is not resubmitted; the provider's own
+# trouble is. A code not listed keeps the ordinary path (resubmitted within the attempts).
+REQUEST_DECISIONS: dict[str, str] = {
+    "invalid_request_error": INPUT,
+    "not_found_error": INPUT,
+    "request_too_large": INPUT,
+    "authentication_error": STOP,
+    "permission_error": STOP,
+    "billing_error": STOP,
+    "overloaded_error": RESUBMIT,
+    "api_error": RESUBMIT,
+    "rate_limit_error": RESUBMIT,
+    "timeout_error": RESUBMIT,
+}
+
+
+def resubmits_request(error_code: str | None) -> bool:
+    """Whether a request that failed with `error_code` goes into the next attempt."""
+    return REQUEST_DECISIONS.get(error_code or "", RESUBMIT) == RESUBMIT
+
 
 def decide(code: str | None) -> str:
     """The decision for one error code (``UNKNOWN_FAILURE`` for codes not in the table)."""

@@ -24,6 +24,7 @@ from batch_workflows.errors import BudgetExceededError, ConfigurationError
 from batch_workflows.lifecycle import capacity
 from batch_workflows.lifecycle.collect import (
     collect,
+    iter_unfinished_ids,
     merge_attempts,
     summarize,
     unfinished_sample,
@@ -478,6 +479,8 @@ def _to_resubmit(parquet: Path, sub: SubmissionManifest, failed: Sequence[BatchF
     """
     done = ResultSet.from_parquet(parquet)
     unfinished = done.total - done.counts.get(SUCCEEDED, 0)
+    if unfinished:  # less what fails again the same way (the failure table's request rule)
+        unfinished = sum(1 for _ in iter_unfinished_ids(parquet))
     if not unfinished or sub.attempt >= policy.max_attempts:
         return 0
     cancelled = [f.batch_id for f in failed if f.status == "cancelled"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from batch_workflows.anthropic_batches.wire import TranslationError, chat_to_messages
 from batch_workflows.profiles import CHAT, EMBEDDINGS
 from batch_workflows.requests.describe import json_type, quote
 
@@ -111,3 +112,12 @@ def check_embeddings_body(body: dict[str, Any], report: Report) -> None:
                 else:
                     p(f"body.input[{j}]", shape.replace("must be", "items must be"))
                 break
+
+
+def check_messages_body(body: dict[str, Any], report: Report) -> None:
+    """A chat body that must become Anthropic Messages params: every field mapped or refused
+    (`anthropic_batches.wire.chat_to_messages`), so nothing unsayable is sent."""
+    try:
+        chat_to_messages(body)
+    except TranslationError as exc:
+        report(f"body.{exc.param}", str(exc).split(": ", 1)[-1], "unsupported_parameter")

@@ -31,6 +31,8 @@ def build_fast_check(profile: ProviderProfile, endpoint: str | None,
     """
     if endpoint is None or model is None:
         return _never  # the first lines go through the full check, which sets them
+    if profile.api == "anthropic":
+        return _never  # every body is translated (and refused by name) in the full check
     one_model = profile.one_model_per_file
     kind = 1 if endpoint == CHAT else 2 if endpoint == EMBEDDINGS else 0
     roles = CHAT_ROLES

@@ -23,7 +23,7 @@ import orjson
 
 from batch_workflows.errors import ConfigurationError, Problem, ProblemLog
 from batch_workflows.profiles import ProviderProfile
-from batch_workflows.requests.body_rules import check_body
+from batch_workflows.requests.body_rules import check_body, check_messages_body
 from batch_workflows.requests.describe import json_type, quote
 from batch_workflows.requests.duplicates import DuplicateIndex, confirm_duplicates
 from batch_workflows.requests.fast_check import FastCheck, build_fast_check
@@ -71,8 +71,10 @@ class RequestValidator:
     ):
         if endpoint is not None and endpoint not in profile.endpoints:
             known = ", ".join(sorted(profile.endpoints))
+            note = profile.endpoint_notes.get(endpoint)
             raise ConfigurationError(
                 f"endpoint {endpoint!r} is not served by provider {profile.name!r}; known: {known}"
+                + (f": {note}" if note else "")
             )
         self.profile = profile
         self._endpoint: str | None = None
@@ -251,6 +253,8 @@ class RequestValidator:
         else:
             self._check_model(body.get("model"), line_no)
             check_body(line_endpoint, body, partial(self.add_problem, line_no))
+            if self.profile.api == "anthropic" and line_endpoint is not None:
+                check_messages_body(body, partial(self.add_problem, line_no))
         return self._log.found == found
 
     def _check_url(self, url: object, line_no: int) -> str | None:
@@ -263,11 +267,12 @@ class RequestValidator:
             p(line_no, "url", f"must be a string (got {json_type(url)})", "invalid_url")
         elif url not in self.profile.endpoints:
             known = ", ".join(sorted(self.profile.endpoints))
+            note = self.profile.endpoint_notes.get(url)
             p(
                 line_no,
                 "url",
                 f"{quote(url)} is not an endpoint of provider {quote(self.profile.name)} "
-                f"(expected one of: {known})",
+                f"(expected one of: {known})" + (f": {note}" if note else ""),
                 # with the file's endpoint fixed, any other url is a mismatch with it
                 "invalid_url" if self.endpoint is None else "mismatched_endpoint",
             )

@@ -17,10 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from batch_workflows.anthropic_batches.wire import STATUS_ERROR, error_object
 from batch_workflows.errors import ApiError
-from batch_workflows.server import batches_api, files_api, inference_api, models_api
+from batch_workflows.server import (
+    anthropic_api,
+    batches_api,
+    files_api,
+    inference_api,
+    models_api,
+)
 from batch_workflows.server.auth import BearerAuth
-from batch_workflows.server.objects import api_error
+from batch_workflows.server.objects import JSON, api_error
 from batch_workflows.server.settings import ServerSettings
 from batch_workflows.server.state import ServerState
 
@@ -31,6 +38,7 @@ ROUTES = [
     *files_api.ROUTES,
     *batches_api.ROUTES,
     *inference_api.ROUTES,
+    *anthropic_api.ROUTES,
     *models_api.ROUTES,
 ]
 
@@ -66,6 +74,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if request.url.path.startswith("/v1/messages"):  # Anthropic's routes, Anthropic's envelope
+        kind = STATUS_ERROR.get(exc.status, "api_error" if exc.status >= 500 else
+                                "invalid_request_error")
+        return JSON(error_object(kind, exc.message), status_code=exc.status)
     return api_error(exc.status, exc.message, exc.code, exc.param)
 
 

@@ -1,4 +1,5 @@
-"""The optional bearer key: every path but /health needs `Authorization: Bearer <key>`."""
+"""The optional API key: every path but /health needs `Authorization: Bearer <key>` (or
+Anthropic's `x-api-key: <key>`)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            header = dict(scope["headers"]).get(b"authorization", b"")
-            scheme, _, token = header.partition(b" ")
+            headers = dict(scope["headers"])
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            if b"x-api-key" in headers:  # Anthropic's clients send the key in x-api-key
+                scheme, token = b"bearer", headers[b"x-api-key"]
             # compare_digest: the time taken does not tell how much of the key was right.
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._key):
                 response = api_error(401, "Incorrect API key provided.", "invalid_api_key")

@@ -272,6 +272,24 @@ class Store:
         params.append(limit)
         return [dict(r) for r in self._conn().execute(sql, params)]
 
+    def list_batches_of(self, api: str, limit: int, after: str | None = None,
+                        before: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` batches created through `api` (``extra.api``), newest first: older
+        than the `after` cursor, or the nearest ones newer than the `before` cursor."""
+        sql = "SELECT * FROM batches WHERE json_extract(extra, '$.api') IS ?"
+        params: list[Any] = [api]
+        if after:
+            sql += " AND seq < COALESCE((SELECT seq FROM batches WHERE id=?), -1)"
+            params.append(after)
+        if before:
+            sql += " AND seq > COALESCE((SELECT seq FROM batches WHERE id=?), 1 << 62)"
+            params.append(before)
+        # Before a cursor: the nearest newer ones, then shown newest first like every page.
+        sql += f" ORDER BY seq {'ASC' if before and not after else 'DESC'} LIMIT ?"
+        params.append(limit)
+        rows = [dict(r) for r in self._conn().execute(sql, params)]
+        return sorted(rows, key=lambda r: -r["seq"])
+
     def active_batches(self) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ACTIVE))
         sql = f"SELECT * FROM batches WHERE status IN ({marks}) ORDER BY seq"

@@ -26,7 +26,8 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
-def build_tiny_chat_model(directory: str | Path, *, with_chat_template: bool = True) -> Path:
+def build_tiny_chat_model(directory: str | Path, *, with_chat_template: bool = True,
+                          context: int = 512) -> Path:
     """Write a tiny Llama causal LM and a BPE tokenizer trained on CORPUS; returns the folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -63,7 +64,7 @@ def build_tiny_chat_model(directory: str | Path, *, with_chat_template: bool = T
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=context,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,

@@ -34,7 +34,8 @@ class BatchResourceComponent(dg.Component, dg.Resolvable, dg.Model):
     """Binds a ``BatchResource`` (a Batch API and the lifecycle's policies) under a key."""
 
     resource_key: str = "batch"
-    provider: str = Field(description="local | nebius | openai | custom")
+    provider: str = Field(description="a provider profile: local | openai | azure | nebius | "
+                                      "groq | deepinfra | anthropic | custom")
     base_url: str | None = Field(default=None, description="None: the provider profile's.")
     api_key_env_var: str | None = Field(
         default=None, description="The environment variable holding the API key.")

@@ -28,6 +28,7 @@ from batch_workflows.errors import ConfigurationError
 from batch_workflows.lifecycle import Budget, Policy, resolve_namespace
 from batch_workflows.pricing import PriceTable
 from batch_workflows.profiles import PROFILES, ProviderProfile, get_profile, resolve_base_url
+from batch_workflows.provider_client import DEFAULT_STATE_DIR, open_client
 from batch_workflows.server import launch
 from batch_workflows.wire import parse_duration
 
@@ -39,7 +40,8 @@ class BatchResource(ConfigurableResource):
     """Access to one OpenAI-compatible Batch API plus the lifecycle's policies."""
 
     provider: str = Field(
-        description="provider profile: local | openai | azure | nebius | groq | deepinfra | custom")
+        description="provider profile: local | openai | azure | nebius | groq | deepinfra | "
+                    "anthropic | custom")
     namespace: str | None = Field(
         default=None,
         description="This deployment's part of every batch's identity (metadata and key): "
@@ -90,6 +92,12 @@ class BatchResource(ConfigurableResource):
         description="provider=local: start `batch-workflows serve` when nothing listens at "
                     "base_url (needs the engine extra); False: it must be running.")
     engine_start_timeout_seconds: float = Field(default=300.0)
+    state_dir: str = Field(
+        default=DEFAULT_STATE_DIR,
+        description="provider=anthropic: the folder of the durable create intents and the "
+                    "translated inputs (Anthropic batches carry no metadata; this record is "
+                    "how a re-run re-attaches). Every process that submits for this "
+                    "deployment must see the same folder.")
     request_timeout_seconds: float = Field(default=60.0)
     max_retries: int = Field(default=6, description="HTTP retries per call (429/5xx/resets).")
 
@@ -151,8 +159,9 @@ class BatchResource(ConfigurableResource):
         """A BatchClient for the provider (starting the embedded engine first when needed)."""
         if self.provider == "local" and self.start_local_engine:
             self.ensure_local_engine()
-        return BatchClient(self.resolved_base_url, api_key=self.resolved_api_key,
-                           timeout=self.request_timeout_seconds, max_retries=self.max_retries)
+        return open_client(self.provider, self.resolved_base_url, self.resolved_api_key,
+                           state_dir=self.state_dir, timeout=self.request_timeout_seconds,
+                           max_retries=self.max_retries)
 
     def price_table(self) -> PriceTable:
         return PriceTable.load(self.price_file) if self.price_file else PriceTable.default()

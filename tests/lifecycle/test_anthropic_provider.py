@@ -1,0 +1,266 @@
+"""The lifecycle on provider 'anthropic', against the engine's Message Batches API (a real
+server; the official SDK reads what the adapter made)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import anthropic
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from support.server import ServerHandle, start_server
+from support.tiny_chat import build_tiny_chat_model
+
+from batch_workflows.anthropic_batches.client import AnthropicBatchClient
+from batch_workflows.errors import BudgetExceededError, ConfigurationError, InvalidInputError
+from batch_workflows.lifecycle import (
+    LocalFolder,
+    Owner,
+    collect_partition,
+    run_to_completion,
+    submit_partition,
+    track_batches,
+    write_requests,
+)
+from batch_workflows.lifecycle.keys import partition_tag
+from batch_workflows.lifecycle.policy import Budget, Policy
+from batch_workflows.pricing import PriceTable
+from batch_workflows.profiles import CHAT, EMBEDDINGS, get_profile
+
+ODD_IDS = ["ticket/2025-06-01#3", "x" * 100, "plain_id-1", "ünïcode"]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerHandle, str]]:
+    tmp = tmp_path_factory.mktemp("anthropic-lifecycle")
+    model_dir = build_tiny_chat_model(tmp / "tiny-chat")
+    with start_server(tmp, chat_model=str(model_dir), api_key="sk-ant-lifecycle") as srv:
+        yield srv, model_dir.name
+
+
+def _client(srv: ServerHandle, state: Path, **kwargs: object) -> AnthropicBatchClient:
+    return AnthropicBatchClient(srv.base_url, api_key=srv.api_key, state_dir=state,
+                                max_retries=0, **kwargs)
+
+
+def _policy() -> Policy:
+    return Policy(get_profile("anthropic"), max_attempts=2, poll_interval=0.2,
+                  wait_timeout=300)
+
+
+def _requests(model: str, ids: list[str], **extra: object) -> list[dict]:
+    return [{"custom_id": cid, "method": "POST", "url": CHAT,
+             "body": {"model": model, "max_tokens": 4, "temperature": 0,
+                      "messages": [{"role": "system", "content": "be brief"},
+                                   {"role": "user", "content": f"hello {cid}"}], **extra}}
+            for cid in ids]
+
+
+def _sdk_batches(srv: ServerHandle) -> list[str]:
+    sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+    return [b.id for b in sdk.messages.batches.list(limit=1000)]
+
+
+def test_a_partition_runs_on_message_batches_with_ids_mapped_back(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    with _client(srv, tmp_path / "state") as client:
+        outcome = run_to_completion(client, _requests(model, ODD_IDS), tmp_path / "work",
+                                    name="claude_flow", partition="2025-06-01", endpoint=CHAT,
+                                    policy=_policy())
+    assert outcome.summary.counts.get("succeeded") == len(ODD_IDS)
+    table = pq.read_table(outcome.results_path).to_pylist()
+    assert sorted(r["custom_id"] for r in table) == sorted(ODD_IDS)  # never truncated
+    for row in table:
+        assert row["finish_reason"] in ("stop", "length")
+        assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 4
+    assert outcome.summary.batch_ids[0].startswith("msgbatch_")
+    assert outcome.summary.batch_ids[0] in _sdk_batches(srv)
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this line of the client runs."""
+
+
+class DiesAfterCreate(httpx.BaseTransport):
+    """The network as it is: the create reaches the server, then the process dies before the
+    answer is read (so the id is never recorded)."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.real.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/messages/batches"):
+            response.read()
+            raise Crash("killed between create sent and id recorded")
+        return response
+
+
+def test_a_crash_between_create_and_record_then_a_rerun_submits_nothing_new(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    requests = _requests(model, [f"c{i}" for i in range(5)])
+    before = len(_sdk_batches(srv))
+    with _client(srv, tmp_path / "state", transport=DiesAfterCreate()) as client, \
+            pytest.raises(Crash):
+        run_to_completion(client, requests, tmp_path / "work", name="crashy",
+                          partition="p1", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before + 1  # the create went through
+    with _client(srv, tmp_path / "state") as client:  # the re-run, a new process
+        outcome = run_to_completion(client, requests, tmp_path / "work", name="crashy",
+                                    partition="p1", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before + 1  # nothing new submitted, nothing paid twice
+    assert outcome.summary.counts.get("succeeded") == 5
+    assert outcome.attempts[0].batches[0].reattached
+
+
+def test_parameters_without_a_counterpart_are_refused_before_anything_is_sent(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    before = len(_sdk_batches(srv))
+    with _client(srv, tmp_path / "state") as client:
+        with pytest.raises(InvalidInputError, match=r":2: body\.seed: has no Anthropic"):
+            run_to_completion(client, [*_requests(model, ["a"]),
+                                       *_requests(model, ["b"], seed=7)],
+                              tmp_path / "w1", name="refused", endpoint=CHAT, policy=_policy())
+        with pytest.raises(ConfigurationError, match="Anthropic has no embeddings endpoint"):
+            run_to_completion(client, [{"custom_id": "e", "method": "POST", "url": EMBEDDINGS,
+                                        "body": {"model": "m", "input": "x"}}],
+                              tmp_path / "w2", name="emb", endpoint=EMBEDDINGS,
+                              policy=_policy())
+        with pytest.raises(InvalidInputError, match=r"body\.response_format.*json_object"):
+            run_to_completion(client, _requests(model, ["j"],
+                                                response_format={"type": "json_object"}),
+                              tmp_path / "w3", name="json", endpoint=CHAT, policy=_policy())
+    assert len(_sdk_batches(srv)) == before
+
+
+def test_invalid_requests_are_reported_and_not_resubmitted(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, _ = engine
+    with _client(srv, tmp_path / "state") as client:
+        outcome = run_to_completion(client, _requests("claude-not-served", ["u1", "u2"]),
+                                    tmp_path / "work", name="unknown_model", endpoint=CHAT,
+                                    policy=_policy())
+    assert outcome.summary.counts == {"failed": 2}
+    assert outcome.summary.error_breakdown == {"not_found_error": 2}  # Anthropic's type
+    assert len(outcome.attempts) == 1  # an invalid request fails again: not paid for twice
+    rows = pq.read_table(outcome.results_path).to_pylist()
+    assert all("claude-not-served" in r["error_message"] for r in rows)
+
+
+class ResetAfterCreate(httpx.BaseTransport):
+    """The first create reaches the server and its answer is lost (a connection reset): the
+    client cannot know whether it went through."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.resets = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.real.handle_request(request)
+        if (request.method == "POST" and request.url.path.endswith("/messages/batches")
+                and not self.resets):
+            response.read()
+            self.resets += 1
+            raise httpx.ReadError("connection reset by peer")
+        return response
+
+
+def test_a_lost_create_answer_is_recovered_without_a_second_batch(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    before = len(_sdk_batches(srv))
+    transport = ResetAfterCreate()
+    client = AnthropicBatchClient(srv.base_url, api_key=srv.api_key, state_dir=tmp_path / "s",
+                                  max_retries=2, transport=transport)
+    with client:
+        outcome = run_to_completion(client, _requests(model, ["l0", "l1", "l2"]),
+                                    tmp_path / "work", name="lossy", endpoint=CHAT,
+                                    policy=_policy())
+    assert transport.resets == 1
+    assert len(_sdk_batches(srv)) == before + 1
+    assert outcome.summary.counts.get("succeeded") == 3
+
+
+def test_shards_become_one_message_batch_each_and_the_cli_cancels_only_ours(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    state = tmp_path / "state"
+    store = LocalFolder(tmp_path / "work")
+    profile = get_profile("anthropic").with_limits(max_requests_per_file=2)
+    policy = Policy(profile, max_attempts=1, poll_interval=0.2, wait_timeout=300,
+                    namespace="ns-claude")
+    pointer = write_requests(store, "sharded", "p", CHAT,
+                             _requests(model, [f"s{i}" for i in range(5)], max_tokens=64),
+                             profile)
+    sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+    # Someone else's batch in the workspace, ahead in the queue: ours stay in progress.
+    blocker = sdk.messages.batches.create(requests=[
+        {"custom_id": f"b{i}", "params": {"model": model, "max_tokens": 32, "messages": [
+            {"role": "user", "content": "count"}]}} for i in range(1500)])
+    with _client(srv, state) as client:
+        submitted = submit_partition(client, store, pointer, policy)
+        ids = submitted.manifest.batch_ids
+        assert len(ids) == 3 and all(i.startswith("msgbatch_") for i in ids)
+        env = {**os.environ, "BATCH_API_KEY": srv.api_key, "BATCH_STATE_DIR": str(state)}
+        out = subprocess.run(
+            [sys.executable, "-m", "batch_workflows.cli", "cancel", "--asset", "sharded",
+             "--partition", "p", "--provider", "anthropic", "--base-url", srv.base_url,
+             "--namespace", "ns-claude"],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        named = {line.split()[1] for line in out.stdout.splitlines()
+                 if line.startswith("cancelled ")}
+        assert named <= set(ids)  # found through this deployment's intents, nothing else
+        for batch_id in ids:  # every one of ours was cancelled, or ended before the cancel
+            assert client.retrieve_batch(batch_id)["status"] in (
+                "cancelling", "cancelled", "completed")
+    assert sdk.messages.batches.retrieve(blocker.id).cancel_initiated_at is None  # not ours
+    sdk.messages.batches.cancel(blocker.id)
+
+
+def test_the_budget_prices_claude_and_refuses_before_anything_is_sent(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, _ = engine
+    before = len(_sdk_batches(srv))
+    prices = PriceTable.default()
+    policy = Policy(get_profile("anthropic"), max_attempts=1, poll_interval=0.2,
+                    budget=Budget(Decimal("0.0001"), prices), prices=prices)
+    requests = _requests("claude-sonnet-4-5", [f"b{i}" for i in range(50)], max_tokens=1000)
+    with _client(srv, tmp_path / "state") as client, \
+            pytest.raises(BudgetExceededError, match=r"\$"):
+        run_to_completion(client, requests, tmp_path / "work", name="pricey", endpoint=CHAT,
+                          policy=policy)
+    assert len(_sdk_batches(srv)) == before
+
+
+def test_the_sensor_path_tracks_message_batches_of_this_deployment_then_collects(
+        engine: tuple[ServerHandle, str], tmp_path: Path) -> None:
+    srv, model = engine
+    store = LocalFolder(tmp_path / "work")
+    policy = Policy(get_profile("anthropic"), max_attempts=1, poll_interval=0.2,
+                    namespace="ns-sensor")
+    pointer = write_requests(store, "tracked", "d1", CHAT,
+                             _requests(model, ["t0", "t1", "t2"]), policy.profile)
+    owner = Owner("ns-sensor")
+    with _client(srv, tmp_path / "state") as client:
+        submit_partition(client, store, pointer, policy)  # returns once the batch exists
+        cursor, ready = None, []
+        deadline = time.monotonic() + 120
+        while not ready:
+            assert time.monotonic() < deadline
+            tick = track_batches(client, "tracked", cursor, owner=owner)
+            cursor, ready = tick.cursor, tick.ready
+            time.sleep(0.2)
+        assert [tag for tag, _ in ready] == [partition_tag("d1")]
+        collected = collect_partition(client, store, pointer, policy, blocking=False)
+    assert collected is not None and collected.summary.counts == {"succeeded": 3}
