@@ -23,8 +23,7 @@ from support.server import start_server
 from support.tiny_chat import build_tiny_chat_model
 from support.upstream_server import RateLimitedEndpoint
 
-import assets.distillation as flow
-from assets.distillation.dataset import dataset_key
+from assets.flows import load_flow
 from batch_workflows.dagster import ArtifactStore, BatchResource
 from batch_workflows.flows.moderation.evaluate import SAMPLE_BACKLOG
 from batch_workflows.profiles import CHAT
@@ -32,8 +31,7 @@ from batch_workflows.profiles import CHAT
 FILE = "claude.jsonl"
 PROMPTS = ["Explain what a list is.", "Name three colours.", "status:400",
            "Write a haiku about batches."]
-SELECTION = [*flow.lifecycle.assets, flow.distillation_dataset, *flow.lifecycle.checks,
-             *flow.checks]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +46,8 @@ def env(tmp_path_factory):
     for name, value in {"WATCH_URI": str(inbox), "MODEL": "echo-teacher", "SAMPLES": "2",
                         "SEED": "none", "TOP_P": "1", "VALIDATION_FRACTION": "0.3"}.items():
         mp.setenv(f"DISTILLATION_{name}", value)
+    # assets/defs/distillation/defs.yaml, with the variables above as its templates resolve them.
+    flow = load_flow("distillation")
     with (RateLimitedEndpoint() as upstream,
           start_server(root, upstream_url=upstream.base_url, upstream_endpoints=CHAT,
                        chunk_size=16, api_key="sk-ant-local") as server,
@@ -58,13 +58,16 @@ def env(tmp_path_factory):
                                    poll_interval_seconds=0.2, blocking=True, max_attempts=2),
             "artifacts": ArtifactStore(base_uri=str(root / "artifacts")),
         }
-        instance.add_dynamic_partitions(flow.distillation_partitions.name, [FILE])
-        yield {"root": root, "resources": resources, "instance": instance, "server": server}
+        instance.add_dynamic_partitions(flow.partitions_def.name, [FILE])
+        yield {"root": root, "resources": resources, "instance": instance, "server": server,
+               "flow": flow}
     mp.undo()
 
 
 def _run(env):
-    return materialize(SELECTION, partition_key=FILE, resources=env["resources"],
+    flow = env["flow"]
+    selection = [*flow.lifecycle.assets, flow.dataset, *flow.lifecycle.checks, *flow.checks]
+    return materialize(selection, partition_key=FILE, resources=env["resources"],
                        instance=env["instance"])
 
 
@@ -85,6 +88,7 @@ def test_distillation_runs_on_claude_by_configuration(env):
     assert checks["counts_add_up"] and checks["all_requests_accounted"]
     batches = _message_batches(env)
     assert len(batches) == 1 and batches[0].id.startswith("msgbatch_")  # one attempt
+    dataset_key = env["flow"].dataset_key
     train = (env["root"] / "artifacts" / dataset_key(FILE, "train.jsonl")).read_text()
     valid = (env["root"] / "artifacts" / dataset_key(FILE, "validation.jsonl")).read_text()
     assert "echo: Name three colours." in train + valid
@@ -102,7 +106,6 @@ def test_a_second_materialization_submits_nothing(env):
 
 LLM_DAY = "2025-03-06"
 DAGSTER = Path(sys.executable).with_name("dagster")
-ROOT = Path(flow.__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
