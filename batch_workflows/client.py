@@ -65,7 +65,7 @@ NOT_REATTACHABLE_STATUSES = frozenset({"cancelling", "cancelled"})
 _EXCERPT = 300
 
 # Failures after which the request may or may not have reached the server.
-_AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
+AMBIGUOUS_ERRORS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
               httpx.RemoteProtocolError)
 # Failures after which the request certainly did not reach the server.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -227,7 +227,7 @@ class BatchClient:
         def attempt() -> dict:
             try:
                 response = self._http.delete(path.lstrip("/"))
-            except _AMBIGUOUS:
+            except AMBIGUOUS_ERRORS:
                 state["ambiguous"] = True
                 raise
             if response.status_code == 404 and state["ambiguous"]:
@@ -299,7 +299,7 @@ class BatchClient:
                     for chunk in response.iter_bytes():
                         out.write(chunk)
                         state["written"] += len(chunk)
-        except _AMBIGUOUS as exc:
+        except AMBIGUOUS_ERRORS as exc:
             if not plain:
                 state["written"] = 0
             raise _Retryable(f"truncated download ({type(exc).__name__})") from None
@@ -365,7 +365,7 @@ class BatchClient:
             checked["ambiguous"] = False
             try:
                 response = self._http.post("batches", json=body, headers=headers)
-            except _AMBIGUOUS:
+            except AMBIGUOUS_ERRORS:
                 checked["ambiguous"] = True
                 raise
             if response.status_code >= 500:
@@ -464,7 +464,7 @@ class BatchClient:
                 failure = exc
             except _UNSENT as exc:
                 failure = _Retryable(type(exc).__name__)
-            except _AMBIGUOUS as exc:
+            except AMBIGUOUS_ERRORS as exc:
                 failure = _Retryable(type(exc).__name__, ambiguous=True)
             if failure.ambiguous and not retry_ambiguous:
                 raise ProviderError(

@@ -27,7 +27,7 @@ from batch_workflows.anthropic_batches.custom_ids import sent_ids
 from batch_workflows.anthropic_batches.intents import IntentStore
 from batch_workflows.anthropic_batches.wire import TranslationError, chat_to_messages
 from batch_workflows.client import (
-    _AMBIGUOUS,
+    AMBIGUOUS_ERRORS,
     IDEMPOTENCY_METADATA_KEY,
     BatchClient,
     is_reattachable,
@@ -154,7 +154,7 @@ class AnthropicBatchClient(BatchClient):
             try:
                 response = self._http.post("messages/batches", content=body,
                                            headers={"content-type": "application/json"})
-            except _AMBIGUOUS:
+            except AMBIGUOUS_ERRORS:
                 state["ambiguous"] = True
                 raise
             if response.status_code >= 500:

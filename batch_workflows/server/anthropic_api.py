@@ -33,7 +33,7 @@ from batch_workflows.anthropic_batches.wire import (
 from batch_workflows.backends.base import model_not_found
 from batch_workflows.errors import ApiError
 from batch_workflows.profiles import CHAT
-from batch_workflows.server.batches_api import _start_cancel
+from batch_workflows.server.batches_api import start_cancel
 from batch_workflows.server.http_input import json_body, stored_or_404
 from batch_workflows.server.objects import JSON
 from batch_workflows.server.state import ServerState, server_state
@@ -268,7 +268,7 @@ def _limit(raw: str | None) -> int:
 
 async def cancel_message_batch(request: Request) -> Response:
     state = server_state(request)
-    row = await run_in_threadpool(_start_cancel, state, await _row(request))
+    row = await run_in_threadpool(start_cancel, state, await _row(request))
     obj = await run_in_threadpool(message_batch, row, state.store, str(request.base_url))
     return JSON(obj)
 

@@ -131,14 +131,14 @@ async def list_batches(request: Request) -> Response:
 
 
 async def cancel_batch(request: Request) -> Response:
-    row = await run_in_threadpool(_start_cancel, server_state(request), await _batch_row(request))
+    row = await run_in_threadpool(start_cancel, server_state(request), await _batch_row(request))
     if row["status"] not in ("cancelling", "cancelled"):
         raise ApiError(409, f"Cannot cancel a batch with status {row['status']}.", None,
                        "batch_not_cancellable")
     return JSON(batch_object(row))
 
 
-def _start_cancel(state: ServerState, row: dict[str, Any]) -> dict[str, Any]:
+def start_cancel(state: ServerState, row: dict[str, Any]) -> dict[str, Any]:
     """Mark a running batch `cancelling` (the worker settles it); the batch as it is now."""
     if row["status"] in CANCELLABLE:
         state.store.update_batch(row["id"], only_if=CANCELLABLE, status="cancelling",
