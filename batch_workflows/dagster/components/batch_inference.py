@@ -32,6 +32,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -199,9 +200,14 @@ class BatchInferenceComponent(dg.Component, dg.Resolvable, dg.Model):
             messages=[{"role": m.role, "content": m.content} for m in r.messages],
             input=r.input, body=r.body, response_format=r.response_format)
 
+    @cached_property
+    def compiled_template(self) -> RequestTemplate:
+        """`template()`, made and checked once (`request_body` runs for every row)."""
+        return self.template()
+
     def request_body(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The request body of one row (`values`: the row's columns)."""
-        return self.template().render(values)
+        return self.compiled_template.render(values)
 
     def output_spec(self) -> OutputSpec:
         schema = self.template().answer_schema() if self.output.parse == "json" else None

@@ -31,7 +31,6 @@ from dagster import (
 
 from batch_workflows.dagster.components.flows.distillation import checks as dataset_checks
 from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
-from batch_workflows.dagster.inbox import inbox_sensor
 from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
 from batch_workflows.flows.distillation.card import card_data, readme
@@ -85,14 +84,8 @@ class DistillationFlow(FilePartitions):
         self.counts_add_up = self._check(dataset_checks.CHECK_COUNTS, self._counts)
         self.checks = [self.lines_valid_for_fine_tuning, self.no_prompt_in_both_splits,
                        self.enough_training_examples, self.counts_add_up]
-        self.inbox_sensor = inbox_sensor(
-            f"{component.definition_name}_inbox_sensor", self.partitions_def, self.inbox_files,
-            [*self.lifecycle.assets, self.dataset], extra_partitions=self.shipped_partition_keys,
-            minimum_interval_seconds=component.inbox_interval_seconds,
-            default_status=component.inbox_status,
-            description=f"Adds a partition (and runs the flow) for each new or changed prompt "
-                        f"file under {self.settings.watch_uri}; registers the shipped sample's "
-                        "partitions.")
+        self.inbox_sensor = self.file_inbox_sensor(component, self.dataset,
+                                                   "the shipped sample's partitions")
 
     # -- partitions ------------------------------------------------------------------------------
     def shipped_partition_keys(self) -> list[str]:

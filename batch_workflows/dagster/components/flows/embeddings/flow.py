@@ -30,7 +30,6 @@ from dagster import (
 
 from batch_workflows.dagster.components.flows.embeddings.requests import embedding_requests
 from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
-from batch_workflows.dagster.inbox import inbox_sensor
 from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
 from batch_workflows.errors import ConfigurationError
@@ -67,14 +66,8 @@ class EmbeddingsFlow(FilePartitions):
         self.points_match_chunks = self._points_check()
         self.chunks_retrieve_themselves = self._self_check()
         self.checks = [self.points_match_chunks, self.chunks_retrieve_themselves]
-        self.inbox_sensor = inbox_sensor(
-            f"{spec.definition_name}_inbox_sensor", self.partitions_def, self.inbox_files,
-            [*self.lifecycle.assets, self.index], extra_partitions=self.shipped_partition_keys,
-            minimum_interval_seconds=component.inbox_interval_seconds,
-            default_status=component.inbox_status,
-            description=f"Adds a partition (and runs the flow) for each new or changed file "
-                        f"under {self.settings.watch_uri}; registers the shipped pydoc corpus "
-                        "partitions.")
+        self.inbox_sensor = self.file_inbox_sensor(component, self.index,
+                                                   "the shipped pydoc corpus partitions")
 
     # -- partitions ------------------------------------------------------------------------------
     def shipped_partition_keys(self) -> list[str]:
