@@ -113,6 +113,7 @@ from batch_workflows.lifecycle.run import Outcome, run_to_completion
 from batch_workflows.lifecycle.storage import LocalFolder, Storage
 from batch_workflows.lifecycle.submit import submit
 from batch_workflows.lifecycle.track import (
+    FETCH_INTERVAL,
     Observation,
     Progress,
     Tick,
@@ -126,7 +127,7 @@ from batch_workflows.lifecycle.track import (
 )
 
 __all__ = [
-    "CLOCK_SLACK", "DECISIONS", "MAX_USER_METADATA_PAIRS", "META_ASSET", "META_ATTEMPT",
+    "CLOCK_SLACK", "DECISIONS", "FETCH_INTERVAL", "MAX_USER_METADATA_PAIRS", "META_ASSET", "META_ATTEMPT",
     "META_KEY", "META_MODEL", "META_NAMESPACE", "META_PARTITION", "META_SHARD", "META_SHARDS",
     "META_TOKENS", "RESERVED_METADATA", "RETRY_PARTITION_BYTES",
     "AttemptResult", "BatchAPI", "BatchFailure", "Budget", "Collected", "JoinFigures", "LocalFolder",

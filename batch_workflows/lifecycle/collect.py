@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.lifecycle.failures import BatchFailure, resubmits_request
+from batch_workflows.lifecycle.layout import raw_name
 from batch_workflows.lifecycle.manifests import JoinFigures, SubmissionManifest, Summary
 from batch_workflows.lifecycle.provider import BatchAPI, logger
 from batch_workflows.parquet import open_parquet
@@ -74,7 +75,7 @@ def download_outputs(
             file_id = batch.get(f"{kind}_file_id")
             if not file_id:
                 continue
-            path = dest / f"shard-{n:05d}-{kind}.jsonl"
+            path = dest / raw_name(n, kind)
             if not path.exists():
                 client.download_file(file_id, path)
             bucket.append(str(path))

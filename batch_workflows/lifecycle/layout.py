@@ -46,6 +46,12 @@ def partition_index_key(name: str, tag: str) -> str | None:
     return f"{name}/_partition_keys/{tag.removeprefix(HASHED_PREFIX)}"
 
 
+def raw_name(shard: int, kind: str) -> str:
+    """A shard's ``output`` or ``error`` file under an attempt's ``raw/`` folder (named by the
+    shard's position, never by a string the provider chose)."""
+    return f"shard-{shard:05d}-{kind}.jsonl"
+
+
 @dataclass(frozen=True)
 class PartitionLayout:
     """The artifact keys of one partition of one lifecycle (`name` is the flow's name)."""

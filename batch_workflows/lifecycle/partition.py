@@ -31,7 +31,7 @@ from batch_workflows.lifecycle.collect import (
     write_retry_shards,
 )
 from batch_workflows.lifecycle.failures import CAPACITY, INPUT, STOP, BatchFailure, batch_failure
-from batch_workflows.lifecycle.fetch import fetching, prefetched
+from batch_workflows.lifecycle.fetch import fetching, prefetched, store_terminal
 from batch_workflows.lifecycle.keys import partition_tag, submission_key
 from batch_workflows.lifecycle.layout import AttemptLayout, PartitionLayout, partition_index_key
 from batch_workflows.lifecycle.manifests import (
@@ -392,9 +392,12 @@ class _Waiter:
         if all(is_terminal(b) for b in batches.values()):
             return batches
         if not self.blocking:
+            stored = 0
+            if store is not None and alayout is not None:  # those that ended: stored now
+                stored = store_terminal(self.client, store, alayout, sub, batches)
             self.log.info(f"attempt {sub.attempt}: batches still running "
-                          f"({progress(batches.values()).describe()}); collect again once "
-                          "they are terminal")
+                          f"({progress(batches.values()).describe()}); {stored} file(s) of "
+                          "ended batches stored; collect again once all are terminal")
             return None
         report = self.on_progress or self._reporter(sub)
         if store is not None and alayout is not None:
@@ -435,7 +438,8 @@ def _attempt_results(client: BatchAPI, store: Storage, alayout: AttemptLayout,
     prefetched(store, alayout, sub, local / "raw")
     result = collect(client, sub, batches, requests, local, {f.batch_id: f for f in failed})
     for raw in result.output_files + result.error_files:
-        store.put_file(raw, alayout.raw(Path(raw).name))
+        if not store.exists(alayout.raw(Path(raw).name)):  # stored as its batch ended: kept
+            store.put_file(raw, alayout.raw(Path(raw).name))
     store.write_bytes(alayout.join, result.figures.to_json())
     store.write_bytes(alayout.failures, orjson.dumps([f.to_dict() for f in failed]))
     store.put_file(result.path, alayout.results)

@@ -1,8 +1,9 @@
 """Tracking batches: their state, waiting for them, cancelling them, and the sensor's pass.
 
 ``track_batches`` is the body of a tracking sensor as plain data: one scan of the provider's
-list from a watermark in the cursor, the progress to report per partition, and the partitions
-whose batches are all terminal (ready to collect).
+list from a watermark in the cursor, the progress to report per partition, the partitions
+whose batches are all terminal (ready to collect), and those where some batches have ended
+while others run (their files are stored at once by a results run: ``fetch``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from batch_workflows.errors import BatchTimeoutError
@@ -155,6 +156,12 @@ class Observation:
     progress: Progress
 
 
+# A partition whose batches end one by one gets a run storing the files of those that ended at
+# most this often (seconds): each ended batch's files are in the store within this time, and a
+# partition of hundreds of batches does not start a run per batch.
+FETCH_INTERVAL = 300.0
+
+
 @dataclass
 class Tick:
     """What one tracking pass found."""
@@ -164,6 +171,8 @@ class Tick:
     ready: list[tuple[str | None, str]]  # (partition tag, "key16:attempt") all terminal
     in_flight: int
     scanned: int
+    # (partition tag, "key16:attempt:ended-<n>"): some batches ended, others still run
+    fetch: list[tuple[str | None, str]] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.in_flight} batch(es) in flight; nothing new (scanned {self.scanned})"
@@ -171,17 +180,20 @@ class Tick:
 
 def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
                   horizon_seconds: float = 86400.0, now: float | None = None,
-                  owner: Owner | None = None) -> Tick:
+                  owner: Owner | None = None, fetch_interval: float = FETCH_INTERVAL) -> Tick:
     """One tracking pass over the provider's list (newest first), from the cursor's watermark;
     only `owner`'s batches (this deployment's) when given.
 
     The cursor holds ``since`` (the oldest creation time still of interest), the last reported
-    progress per partition and the submission/attempt already handed to a results run.
+    progress per partition, the submission/attempt already handed to a results run, and per
+    partition the ended batches already handed to a fetching run (and when), so that one goes
+    out when more have ended, at most every `fetch_interval` seconds.
     """
     state = json.loads(cursor) if cursor else {}
     since = state.get("since")
     seen: dict[str, str] = state.get("seen", {})
     requested: dict[str, str] = state.get("requested", {})
+    fetched: dict[str, list] = state.get("fetched", {})  # part → [marker, ended, at]
     now = time.time() if now is None else now
     floor = now - horizon_seconds - 3600  # older batches are terminal by definition
     created_after = max(since, floor) if since is not None else floor
@@ -189,6 +201,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     groups, newest, scanned = _group_by_submission(client, name, created_after, owner)
     observations: list[Observation] = []
     ready: list[tuple[str | None, str]] = []
+    fetch: list[tuple[str | None, str]] = []
     pending_since: list[float] = []
     in_flight = 0
     for part, keys in groups.items():
@@ -210,6 +223,11 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         if done and requested.get(part) != marker:
             requested[part] = marker
             ready.append((part or None, marker))
+        ended = sum(1 for b in batches if is_terminal(b))
+        if not done and ended and _fetch_due(fetched.get(part), marker, ended, now,
+                                             fetch_interval):
+            fetched[part] = [marker, ended, now]
+            fetch.append((part or None, f"{marker}:ended-{ended}"))
         if not done:  # keep every batch of this submission in the next scans
             pending_since.extend(_created(b) for a in keys[key].values() for b in a)
 
@@ -219,8 +237,17 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         "since": new_since,
         "seen": {p: d for p, d in seen.items() if p in groups},
         "requested": {p: m for p, m in requested.items() if p in groups},
+        "fetched": {p: f for p, f in fetched.items() if p in groups},
     }
-    return Tick(json.dumps(state, separators=(",", ":")), observations, ready, in_flight, scanned)
+    return Tick(json.dumps(state, separators=(",", ":")), observations, ready, in_flight, scanned,
+                fetch)
+
+
+def _fetch_due(last: list | None, marker: str, ended: int, now: float, interval: float) -> bool:
+    """Whether batches ended since the last fetching run of this attempt, and it is time."""
+    if not last or last[0] != marker:
+        return True
+    return ended > last[1] and now - last[2] >= interval
 
 
 def _created(batch: Mapping[str, Any]) -> float:

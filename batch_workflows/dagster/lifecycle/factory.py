@@ -137,7 +137,8 @@ def batch_lifecycle(
       summary. In blocking mode it waits inside the run (terminating the run cancels the
       batches); otherwise it materializes nothing until the sensor requests it;
     * ``<name>_batch_sensor`` — one paginated list call per tick, progress as observations of
-      ``<name>_batch``, the results run of a partition once its batches are terminal;
+      ``<name>_batch``, the results run of a partition once its batches are terminal (and,
+      while they end one by one, one that stores the ended batches' files);
     * checks ``all_requests_accounted`` and ``error_rate`` (≤ `max_error_rate`).
 
     `params` (settings not visible in the lines) enter the submission key. ``<name>_batch`` and

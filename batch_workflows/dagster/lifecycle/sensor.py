@@ -1,4 +1,10 @@
-"""``<name>_batch_sensor``: tracks in-flight batches and requests the results run when done."""
+"""``<name>_batch_sensor``: tracks in-flight batches and requests the results run when done.
+
+While a partition's batches end one by one, it also requests the results run of the partition
+(tagged ``batch_workflows/fetch``): that run finds batches still running, stores the files of
+those that ended and materializes nothing, so no output waits for the slowest batch or the
+provider's retention (``lc.track_batches`` says when, at most every ``lc.FETCH_INTERVAL``).
+"""
 
 from typing import Any
 
@@ -20,6 +26,7 @@ from batch_workflows.dagster.lifecycle.spec import LifecycleSpec
 from batch_workflows.wire import parse_duration
 
 SUBMISSION_TAG = "batch_workflows/submission"
+FETCH_TAG = "batch_workflows/fetch"  # on a run that stores ended batches' files while others run
 
 
 def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: AssetsDefinition,
@@ -46,6 +53,12 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
                    asset_selection=[results.key, *spec.collect_with],  # checks come along
                    tags={**spec.tags, SUBMISSION_TAG: marker})
         for tag, marker in tick.ready if partitions.known(tag)
+    ] + [
+        RunRequest(run_key=f"{spec.results_name}:{partitions.key(tag)}:{marker}",
+                   partition_key=partitions.key(tag), asset_selection=[results.key],
+                   tags={**spec.tags, SUBMISSION_TAG: marker.rsplit(":", 1)[0],
+                         FETCH_TAG: marker.rsplit(":", 1)[1]})
+        for tag, marker in tick.fetch if partitions.known(tag)
     ]
     if not runs and not events:
         return SensorResult(skip_reason=SkipReason(tick.describe()), cursor=tick.cursor)
