@@ -81,6 +81,17 @@ class ProviderProfile:
 
 
 # OpenAI's limits, which OpenAI-compatible services without published limits of their own follow.
+# Sources (the `openai` profile below): 50,000 requests and 200 MB per input file, 50,000
+# embedding inputs per /v1/embeddings batch, `24h` only, each input file "can only include requests
+# to a single model" -- https://platform.openai.com/docs/guides/batch and
+# https://platform.openai.com/docs/api-reference/batch/create (the openai-python SDK's
+# BatchCreateParams, generated from that spec, says the same). The Batch API also takes
+# /v1/images/generations, /v1/images/edits and /v1/videos, which this package never writes.
+# max_line_bytes: not published by OpenAI; 10 MB is a conservative guard of ours (a 200 MB file
+# with one runaway line fails at upload, not after a day in the queue).
+# max_batches_in_flight: not published (OpenAI caps enqueued input tokens per model, not batches:
+# https://help.openai.com/en/articles/9197833-batch-api-faq, which adds a limit of 1 million
+# enqueued embedding requests); 500 is this package's own cap on concurrent batches per partition.
 _OPENAI_LIKE = {
     "endpoints": frozenset({CHAT, EMBEDDINGS, COMPLETIONS, RESPONSES, MODERATIONS}),
     "max_requests_per_file": 50_000,
@@ -92,9 +103,12 @@ _OPENAI_LIKE = {
 }
 
 PROFILES: dict[str, ProviderProfile] = {
-    # https://docs.nebius.com/studio/inference/batch-inference (5,000,000 requests and 10 GB per
-    # file, one model per file, up to 500 batches; `override_settings` at create). No
-    # enqueued-token quota is published.
+    # https://docs.tokenfactory.nebius.com/ai-models-inference/batch-inference (formerly
+    # https://docs.studio.nebius.com/ai-models-inference/batch-inference): up to 5,000,000 requests
+    # and 10 GB per file, endpoints /v1/chat/completions and /v1/embeddings, one model ID across the
+    # file, "You can create up to 500 batches", `24h` only. `override_settings` at create:
+    # https://docs.studio.nebius.com/api-reference/batch/create-a-batch-operation. No enqueued-token
+    # quota is published. max_line_bytes: not published; 10 MB as for OpenAI (conservative guard).
     "nebius": ProviderProfile(
         name="nebius",
         base_url="https://api.studio.nebius.com/v1",
@@ -105,32 +119,56 @@ PROFILES: dict[str, ProviderProfile] = {
         one_model_per_file=True,
         max_batches_in_flight=500,
     ),
-    # https://platform.openai.com/docs/guides/batch (50,000 requests and 200 MB per file, 50,000
-    # embedding inputs per batch, `24h` only) and https://platform.openai.com/docs/guides/rate-limits
-    # ("Batch queue limit", input tokens enqueued per model, by usage tier). The default below is
-    # tier 1's published figure for gpt-4o-mini: set `enqueued_token_limit` on the batch resource
-    # for your organisation's tier.
+    # Limits and endpoints: see _OPENAI_LIKE above (https://platform.openai.com/docs/guides/batch).
+    # Enqueued tokens ("Batch queue limit"), per model and usage tier, are published on each
+    # model's page (https://platform.openai.com/docs/models/gpt-4o-mini; the tier tables were
+    # formerly on https://platform.openai.com/docs/guides/rate-limits). gpt-4o-mini: tier 1
+    # 2,000,000; tier 2 20,000,000; tier 3 40,000,000; tier 4 1,000,000,000; tier 5
+    # 15,000,000,000 -- as quoted from that page in
+    # https://community.openai.com/t/don-see-any-option-to-request-increase-in-api-rate-limit-for-batch-api/1269349
+    # (tier 1 also, with gpt-4o 90,000 and text-embedding-3-* 3,000,000, in
+    # https://community.openai.com/t/gpt-4o-rate-limits-being-30k-tpm-and-90k-tpd-does-that-mean-i-can-only-do-90k-tokens-in-a-day/1028595/2).
+    # The default below is tier 1's figure for gpt-4o-mini only; other models are left unlimited
+    # here because their queue limit depends on the tier: set `enqueued_token_limit(s)` on the
+    # batch resource for your organisation.
     "openai": ProviderProfile(
         name="openai",
         base_url="https://api.openai.com/v1",
         enqueued_token_limits={"gpt-4o-mini": 2_000_000},
         **_OPENAI_LIKE,
     ),
-    # https://learn.microsoft.com/azure/ai-foundry/openai/how-to/batch (100,000 requests and
-    # 200 MB per file, `24h`, global-batch deployments; the batch quota is per deployment and
-    # subscription, set it on the resource). The endpoint is the user's own resource.
+    # https://learn.microsoft.com/azure/ai-foundry/openai/how-to/batch, sections "Batch limits" and
+    # "Batch quota" (also in https://learn.microsoft.com/azure/ai-foundry/openai/quotas-limits):
+    # 100,000 requests and 200 MB per input file; at most 500 batch files per resource, input and
+    # output files both counting (10,000 when uploaded with `expires_after`), so 500 batches in
+    # flight is an upper bound, not a promise. Deployment type `GlobalBatch` (or Data Zone Batch),
+    # the same deployment name on every line. The completion window "must be set to `24h`".
+    # Request URLs are /v1/chat/completions or /v1/responses (older examples write
+    # /chat/completions). Its FAQ: "Can I use the batch API for embeddings models? This is
+    # currently not supported." -- so no embeddings here. The enqueued-token quota is per
+    # deployment and subscription type (gpt-4o-mini global batch: 1B default, 15B enterprise, 50M
+    # credit card, 90K MSDN): set yours on the resource. max_line_bytes: not published; 10 MB as
+    # for OpenAI. The endpoint is your own resource.
     "azure": ProviderProfile(
         name="azure",
         base_url=None,
-        endpoints=frozenset({CHAT, EMBEDDINGS, RESPONSES}),
+        endpoints=frozenset({CHAT, RESPONSES}),
         max_requests_per_file=100_000,
         max_bytes_per_file=200 * MB,
         max_line_bytes=10 * MB,
         one_model_per_file=True,
         max_batches_in_flight=500,
+        endpoint_notes={EMBEDDINGS: "Azure OpenAI global batch does not support embeddings models "
+                                    "(its batch FAQ); use another provider for embedding flows"},
     ),
-    # https://console.groq.com/docs/batch (50,000 lines and 100 MB per file; completion_window
-    # from `24h` to `7d`; chat completions among the OpenAI endpoints).
+    # https://console.groq.com/docs/batch: "JSONL files up to 50,000 lines and 200MB"; completion
+    # window from `24h` to `7d`; line URLs /v1/chat/completions, /v1/audio/transcriptions and
+    # /v1/audio/translations (this package writes chat only); "There is no limit for the number of
+    # batch jobs you can submit"; a file may mix models. Bytes: the API reference as generated into
+    # the groq-python SDK (https://github.com/groq/groq-python, BatchCreateParams / files.create)
+    # says "up to 100 MB" -- the sources disagree, so the smaller, 100 MB, is kept. One model per
+    # file and 500 batches in flight are this package's choices (quota and cost per model; a bounded
+    # poll), not Groq limits. max_line_bytes: not published; 10 MB as for OpenAI.
     "groq": ProviderProfile(
         name="groq",
         base_url="https://api.groq.com/openai/v1",
@@ -142,21 +180,30 @@ PROFILES: dict[str, ProviderProfile] = {
         max_batches_in_flight=500,
         completion_windows=("24h", "7d"),
     ),
-    # https://deepinfra.com/docs/openai_api (the OpenAI Batch API, `24h`); it publishes no
-    # limits of its own, so OpenAI's apply.
+    # https://docs.deepinfra.com/batch/introduction and
+    # https://docs.deepinfra.com/batch/batch-endpoints: an OpenAI-compatible Batch API at
+    # https://api.deepinfra.com/v1/openai; endpoints /v1/chat/completions, /v1/completions and
+    # /v1/embeddings (responses and moderations "are not yet supported and are rejected at
+    # validation"); "All requests must use the same model"; `24h` only. Requests and bytes per
+    # file, line size, embedding inputs and batches in flight: not published; OpenAI's limits are
+    # used as a conservative default, since DeepInfra states OpenAI compatibility.
     "deepinfra": ProviderProfile(
         name="deepinfra",
         base_url="https://api.deepinfra.com/v1/openai",
         **{**_OPENAI_LIKE, "endpoints": frozenset({CHAT, EMBEDDINGS, COMPLETIONS})},
     ),
-    # Any other OpenAI-compatible Batch API: OpenAI's limits (the strictest of the family);
-    # base_url, limits and quota come from the resource.
+    # Any other OpenAI-compatible Batch API: OpenAI's limits (the ones the family copies; a
+    # stricter service, e.g. Groq at 100 MB, needs its own); base_url, limits and quota come from
+    # the resource.
     "custom": ProviderProfile(name="custom", base_url=None, **_OPENAI_LIKE),
-    # https://docs.anthropic.com/en/docs/build-with-claude/batch-processing (Message Batches:
-    # requests inline, 100,000 requests or 256 MB per batch, whichever first, results within
-    # 24 h). The shard is our OpenAI-format JSONL, which the translation to Messages params
-    # does not grow; 16 MB of the 256 are left for the JSON envelope of the create. Messages has
-    # no embeddings: https://docs.anthropic.com/en/docs/build-with-claude/embeddings.
+    # https://platform.claude.com/docs/en/build-with-claude/batch-processing (formerly
+    # docs.anthropic.com/en/docs/build-with-claude/batch-processing), "Batch limitations": "A
+    # Message Batch is limited to either 100,000 Message requests or 256 MB in size, whichever is
+    # reached first"; batches expire if not done within 24 hours. Requests are inline. The shard
+    # is our OpenAI-format JSONL, which the translation to Messages params does not grow; 16 MB of
+    # the 256 are left for the JSON envelope of the create. Messages has no embeddings:
+    # https://docs.anthropic.com/en/docs/build-with-claude/embeddings.
+    # max_line_bytes and batches in flight: not published; 10 MB and 500 as for OpenAI.
     "anthropic": ProviderProfile(
         name="anthropic",
         base_url="https://api.anthropic.com/v1",
@@ -171,8 +218,8 @@ PROFILES: dict[str, ProviderProfile] = {
         endpoint_notes={EMBEDDINGS: "Anthropic has no embeddings endpoint; use another "
                                     "provider (e.g. local, openai) for embedding flows"},
     ),
-    # This package's engine (`batch-workflows serve`): its defaults; `--enqueued-token-limit`
-    # emulates a quota, which the resource then declares.
+    # This package's engine (`batch-workflows serve`): its defaults, no outside source;
+    # `--enqueued-token-limit` emulates a quota, which the resource then declares.
     "local": ProviderProfile(
         name="local",
         base_url="http://127.0.0.1:8765/v1",

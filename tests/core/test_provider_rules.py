@@ -15,7 +15,12 @@ def test_profiles_carry_the_published_limits():
     assert {"openai", "azure", "nebius", "groq", "deepinfra", "custom", "local"} <= set(PROFILES)
     azure, groq = get_profile("azure"), get_profile("groq")
     assert (azure.max_requests_per_file, azure.max_bytes_per_file) == (100_000, 200 * MB)
-    assert groq.max_bytes_per_file == 100 * MB
+    # Azure's batch FAQ: embeddings models are not supported; the profile says why when asked.
+    assert EMBEDDINGS not in azure.endpoints and "embeddings" in azure.endpoint_notes[EMBEDDINGS]
+    assert groq.max_bytes_per_file == 100 * MB and groq.max_requests_per_file == 50_000
+    nebius = get_profile("nebius")
+    assert (nebius.max_requests_per_file, nebius.max_batches_in_flight) == (5_000_000, 500)
+    assert get_profile("anthropic").max_requests_per_file == 100_000
     assert groq.check_window("7d") == "7d" and groq.check_window("24h") == "24h"
     with pytest.raises(ConfigurationError, match="'24h' to '7d'"):
         groq.check_window("8d")
