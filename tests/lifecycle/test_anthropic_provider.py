@@ -319,3 +319,84 @@ def test_without_an_artifact_store_the_intents_go_to_a_local_state_dir(
     assert not folder.list("_anthropic/_unscoped/pending/")
     # inputs are deleted with the batch's input file once the results are stored
     assert not folder.list("_anthropic/_unscoped/inputs/")
+
+
+def _wait_ended(sdk: anthropic.Anthropic, batch_id: str, timeout: float = 240) -> object:
+    deadline = time.monotonic() + timeout
+    while (batch := sdk.messages.batches.retrieve(batch_id)).processing_status != "ended":
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    return batch
+
+
+def _result_ids(sdk: anthropic.Anthropic, batch_id: str, kind: str) -> set[str]:
+    return {r.custom_id for r in sdk.messages.batches.results(batch_id) if r.result.type == kind}
+
+
+def test_a_batch_cancelled_mid_run_through_the_sdk_resubmits_exactly_its_canceled_requests(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    tmp = tmp_path_factory.mktemp("anthropic-cancel")
+    model_dir = build_tiny_chat_model(tmp / "tiny-chat")
+    # Small chunks: the batch advances a few requests at a time, so a cancel lands mid-run.
+    with start_server(tmp, chat_model=str(model_dir), api_key="sk-ant-cancel",
+                      chunk_size=4) as srv:
+        model = model_dir.name
+        sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+        store = LocalFolder(tmp_path / "work")
+        policy = Policy(get_profile("anthropic"), max_attempts=2, poll_interval=0.2,
+                        wait_timeout=300, namespace="ns-cancel")
+        ids = [f"k{i}" for i in range(600)]
+        pointer = write_requests(store, "cancelled", "p", CHAT,
+                                 _requests(model, ids, max_tokens=16), policy.profile)
+        with _client(srv, store, "ns-cancel") as client:
+            (first,) = submit_partition(client, store, pointer, policy).manifest.batch_ids
+            deadline = time.monotonic() + 120
+            while not sdk.messages.batches.retrieve(first).request_counts.succeeded:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            sdk.messages.batches.cancel(first)  # someone cancels it at Anthropic, mid-run
+            ended = _wait_ended(sdk, first)
+            canceled = _result_ids(sdk, first, "canceled")
+            assert ended.request_counts.succeeded > 0 and len(canceled) == (
+                ended.request_counts.canceled) > 0
+            assert client.retrieve_batch(first)["status"] == "cancelled"
+            collected = collect_partition(client, store, pointer, policy, blocking=True)
+        assert collected is not None
+        summary = collected.summary
+        assert summary.attempts == 2 and summary.batch_ids[0] == first
+        # exactly the canceled requests went into attempt 2: no succeeded one paid twice
+        assert {r.custom_id for r in sdk.messages.batches.results(summary.batch_ids[1])} \
+            == canceled
+        assert summary.counts == {"succeeded": len(ids)}
+        (failure,) = summary.batch_failures  # reported, with the batch, its status and counts
+        assert failure["batch_id"] == first and failure["status"] == "cancelled"
+        assert failure["decision"] == "resubmit"
+        succeeded = ended.request_counts.succeeded
+        assert f"{succeeded} of {len(ids)} request(s) completed" in failure["message"]
+
+
+def test_expired_requests_are_resubmitted_within_the_attempts(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    tmp = tmp_path_factory.mktemp("anthropic-expiry")
+    model_dir = build_tiny_chat_model(tmp / "tiny-chat")
+    # A 4 s window (the engine's --completion-window): a long batch expires part way.
+    with start_server(tmp, chat_model=str(model_dir), api_key="sk-ant-expiry",
+                      completion_window="4s") as srv:
+        model = model_dir.name
+        sdk = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0)
+        store = LocalFolder(tmp_path / "work")
+        policy = Policy(get_profile("anthropic"), max_attempts=2, poll_interval=0.2,
+                        wait_timeout=300)
+        ids = [f"e{i}" for i in range(3000)]
+        pointer = write_requests(store, "expiring", "p", CHAT,
+                                 _requests(model, ids, max_tokens=16), policy.profile)
+        with _client(srv, store) as client:
+            (first,) = submit_partition(client, store, pointer, policy).manifest.batch_ids
+            ended = _wait_ended(sdk, first, timeout=60)
+            expired = _result_ids(sdk, first, "expired")
+            assert len(expired) == ended.request_counts.expired > 0
+            collected = collect_partition(client, store, pointer, policy, blocking=True)
+        assert collected is not None and collected.summary.attempts == 2
+        second = collected.summary.batch_ids[1]
+        # exactly the expired requests went into attempt 2 (which may expire part way too)
+        assert {r.custom_id for r in sdk.messages.batches.results(second)} == expired
