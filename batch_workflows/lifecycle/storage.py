@@ -235,15 +235,16 @@ class atomic_target:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             if self.durable:
-                _fsync(self.tmp)
+                fsync_path(self.tmp)
             os.replace(self.tmp, self.dest)
             if self.durable:
-                _fsync(self.dest.parent)
+                fsync_path(self.dest.parent)
         else:
             self.tmp.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file, or a folder (so that a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
