@@ -355,25 +355,10 @@ class BatchClient:
         if meta:
             body["metadata"] = meta
         headers = {"Idempotency-Key": key} if key else {}
-        checked = {"ambiguous": False}
-
-        def attempt() -> dict:
-            if checked["ambiguous"] and key:
-                found = self._find_reusable(key, created_after)
-                if found is not None:
-                    return found
-            checked["ambiguous"] = False
-            try:
-                response = self._http.post("batches", json=body, headers=headers)
-            except AMBIGUOUS_ERRORS:
-                checked["ambiguous"] = True
-                raise
-            if response.status_code >= 500:
-                checked["ambiguous"] = True
-            return self._decode(response, "POST", "/batches")
-
         # Without a key an ambiguous failure cannot be checked: retry only what never arrived.
-        return self._retrying("POST", "/batches", attempt, retry_ambiguous=bool(key))
+        return self.post_checked(
+            "/batches", lambda: self._http.post("batches", json=body, headers=headers),
+            look=(lambda: self._find_reusable(key, created_after)) if key else None)
 
     def retrieve_batch(self, batch_id: str) -> dict:
         """Return the batch object."""
@@ -385,12 +370,17 @@ class BatchClient:
 
     def list_batches(self, limit: int = 100, after: str | None = None) -> Iterator[dict]:
         """Yield every batch, newest first, fetching pages of `limit` with ``after``/``has_more``."""
-        cursor = after
+        return self.paginate("/batches", {"limit": limit}, "after", after)
+
+    def paginate(self, path: str, params: Mapping[str, Any], cursor_param: str,
+                 cursor: str | None = None) -> Iterator[dict]:
+        """The items of a list endpoint, page after page (``data``, ``has_more``, ``last_id``),
+        the next page asked for with ``cursor_param`` = the last id seen."""
         while True:
-            params: dict[str, Any] = {"limit": limit}
+            query = dict(params)
             if cursor:
-                params["after"] = cursor
-            page = self._json("GET", "/batches", params=params)
+                query[cursor_param] = cursor
+            page = self._json("GET", path, params=query)
             data = page.get("data") or []
             yield from data
             if not page.get("has_more") or not data:
@@ -438,6 +428,33 @@ class BatchClient:
             time.sleep(poll_interval)
 
     # -- internals -------------------------------------------------------------------------
+    def post_checked(self, path: str, send: Callable[[], httpx.Response],
+                     look: Callable[[], dict | None] | None) -> dict:
+        """A POST that must not be applied twice (a create), retried with backoff.
+
+        After an ambiguous failure (connection reset, timeout, 5xx: the server may have applied
+        it), `look` is asked before sending again and what it finds is returned instead; with
+        no `look`, an ambiguous failure is not retried (ProviderError), only what never arrived.
+        """
+        state = {"ambiguous": False}
+
+        def attempt() -> dict:
+            if state["ambiguous"] and look is not None:
+                found = look()
+                if found is not None:
+                    return found
+            state["ambiguous"] = False
+            try:
+                response = send()
+            except AMBIGUOUS_ERRORS:
+                state["ambiguous"] = True
+                raise
+            if response.status_code >= 500:
+                state["ambiguous"] = True
+            return self._decode(response, "POST", path)
+
+        return self._retrying("POST", path, attempt, retry_ambiguous=look is not None)
+
     def _find_reusable(self, key: str, created_after: int | None = None) -> dict | None:
         for batch in self.find_batches(IDEMPOTENCY_METADATA_KEY, key, created_after=created_after):
             if is_reattachable(batch):

@@ -14,7 +14,8 @@
 ``BATCH_POLL_INTERVAL``    seconds between polls, default 2 (local) / 60
 ``BATCH_PRICE_FILE``       a prices CSV replacing the packaged one
 ``BATCH_ENGINE_DATA_DIR``  where the embedded local engine keeps its state (``.data/engine``)
-``BATCH_STATE_DIR``        ``anthropic``: the durable create intents (``.data/anthropic``)
+``BATCH_STATE_DIR``        ``anthropic``, direct use without an artifact store: the create intents
+                           (``.data/anthropic``); runs keep them in the artifact store
 ``BATCH_ARTIFACTS_URI``    artifacts: a folder (``.data/artifacts``) or ``s3://bucket/prefix``
 =========================  ==============================================================
 

@@ -55,7 +55,7 @@ class Session:
         from dagster import materialize
 
         tag = uuid.uuid4().hex
-        with self.batch.get_client() as client:
+        with self.batch.get_client(self.artifacts) as client:
             watcher = RunWatcher(tag, self.wall0, client.retrieve_batch)
             watcher.start()
             try:
@@ -127,7 +127,7 @@ def engine_seconds(session: Session, asset: str) -> float:
     from batch_workflows.lifecycle import iter_lifecycle_batches
 
     total = 0.0
-    with session.batch.get_client() as client:
+    with session.batch.get_client(session.artifacts) as client:
         for b in iter_lifecycle_batches(client, asset=asset, created_after=int(session.wall0)):
             started = b.get("in_progress_at")
             ended = b.get("completed_at") or b.get("expired_at") or b.get("cancelled_at")

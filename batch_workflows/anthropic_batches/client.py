@@ -2,10 +2,11 @@
 Batches API, so submit, track, collect, resubmit, cancel and cost run unchanged above it.
 
 * ``upload_file`` uploads nothing: it translates the shard (chat bodies → Messages params,
-  custom ids mapped, ``custom_ids``) into the create body, kept under ``state_dir`` until the
-  create; Anthropic takes requests inline.
-* ``create_batch`` writes the intent (``intents``) before sending and binds the id after;
-  listing recovers pending intents first, so a crash between the two re-attaches.
+  custom ids mapped, ``custom_ids``) into the create body, kept in the artifact store
+  (``intents.IntentStore``) until the create; Anthropic takes requests inline.
+* ``create_batch`` writes the intent (``intents``) durably before sending and binds the id
+  after; listing recovers pending intents first, so a crash between the two re-attaches. The
+  HTTP plumbing (retries, the look-before-resending of a create) is ``BatchClient``'s.
 * ``list_batches`` / ``retrieve_batch`` answer OpenAI-shaped batches (``batch_objects``) with
   the intent's metadata; ``download_file`` turns the results stream into output / error lines.
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from batch_workflows.anthropic_batches import batch_objects as objects
@@ -33,6 +35,7 @@ from batch_workflows.client import (
     is_reattachable,
 )
 from batch_workflows.errors import ConfigurationError, InvalidRequestError, ProviderError
+from batch_workflows.lifecycle.storage import Storage
 from batch_workflows.profiles import CHAT
 
 logger = logging.getLogger("batch_workflows.anthropic")
@@ -47,16 +50,21 @@ INPUT_PREFIX = "bw-anthropic-input-"
 
 
 class AnthropicBatchClient(BatchClient):
-    """``BatchClient``'s HTTP plumbing (retries, redaction) speaking Message Batches."""
+    """``BatchClient``'s HTTP plumbing (retries, redaction) speaking Message Batches.
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, state_dir: str | Path,
-                 **kwargs: Any) -> None:
+    `store` is where the create intents and translated inputs live: the deployment's artifact
+    store (``lifecycle.storage.Storage``, a local folder or S3), shared by every process that
+    submits, tracks or collects for it; `namespace` (the deployment's) scopes them inside it.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, store: Storage,
+                 namespace: str | None = None, **kwargs: Any) -> None:
         super().__init__(base_url, api_key, **kwargs)
         self._http.headers.pop("Authorization", None)
         self._http.headers["anthropic-version"] = ANTHROPIC_VERSION
         if api_key:
             self._http.headers["x-api-key"] = api_key
-        self.intents = IntentStore(state_dir)
+        self.intents = IntentStore(store, namespace)
 
     def __repr__(self) -> str:
         key = "'***'" if self._api_key else "None"
@@ -92,18 +100,15 @@ class AnthropicBatchClient(BatchClient):
                                      f"bytes; Anthropic takes at most {MAX_BODY_BYTES:,}: lower "
                                      "max_bytes_per_file")
         input_id = INPUT_PREFIX + hashlib.sha256(body).hexdigest()[:32]
-        spool = self.intents.inputs / input_id
-        tmp = spool.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"body": orjson.Fragment(body), "id_map": id_map,
-                                      "requests": len(requests)}))
-        os.replace(tmp, spool)
+        self.intents.put_input(input_id, orjson.dumps(
+            {"body": orjson.Fragment(body), "id_map": id_map, "requests": len(requests)}))
         return {"id": input_id, "object": "file", "bytes": len(body), "purpose": purpose,
                 "filename": Path(path).name}
 
     def delete_file(self, file_id: str) -> dict:
         """Inputs are ours (the spooled body); result halves are the batch's, kept 29 days."""
         if file_id.startswith(INPUT_PREFIX):
-            (self.intents.inputs / file_id).unlink(missing_ok=True)
+            self.intents.delete_input(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
     # -- batches ---------------------------------------------------------------------------
@@ -134,40 +139,43 @@ class AnthropicBatchClient(BatchClient):
                 existing = self._find_reusable(idempotency_key, created_after)
                 if existing is not None:
                     return existing
-        spool = self.intents.inputs / input_file_id
-        if not input_file_id.startswith(INPUT_PREFIX) or not spool.exists():
+        spool = (self.intents.read_input(input_file_id)
+                 if input_file_id.startswith(INPUT_PREFIX) else None)
+        if spool is None:
             raise ConfigurationError(f"input {input_file_id!r} was not prepared by upload_file")
-        saved = orjson.loads(spool.read_bytes())
+        saved = orjson.loads(spool)
         body = orjson.dumps(saved["body"])
         intent = self.intents.record(idempotency_key=idempotency_key, metadata=meta,
                                      id_map=saved["id_map"], input_id=input_file_id,
                                      requests=saved["requests"])
-        state = {"ambiguous": False}
 
-        def attempt() -> dict:
-            if state["ambiguous"]:  # the last try may have reached Anthropic: look first
-                self.recover()
-                row = self.intents.get(intent)
-                if row and row["batch_id"]:
-                    return self.retrieve_batch(row["batch_id"])
-            state["ambiguous"] = False
+        reached = {"maybe": False}  # whether any try may have reached Anthropic
+
+        def send() -> httpx.Response:
             try:
                 response = self._http.post("messages/batches", content=body,
                                            headers={"content-type": "application/json"})
             except AMBIGUOUS_ERRORS:
-                state["ambiguous"] = True
+                reached["maybe"] = True
                 raise
-            if response.status_code >= 500:
-                state["ambiguous"] = True
-            elif response.status_code >= 400:  # refused for sure (a 429 too): no batch came of it
-                self.intents.abandon(intent)
-            made = self._decode(response, "POST", "/messages/batches")
-            self.intents.bind(intent, made["id"])
-            return objects.to_openai_batch(made, meta, input_file_id)
+            reached["maybe"] = reached["maybe"] or response.status_code >= 500
+            return response
 
-        batch = self._retrying("POST", "/messages/batches", attempt)
-        logger.info("created message batch %s (%d requests)", batch["id"], saved["requests"])
-        return batch
+        def look() -> dict | None:  # the last try may have reached Anthropic
+            self.recover()
+            row = self.intents.get(intent)
+            return self._json("GET", f"/messages/batches/{row['batch_id']}") \
+                if row and row["batch_id"] else None
+
+        try:
+            made = self.post_checked("/messages/batches", send, look)
+        except ProviderError:
+            if not reached["maybe"]:  # every try was refused (4xx, 429) or never left: no batch
+                self.intents.abandon(intent)
+            raise
+        self.intents.bind(intent, made["id"])
+        logger.info("created message batch %s (%d requests)", made["id"], saved["requests"])
+        return objects.to_openai_batch(made, meta, input_file_id)
 
     def retrieve_batch(self, batch_id: str) -> dict:
         return self._openai(self._json("GET", f"/messages/batches/{batch_id}"))
@@ -182,22 +190,13 @@ class AnthropicBatchClient(BatchClient):
             yield self._openai(batch)
 
     def _list_raw(self, limit: int = 100, after: str | None = None) -> Iterator[dict]:
-        cursor = after
-        while True:
-            params: dict[str, Any] = {"limit": min(limit, 1000)}
-            if cursor:
-                params["after_id"] = cursor
-            page = self._json("GET", "/messages/batches", params=params)
-            data = page.get("data") or []
-            yield from data
-            if not page.get("has_more") or not data:
-                return
-            cursor = page.get("last_id") or data[-1].get("id")
+        return self.paginate("/messages/batches", {"limit": min(limit, 1000)}, "after_id",
+                             after)
 
     def _openai(self, batch: Mapping[str, Any]) -> dict:
         row = self.intents.for_batch(str(batch["id"]))
-        meta = orjson.loads(row["metadata"]) if row else None
-        return objects.to_openai_batch(batch, meta, row["input_id"] if row else None)
+        return objects.to_openai_batch(batch, row["metadata"] if row else None,
+                                       row["input_id"] if row else None)
 
     def _find_reusable(self, key: str, created_after: int | None = None) -> dict | None:
         for batch in self.list_batches():
@@ -209,7 +208,8 @@ class AnthropicBatchClient(BatchClient):
     # -- recovery --------------------------------------------------------------------------
     def recover(self) -> None:
         """Bind each pending intent to the batch its create made, found in the recent list:
-        created within the intent's window, with its number of requests, not bound to another.
+        created within the intent's window, with its number of requests, not bound to another
+        intent of this namespace.
         An intent with no such batch, old enough that its create cannot still be under way,
         is abandoned (the create never arrived). Two candidates: refuse to guess."""
         pending = self.intents.pending()
@@ -222,23 +222,29 @@ class AnthropicBatchClient(BatchClient):
             if created < oldest:
                 break
             recent.append((created, batch))
-        bound = self.intents.bound()
+        bound: dict[str, bool] = {}  # batch id -> bound to an intent (asked once each)
+
+        def free(batch_id: str) -> bool:
+            if batch_id not in bound:
+                bound[batch_id] = self.intents.is_bound(batch_id)
+            return not bound[batch_id]
+
         for intent in pending:  # oldest first, as they were sent
             lo, hi = intent["sent_at"] - RECOVERY_SLACK, intent["sent_at"] + RECOVERY_WINDOW
             total = intent["requests"]
-            found = [b for created, b in recent if lo <= created <= hi and b["id"] not in bound
+            found = [b for created, b in recent if lo <= created <= hi
                      and sum(int(v or 0) for v in (b.get("request_counts") or {}).values())
-                     == total]
+                     == total and free(b["id"])]
             if len(found) == 1:
                 logger.warning("re-attached message batch %s to a create whose id was never "
                                "recorded (intent %s)", found[0]["id"], intent["id"])
                 self.intents.bind(intent["id"], found[0]["id"])
-                bound.add(found[0]["id"])
+                bound[found[0]["id"]] = True
             elif len(found) > 1:
                 ids = ", ".join(sorted(b["id"] for b in found))
                 raise ProviderError(
                     f"a create of {total} requests (intent {intent['id']} in "
-                    f"{self.intents.directory}) has no recorded batch id and several batches "
+                    f"{self.intents.describe()}) has no recorded batch id and several batches "
                     f"could be it: {ids}. Cancel the ones that are not yours at Anthropic, or "
                     "bind it by hand; nothing is submitted until then, so nothing is paid twice")
             elif time.time() > hi:

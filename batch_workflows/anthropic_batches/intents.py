@@ -1,4 +1,4 @@
-"""The durable record that replaces batch metadata on Anthropic.
+"""The durable record that replaces batch metadata on Anthropic, kept in the artifact store.
 
 Anthropic batches carry no metadata, so what the lifecycle keeps there (submission key, attempt,
 shard, namespace) lives here instead, keyed by the batch id. The record is written *before* the
@@ -6,102 +6,130 @@ create is sent and bound to the id once it comes back: a crash in between leaves
 intent, which recovery (``client.AnthropicBatchClient``) matches to the batch the provider made
 by listing the workspace's recent batches, so a re-run re-attaches instead of paying twice.
 
-One SQLite file (WAL, synchronous=FULL: a recorded intent survives power loss) under the
-resource's ``state_dir``; it must be shared by every process that submits for a deployment.
+Everything lives in a ``Storage`` (the deployment's artifact store: a local folder or S3), never
+on a worker's disk, under one prefix per namespace::
+
+    _anthropic/<namespace>/intents/<intent>.json    every intent, as last written
+    _anthropic/<namespace>/pending/<intent>.json    intents with no batch id yet (a marker,
+                                                    removed on bind or abandon)
+    _anthropic/<namespace>/batches/<batch>.json     the bound intent, by batch id
+    _anthropic/<namespace>/inputs/<input id>        translated create bodies awaiting the create
+
+Each file is written whole by one writer (the create that owns the intent; recovery binds only
+intents whose create died), so no key is updated by two processes at once; a bind writes the
+batch index first, so a crash part way leaves a pending marker that recovery clears.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS intents (
-    id TEXT PRIMARY KEY,
-    batch_id TEXT UNIQUE,
-    idempotency_key TEXT,
-    metadata TEXT NOT NULL,
-    id_map TEXT NOT NULL,
-    input_id TEXT NOT NULL,
-    requests INTEGER NOT NULL,
-    sent_at REAL NOT NULL,
-    abandoned INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS intents_pending ON intents(batch_id) WHERE batch_id IS NULL;
-"""
+from batch_workflows.lifecycle.storage import Storage
+
+ROOT = "_anthropic"
+# The prefix of a client without a namespace (a script): namespaces start with a letter or digit.
+UNSCOPED = "_unscoped"
 
 
 class IntentStore:
-    """Intents and the translated inputs waiting to be created, under one folder."""
+    """Intents and the translated inputs waiting to be created, under one prefix of `storage`."""
 
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.inputs = self.directory / "inputs"
-        self.inputs.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / "intents.sqlite3"
-        self._local = threading.local()
-        self._db().executescript(_SCHEMA)
+    def __init__(self, storage: Storage, namespace: str | None = None) -> None:
+        self.storage = storage
+        self.namespace = namespace or UNSCOPED
+        self.prefix = f"{ROOT}/{self.namespace}/"
 
-    def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
+    def describe(self) -> str:
+        """Where the intents live (for messages)."""
+        return self.storage.uri(self.prefix + "intents")
 
+    # -- translated inputs ------------------------------------------------------------------
+    def input_key(self, input_id: str) -> str:
+        return f"{self.prefix}inputs/{input_id}"
+
+    def put_input(self, input_id: str, data: bytes) -> None:
+        self.storage.write_bytes(self.input_key(input_id), data)
+
+    def read_input(self, input_id: str) -> bytes | None:
+        try:
+            return self.storage.read_bytes(self.input_key(input_id))
+        except FileNotFoundError:
+            return None
+
+    def delete_input(self, input_id: str) -> None:
+        self.storage.delete(self.input_key(input_id))
+
+    # -- intents ----------------------------------------------------------------------------
     def record(self, *, idempotency_key: str | None, metadata: dict[str, str],
                id_map: dict[str, str], input_id: str, requests: int) -> str:
         """Write the intent to create a batch (before sending it); returns the intent's id."""
-        intent_id = uuid.uuid4().hex
-        self._db().execute(
-            "INSERT INTO intents (id, idempotency_key, metadata, id_map, input_id, requests,"
-            " sent_at) VALUES (?,?,?,?,?,?,?)",
-            (intent_id, idempotency_key, orjson.dumps(metadata).decode(),
-             orjson.dumps(id_map).decode(), input_id, requests, time.time()))
-        return intent_id
+        intent = {"id": uuid.uuid4().hex, "batch_id": None, "idempotency_key": idempotency_key,
+                  "metadata": metadata, "id_map": id_map, "input_id": input_id,
+                  "requests": requests, "sent_at": time.time(), "abandoned": False}
+        self._write("intents", intent["id"], intent)
+        self._write("pending", intent["id"], intent)
+        return intent["id"]
 
     def bind(self, intent_id: str, batch_id: str) -> None:
         """The provider's id for the intent's batch (unconditional: a late bind wins)."""
-        self._db().execute("UPDATE intents SET batch_id=?, abandoned=0 WHERE id=?",
-                           (batch_id, intent_id))
+        intent = self.get(intent_id)
+        if intent is None:
+            raise KeyError(f"no intent {intent_id} in {self.describe()}")
+        intent.update(batch_id=batch_id, abandoned=False)
+        self._write("batches", batch_id, intent)  # the index first: a crash leaves a marker
+        self._write("intents", intent_id, intent)
+        self.storage.delete(self._key("pending", intent_id))
 
     def abandon(self, intent_id: str) -> None:
         """No batch came of it: the create never reached the provider."""
-        self._db().execute("UPDATE intents SET abandoned=1 WHERE id=? AND batch_id IS NULL",
-                           (intent_id,))
+        intent = self.get(intent_id)
+        if intent is not None and not intent["batch_id"]:
+            intent["abandoned"] = True
+            self._write("intents", intent_id, intent)
+        self.storage.delete(self._key("pending", intent_id))
 
     def pending(self) -> list[dict[str, Any]]:
-        """Intents with no batch id yet, oldest first."""
-        rows = self._db().execute(
-            "SELECT * FROM intents WHERE batch_id IS NULL AND abandoned=0 ORDER BY sent_at")
-        return [dict(r) for r in rows]
+        """Intents with no batch id yet, oldest first (markers of bound intents are cleared)."""
+        found = []
+        for key in self.storage.list(self.prefix + "pending/"):
+            intent_id = key.rsplit("/", 1)[-1].removesuffix(".json")
+            intent = self.get(intent_id)
+            if intent is None or intent["batch_id"] or intent["abandoned"]:
+                self.storage.delete(key)  # a bind or abandon that stopped part way
+                continue
+            found.append(intent)
+        return sorted(found, key=lambda i: i["sent_at"])
 
     def get(self, intent_id: str) -> dict[str, Any] | None:
-        row = self._db().execute("SELECT * FROM intents WHERE id=?", (intent_id,)).fetchone()
-        return dict(row) if row else None
+        return self._read("intents", intent_id)
 
     def for_batch(self, batch_id: str) -> dict[str, Any] | None:
-        row = self._db().execute("SELECT * FROM intents WHERE batch_id=?",
-                                 (batch_id,)).fetchone()
-        return dict(row) if row else None
+        return self._read("batches", batch_id)
 
-    def bound(self) -> set[str]:
-        return {r[0] for r in self._db().execute(
-            "SELECT batch_id FROM intents WHERE batch_id IS NOT NULL")}
+    def is_bound(self, batch_id: str) -> bool:
+        return self.storage.exists(self._key("batches", batch_id))
 
     def metadata(self, batch_id: str) -> dict[str, str] | None:
-        row = self.for_batch(batch_id)
-        return orjson.loads(row["metadata"]) if row else None
+        intent = self.for_batch(batch_id)
+        return intent["metadata"] if intent else None
 
     def id_map(self, batch_id: str) -> dict[str, str]:
-        row = self.for_batch(batch_id)
-        return orjson.loads(row["id_map"]) if row else {}
+        intent = self.for_batch(batch_id)
+        return intent["id_map"] if intent else {}
+
+    # -- files ------------------------------------------------------------------------------
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}/{name}.json"
+
+    def _write(self, kind: str, name: str, intent: dict[str, Any]) -> None:
+        self.storage.write_bytes(self._key(kind, name), orjson.dumps(intent))
+
+    def _read(self, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            return orjson.loads(self.storage.read_bytes(self._key(kind, name)))
+        except FileNotFoundError:
+            return None

@@ -102,19 +102,38 @@ def chat_to_messages(body: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _output_format(value: Any) -> dict[str, Any]:
-    """response_format → Messages `output_config.format` (structured outputs, `json_schema`).
+# Structured outputs on the Messages API (checked against the official SDK this project tests
+# with, anthropic 2.17: ``types/output_config_param.py`` and ``json_output_format_param.py``,
+# and Anthropic's guide https://platform.claude.com/docs/en/build-with-claude/structured-outputs):
+# ``output_config: {"format": {"type": "json_schema", "schema": {...}}}``, generally available,
+# no ``anthropic-beta`` header. The beta's top-level ``output_format`` (header
+# ``structured-outputs-2025-11-13``) is deprecated: the SDK itself, beta namespace included,
+# now sends ``output_config.format`` in its place. The format has no name, description or strict
+# flag: decoding is always constrained to the schema.
+_JSON_SCHEMA_KEYS = {"name", "schema", "strict"}
 
-    The official SDK's MessageCreateParams types `output_config.format` as
-    ``{"type": "json_schema", "schema": {...}}``; OpenAI's ``json_object`` (any JSON, no
-    schema) has no counterpart there, so it is refused rather than loosened or tightened.
+
+def _output_format(value: Any) -> dict[str, Any]:
+    """response_format → Messages ``output_config.format`` (structured outputs).
+
+    Only ``json_schema`` has a counterpart. OpenAI's ``json_object`` (any JSON, no schema) is
+    refused rather than loosened or tightened; so is a ``description`` (Anthropic's format has
+    no place for it, and it steers the answer). ``name`` is a label, and ``strict`` needs no
+    counterpart: Anthropic always decodes to the schema (``strict: false`` only gets tighter).
     """
     kind = value.get("type") if isinstance(value, Mapping) else None
     if kind != "json_schema":
         raise TranslationError("response_format", f"type {kind!r} has no Anthropic counterpart; "
                                                   "use json_schema with a schema")
     spec = value.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    if not isinstance(spec, Mapping):
+        raise TranslationError("response_format.json_schema", "is required")
+    for key in spec:
+        if key not in _JSON_SCHEMA_KEYS:
+            raise TranslationError(f"response_format.json_schema.{key}",
+                                   "has no counterpart in Anthropic's output_config.format "
+                                   "(type and schema only); remove it for provider 'anthropic'")
+    schema = spec.get("schema")
     if not isinstance(schema, Mapping):
         raise TranslationError("response_format.json_schema.schema", "is required")
     return {"type": "json_schema", "schema": dict(schema)}
@@ -237,18 +256,37 @@ def messages_to_chat(params: Mapping[str, Any]) -> dict[str, Any]:
         elif name == "metadata":
             continue  # user_id: bookkeeping, no effect on the answer
         elif name == "output_config":
-            fmt = (value or {}).get("format")
+            fmt = _output_config_format(value)
             if fmt is not None:
-                if fmt.get("type") != "json_schema" or "schema" not in fmt:
-                    raise TranslationError("output_config.format", "must be json_schema")
                 body["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": "output", "schema": fmt["schema"], "strict": True}}
+        elif name == "output_format":
+            raise TranslationError(name, "the structured-outputs beta parameter is replaced by "
+                                         "output_config.format (as the current SDK sends it)")
         elif name == "stream" and not value:
             continue
         else:
             raise TranslationError(name, "is not supported by this server")
     body["messages"] = messages
     return body
+
+
+def _output_config_format(value: Any) -> Mapping[str, Any] | None:
+    """``output_config.format`` as the SDK sends it (see ``_output_format``); other settings
+    of ``output_config`` (``effort``) have no meaning on this server's backends: refused."""
+    if not isinstance(value, Mapping):
+        raise TranslationError("output_config", "must be an object")
+    for key, setting in value.items():
+        if key != "format" and setting is not None:
+            raise TranslationError(f"output_config.{key}", "is not supported by this server")
+    fmt = value.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema" \
+            or not isinstance(fmt.get("schema"), Mapping):
+        raise TranslationError("output_config.format",
+                               "must be {'type': 'json_schema', 'schema': {...}}")
+    return fmt
 
 
 def _chat_message(message: Any, i: int) -> dict[str, Any]:

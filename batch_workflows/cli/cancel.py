@@ -8,7 +8,10 @@ as the batch resource derives it; with neither, only batches without a namespace
 and those made before namespaces). `--with-unnamespaced` adds those to a namespace's.
 Settings as in the code location: `--base-url` or BATCH_BASE_URL, else the profile of
 `--provider` / BATCH_PROVIDER; the key from BATCH_API_KEY. Anthropic batches carry no metadata:
-with `--provider anthropic` the deployment's intent folder (BATCH_STATE_DIR) says which are its.
+with `--provider anthropic` the deployment's create intents say which are its, read from its
+artifact store (`--artifacts-uri` / BATCH_ARTIFACTS_URI, a folder or s3://…, credentials from
+the AWS_* environment) under the namespace, else from a local folder (BATCH_STATE_DIR) where a
+script without an artifact store kept them.
 Exit 0 (also when nothing was left to cancel); 1 when the provider refused.
 """
 
@@ -37,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the deployment's namespace (default: BATCH_NAMESPACE, else derived "
                         "from --artifacts-uri)")
     parser.add_argument("--artifacts-uri", default=None,
-                        help="the deployment's artifact store, to derive its default namespace "
+                        help="the deployment's artifact store: its default namespace, and "
+                        "where provider anthropic keeps the create intents "
                         "(default: BATCH_ARTIFACTS_URI)")
     parser.add_argument("--with-unnamespaced", action="store_true",
                         help="also cancel batches without a namespace (made before namespaces)")
@@ -47,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch_workflows import lifecycle as lc
+    from batch_workflows.lifecycle.storage import open_storage
     from batch_workflows.profiles import resolve_base_url
     from batch_workflows.provider_client import open_client
     from batch_workflows.wire import is_live
@@ -57,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     owner = lc.Owner(namespace)
     unscoped = lc.Owner(None)
     provider = args.provider or os.environ.get("BATCH_PROVIDER")
+    uri = args.artifacts_uri or os.environ.get("BATCH_ARTIFACTS_URI")
     with open_client(provider, base_url, os.environ.get("BATCH_API_KEY"),
+                     store=open_storage(uri) if uri else None, namespace=namespace,
                      state_dir=os.environ.get("BATCH_STATE_DIR")) as client:
         live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
                 if is_live(b) and (owner.owns(b) or (args.with_unnamespaced and unscoped.owns(b)))]

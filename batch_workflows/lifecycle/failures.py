@@ -2,16 +2,24 @@
 
 A provider fails a whole batch at validation with the reason in ``errors.data[]`` (``code``,
 ``message``, ``param``, ``line``); a batch can also expire with nothing processed or be
-cancelled by someone else. ``DECISIONS`` is the one rule from code to what the lifecycle does:
+cancelled (by someone at the provider, by ``batch-workflows cancel``, or by an interrupted
+blocking run). ``DECISIONS`` is the one rule from code to what the lifecycle does:
 
 =================  ===========================================================================
 ``INPUT``          an input defect (bad line, unknown model, over-long request): the partition
                    stops with the message; nothing is resubmitted
 ``CAPACITY``       the provider's queue or quota is full: wait with backoff and resubmit the
                    shard without spending an attempt, up to a deadline that is reported
-``RESUBMIT``       the ordinary path: unfinished requests go into the next attempt
-``STOP``           nothing to retry here (cancelled by someone else, the account itself)
+``RESUBMIT``       the ordinary path: unfinished requests go into the next attempt, within
+                   ``max_attempts`` and the budget; so do the unrun requests of a batch that
+                   expired (``batch_expired``) or was cancelled (``cancelled``), reported with
+                   the batch id, its status and counts
+``STOP``           nothing to retry here (the account itself: billing, deactivated)
 =================  ===========================================================================
+
+A request that failed inside a batch that ran is decided by ``REQUEST_DECISIONS`` (its error
+code): requests Anthropic answers ``canceled`` or ``expired`` (``batch_cancelled``,
+``batch_expired``) are resubmitted like any unfinished request.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ DECISIONS: dict[str, str] = {
     # transient on the provider's side: the ordinary resubmission
     "server_error": RESUBMIT,
     "batch_expired": RESUBMIT,
+    "cancelled": RESUBMIT,  # its unrun requests go into the next attempt
 }
 # A `failed` batch with a code not in the table: stop and say so, rather than pay to find out.
 UNKNOWN_FAILURE = INPUT
@@ -80,6 +89,10 @@ REQUEST_DECISIONS: dict[str, str] = {
     "api_error": RESUBMIT,
     "rate_limit_error": RESUBMIT,
     "timeout_error": RESUBMIT,
+    # never ran: the batch was cancelled or its window passed (Anthropic's `canceled` /
+    # `expired` results, OpenAI's `batch_expired` lines)
+    "batch_cancelled": RESUBMIT,
+    "batch_expired": RESUBMIT,
 }
 
 
@@ -130,8 +143,7 @@ def batch_failure(batch: Mapping[str, Any], *, shard: int | None = None) -> Batc
 
     `failed`: its first error decides (an input defect anywhere wins over capacity, so a file
     that is both too big for the quota and broken stops rather than waits). `expired` with
-    nothing processed and `cancelled` (the lifecycle cancels only superseded batches, or on an
-    interrupt that ends the run) are reported too.
+    nothing processed and `cancelled` are reported too; both resubmit their unrun requests.
     """
     status = str(batch.get("status"))
     bid = str(batch.get("id"))
@@ -151,9 +163,12 @@ def batch_failure(batch: Mapping[str, Any], *, shard: int | None = None) -> Batc
         return BatchFailure(bid, status, RESUBMIT, "batch_expired",
                             "the completion window passed before any request ran", shard=shard)
     if status == "cancelled":
-        return BatchFailure(bid, status, STOP, "cancelled",
-                            f"cancelled at the provider after {processed} request(s); the "
-                            "others are not resubmitted", shard=shard)
+        total = int(counts.get("total") or 0)
+        return BatchFailure(bid, status, decide("cancelled"), "cancelled",
+                            f"cancelled at the provider: {int(counts.get('completed') or 0)} of "
+                            f"{total} request(s) completed, {int(counts.get('failed') or 0)} "
+                            "failed or not run; those that did not run go into the next "
+                            "attempt (within max_attempts)", shard=shard)
     return None
 
 

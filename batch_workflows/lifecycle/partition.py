@@ -478,8 +478,9 @@ def _to_resubmit(parquet: Path, sub: SubmissionManifest, failed: Sequence[BatchF
                  policy: Policy, log: Log) -> int:
     """How many requests the next attempt takes (0: this attempt is the last).
 
-    A batch that failed for its input, stopped (cancelled, the account) or is still refused
-    for capacity past the deadline stops the partition: resubmitting would fail the same way.
+    A batch that failed for its input, stopped (the account) or is still refused for capacity
+    past the deadline stops the partition: resubmitting would fail the same way. A cancelled
+    or expired batch's unrun requests are resubmitted like any unfinished request.
     """
     done = ResultSet.from_parquet(parquet)
     unfinished = done.total - done.counts.get(SUCCEEDED, 0)
@@ -489,9 +490,8 @@ def _to_resubmit(parquet: Path, sub: SubmissionManifest, failed: Sequence[BatchF
         return 0
     cancelled = [f.batch_id for f in failed if f.status == "cancelled"]
     if cancelled:
-        log.warning(f"attempt {sub.attempt}: batches were cancelled ({cancelled[:5]}); "
-                    "their unfinished requests are not resubmitted")
-        return 0
+        log.warning(f"attempt {sub.attempt}: batches were cancelled ({cancelled[:5]}); the "
+                    "requests they did not run go into the next attempt with the others")
     stopping = [f for f in failed if f.decision in (INPUT, STOP, CAPACITY)]
     if stopping:
         log.warning(f"attempt {sub.attempt}: {len(stopping)} batch(es) failed as a whole "

@@ -27,6 +27,7 @@ from batch_workflows.backends.base import (
     model_not_found,
 )
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.lifecycle.storage import fsync_path
 from batch_workflows.server.input_check import InputCheck, check_input
 from batch_workflows.server.provider_rules import (
     TokenQuota,
@@ -548,15 +549,7 @@ class Worker:
             if size:
                 outputs.append((name, size, f"{batch['id']}_{kind}.jsonl"))
                 ids[f"{kind}_file_id"] = name
-        _fsync_dir(self.store.files_dir)
+        fsync_path(self.store.files_dir)
         self.store.finish_batch(batch["id"], final, outputs, **ids)
         log.info("batch %s: %s (%d completed, %d failed)", batch["id"], final,
                  batch["completed"], batch["failed"])
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from batch_workflows.anthropic_batches.batch_objects import to_openai_batch, to_openai_line
@@ -38,6 +40,42 @@ def test_a_chat_body_becomes_messages_params_and_back() -> None:
     assert chat["stop"] == ["END"] and chat["max_tokens"] == 64
 
 
+def test_structured_outputs_take_the_shape_the_official_sdk_sends() -> None:
+    """`output_config.format` as the installed `anthropic` SDK types it (GA, no beta header):
+    the translation's keys are the SDK's, and a non-strict schema is decoded strictly."""
+    from anthropic.types import JSONOutputFormatParam, OutputConfigParam
+    from anthropic.types.messages.batch_create_params import Request
+
+    # what one request of a batch create takes (MessageCreateParamsNonStreaming)
+    sdk_params = typing.get_type_hints(Request)["params"]
+    keys = sdk_params.__required_keys__ | sdk_params.__optional_keys__
+
+    body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "v", "schema": SCHEMA}}}
+    params = chat_to_messages(body)
+    assert set(params) <= keys
+    assert set(params["output_config"]) <= OutputConfigParam.__optional_keys__
+    fmt = params["output_config"]["format"]
+    assert set(fmt) == (JSONOutputFormatParam.__required_keys__
+                        | JSONOutputFormatParam.__optional_keys__) == {"type", "schema"}
+    assert fmt == {"type": "json_schema", "schema": SCHEMA}
+    assert "output_format" not in keys  # the beta's parameter is not in the GA API
+
+
+@pytest.mark.parametrize(("params", "param"), [
+    ({"output_config": {"effort": "low"}}, "output_config.effort"),
+    ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format"),
+    ({"output_format": {"type": "json_schema", "schema": SCHEMA}}, "output_format"),
+])
+def test_the_engine_refuses_what_it_cannot_honour_by_name(params: dict, param: str) -> None:
+    base = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    with pytest.raises(TranslationError) as caught:
+        messages_to_chat({**base, **params})
+    assert caught.value.param == param
+    assert messages_to_chat({**base, "output_config": {"format": None, "effort": None}})
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"seed": 1}, "seed"),
     ({"logprobs": True}, "logprobs"),
@@ -46,6 +84,11 @@ def test_a_chat_body_becomes_messages_params_and_back() -> None:
     ({"temperature": 1.5}, "temperature"),
     ({"temperature": 0.7, "top_p": 0.95}, "top_p"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "v", "schema": SCHEMA, "description": "a label"}}},
+     "response_format.json_schema.description"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "v"}}},
+     "response_format.json_schema.schema"),
     ({"max_tokens": None, "max_completion_tokens": None}, "max_tokens"),
 ])
 def test_what_has_no_counterpart_is_refused_by_name(body: dict, param: str) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from batch_workflows import lifecycle as lc
 from batch_workflows.errors import ConfigurationError
+from batch_workflows.lifecycle.failures import resubmits_request
 from batch_workflows.pricing import estimate_input_tokens
 from batch_workflows.profiles import EMBEDDINGS, MB, PROFILES, get_profile
 from batch_workflows.requests import write_shards
@@ -48,7 +49,15 @@ def test_one_table_decides_every_code():
     assert lc.batch_failure({"id": "b", "status": "completed"}) is None
     expired = lc.batch_failure({"id": "b", "status": "expired",
                                 "request_counts": {"completed": 0, "failed": 0}})
-    assert expired.code == "batch_expired"
+    assert expired.code == "batch_expired" and expired.decision == "resubmit"
+    # A cancelled batch (at the provider, by the cancel command, by an interrupted run): its
+    # unrun requests go into the next attempt, and the failure names its counts.
+    cancelled = lc.batch_failure({"id": "b2", "status": "cancelled", "request_counts": {
+        "total": 10, "completed": 4, "failed": 1}}, shard=0)
+    assert (cancelled.decision, cancelled.code) == ("resubmit", "cancelled")
+    assert "4 of 10 request(s) completed, 1 failed or not run" in cancelled.describe()
+    for code in ("batch_cancelled", "batch_expired", "cancelled"):  # per request, too
+        assert resubmits_request(code)
 
 
 def test_namespace_comes_from_the_store_and_is_checked(tmp_path):

@@ -94,6 +94,11 @@ def test_distillation_runs_on_claude_by_configuration(env):
     assert "echo: Name three colours." in train + valid
     card = json.loads((env["root"] / "artifacts" / dataset_key(FILE, "card.json")).read_text())
     assert card["teacher"]["model"] == "echo-teacher"
+    # The create intents live in the artifact store under the deployment's namespace, bound to
+    # the batch; nothing on the worker's disk (state_dir is for direct use without a store).
+    intents = env["root"] / "artifacts" / "_anthropic"
+    assert [p.stem for p in intents.glob("*/batches/*.json")] == [batches[0].id]
+    assert not list(intents.glob("*/pending/*")) and not (env["root"] / "anthropic").exists()
 
 
 def test_a_second_materialization_submits_nothing(env):

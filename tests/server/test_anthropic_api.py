@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,33 @@ def test_kill_9_mid_message_batch_resumes_with_every_request_once(tmp_path: Path
         assert done.request_counts.succeeded == len(ids)
         results = [r.custom_id for r in sdk.messages.batches.results(batch.id)]
         assert sorted(results) == sorted(ids)  # each exactly once across the crash
+
+
+def test_structured_outputs_as_the_sdk_sends_them(engine: tuple[ServerHandle, str]) -> None:
+    """`output_config.format` (GA: no anthropic-beta header) reaches the engine's constrained
+    decoding, real-time and in a batch; what it cannot honour is refused by name."""
+    srv, model = engine
+    sent: list = []  # the requests as the SDK put them on the wire (its own httpx client)
+    http = anthropic.DefaultHttpxClient(event_hooks={"request": [sent.append]})
+    claude = anthropic.Anthropic(base_url=srv.root_url, api_key=srv.api_key, max_retries=0,
+                                 http_client=http)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    fmt = {"format": {"type": "json_schema", "schema": schema}}
+    message = claude.messages.create(**_params(model, "answer", max_tokens=24), output_config=fmt)
+    body = json.loads(sent[-1].content)
+    assert body["output_config"] == fmt and "output_format" not in body
+    assert "anthropic-beta" not in sent[-1].headers
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    if message.stop_reason == "end_turn":  # not cut: the text is the schema's JSON
+        assert isinstance(json.loads(message.content[0].text)["ok"], bool)
+    batch = claude.messages.batches.create(requests=[
+        {"custom_id": "s", "params": {**_params(model, "answer", max_tokens=24),
+                                      "output_config": fmt}}])
+    (result,) = claude.messages.batches.results(_wait(claude, batch.id).id)
+    assert result.result.type == "succeeded"
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.effort"):
+        claude.messages.create(**_params(model, "a"), output_config={"effort": "low"})
+    with pytest.raises(anthropic.BadRequestError, match=r"requests\.0\.params\.output_format"):
+        claude.messages.batches.create(requests=[{"custom_id": "o", "params": {
+            **_params(model, "a"), "output_format": fmt["format"]}}])

@@ -36,7 +36,7 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
     ensure_pool(context.instance, spec.pool)
     if batch.is_blocking:
         return SkipReason("blocking mode: runs wait for their own batches")
-    with batch.get_client() as client:
+    with batch.get_client(store, spec.namespace) as client:
         tick = lc.track_batches(client, spec.name, context.cursor,
                                 horizon_seconds=parse_duration(batch.completion_window),
                                 owner=lc.Owner(spec.namespace or batch.namespace_for(store),

@@ -42,7 +42,7 @@ def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> Ma
     batch, store = spec.resources(context)
     ensure_pool(context.instance, spec.pool)
     per_key = []
-    with batch.get_client() as client:
+    with batch.get_client(store, spec.namespace) as client:
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             submitted = lc.submit_partition(client, store, pointer,
@@ -57,7 +57,7 @@ def materialize_results(spec: LifecycleSpec, context: AssetExecutionContext):
     batch, store = spec.resources(context)
     ensure_pool(context.instance, spec.pool)
     per_key, waiting = [], []
-    with batch.get_client() as client:
+    with batch.get_client(store, spec.namespace) as client:
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             collected = lc.collect_partition(

@@ -21,21 +21,15 @@ from dagster import ConfigurableResource, EnvVar
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from batch_workflows.lifecycle.storage import LocalFolder, atomic_target, check_key
+from batch_workflows.lifecycle.storage import LocalFolder, S3Folder, check_key
 from batch_workflows.s3 import is_s3 as is_s3_uri
-from batch_workflows.s3 import split_s3_prefix
+
+__all__ = ["ArtifactStore", "check_key"]
 
 
 def _resolved(value: str | None) -> str | None:
     """The value of an EnvVar field: Dagster resolves them in runs, not on direct use."""
     return value.get_value() if isinstance(value, EnvVar) else value
-
-
-def _check_prefix(prefix: str) -> str:
-    if prefix == "":
-        return prefix
-    check_key(prefix.rstrip("/") or "x/")  # "a/b/" is a fine prefix, "/" is not
-    return prefix
 
 
 class ArtifactStore(ConfigurableResource):
@@ -63,18 +57,15 @@ class ArtifactStore(ConfigurableResource):
     def is_s3(self) -> bool:
         return is_s3_uri(self.base_uri)
 
-    def _bucket_prefix(self) -> tuple[str, str]:
-        return split_s3_prefix(self.base_uri)
-
-    def _local(self) -> LocalFolder:
-        """The local folder behind a non-S3 base URI (a plain path or ``file://``)."""
-        base = self.base_uri.removeprefix("file://")
-        if "://" in base:
-            raise ValueError(f"unsupported artifact URI scheme: {self.base_uri!r}")
-        return LocalFolder(base)
-
-    def _s3_key(self, key: str) -> str:
-        return self._bucket_prefix()[1] + check_key(key)
+    def storage(self) -> LocalFolder | S3Folder:
+        """The plain ``Storage`` behind this resource (``lifecycle.storage``): every operation
+        below is its, with the S3 client built from this resource's settings."""
+        if not self.is_s3:
+            base = self.base_uri.removeprefix("file://")
+            if "://" in base:
+                raise ValueError(f"unsupported artifact URI scheme: {self.base_uri!r}")
+            return LocalFolder(base)
+        return S3Folder(self.base_uri, client=self._s3())
 
     def _s3(self) -> Any:
         if self._client is None:
@@ -90,94 +81,33 @@ class ArtifactStore(ConfigurableResource):
 
     def uri(self, key: str) -> str:
         """Where `key` lives: ``s3://bucket/prefix/key`` or an absolute local path."""
-        if not self.is_s3:
-            return self._local().uri(key)
-        bucket, _ = self._bucket_prefix()
-        return f"s3://{bucket}/{self._s3_key(key)}"
+        return self.storage().uri(key)
 
     # -- operations --------------------------------------------------------------------------
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> str:
         """Store a local file under `key` (streamed; atomic locally); returns its URI."""
-        if not self.is_s3:
-            return self._local().put_file(local_path, key)
-        source = Path(local_path)
-        if not source.is_file():
-            raise FileNotFoundError(f"no such file: {source}")
-        bucket, _ = self._bucket_prefix()
-        self._s3().upload_file(str(source), bucket, self._s3_key(key))
-        return self.uri(key)
+        return self.storage().put_file(local_path, key)
 
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
         """Copy `key` to `local_path` (streamed); raises FileNotFoundError if absent."""
-        if not self.is_s3:
-            return self._local().get_file(key, local_path)
-        if not self.exists(key):
-            raise FileNotFoundError(f"no artifact at {self.uri(key)}")
-        bucket, _ = self._bucket_prefix()
-        dest = Path(local_path)
-        with atomic_target(dest) as tmp:
-            self._s3().download_file(bucket, self._s3_key(key), str(tmp))
-        return dest
+        return self.storage().get_file(key, local_path)
 
     def exists(self, key: str) -> bool:
         """Whether an artifact is stored under `key`."""
-        if not self.is_s3:
-            return self._local().exists(key)
-        from botocore.exceptions import ClientError
-
-        bucket, _ = self._bucket_prefix()
-        try:
-            self._s3().head_object(Bucket=bucket, Key=self._s3_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                return False
-            raise
-        return True
+        return self.storage().exists(key)
 
     def read_bytes(self, key: str) -> bytes:
         """The whole content of a (small) artifact, e.g. a manifest."""
-        if not self.is_s3:
-            return self._local().read_bytes(key)
-        from botocore.exceptions import ClientError
-
-        bucket, _ = self._bucket_prefix()
-        try:
-            response = self._s3().get_object(Bucket=bucket, Key=self._s3_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise FileNotFoundError(f"no artifact at {self.uri(key)}") from None
-            raise
-        with response["Body"] as body:
-            return body.read()
+        return self.storage().read_bytes(key)
 
     def write_bytes(self, key: str, data: bytes) -> str:
-        """Store `data` under `key` (atomic locally); returns its URI."""
-        if not self.is_s3:
-            return self._local().write_bytes(key, data)
-        bucket, _ = self._bucket_prefix()
-        self._s3().put_object(Bucket=bucket, Key=self._s3_key(key), Body=data)
-        return self.uri(key)
+        """Store `data` under `key` (atomic and fsync'd locally); returns its URI."""
+        return self.storage().write_bytes(key, data)
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys starting with `prefix` (a plain string prefix, as in S3), sorted."""
-        _check_prefix(prefix)
-        if not self.is_s3:
-            return self._local().list(prefix)
-        bucket, base = self._bucket_prefix()
-        keys = []
-        pages = self._s3().get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=base + prefix)
-        for page in pages:
-            keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
-        return sorted(keys)
+        return self.storage().list(prefix)
 
     def delete(self, key: str) -> None:
         """Remove `key`; deleting a missing key is not an error."""
-        if not self.is_s3:
-            return self._local().delete(key)
-        bucket, _ = self._bucket_prefix()
-        self._s3().delete_object(Bucket=bucket, Key=self._s3_key(key))
-
-
-def _is_missing(exc: Any) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+        self.storage().delete(key)

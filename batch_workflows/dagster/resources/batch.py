@@ -94,10 +94,10 @@ class BatchResource(ConfigurableResource):
     engine_start_timeout_seconds: float = Field(default=300.0)
     state_dir: str = Field(
         default=DEFAULT_STATE_DIR,
-        description="provider=anthropic: the folder of the durable create intents and the "
-                    "translated inputs (Anthropic batches carry no metadata; this record is "
-                    "how a re-run re-attaches). Every process that submits for this "
-                    "deployment must see the same folder.")
+        description="provider=anthropic, direct use only: where get_client() without an "
+                    "artifact store keeps the create intents and translated inputs (a local "
+                    "folder). The lifecycle's assets and sensor keep them in the artifact "
+                    "store, under _anthropic/<namespace>/, never on the worker's disk.")
     request_timeout_seconds: float = Field(default=60.0)
     max_retries: int = Field(default=6, description="HTTP retries per call (429/5xx/resets).")
 
@@ -155,11 +155,21 @@ class BatchResource(ConfigurableResource):
         return parse_duration(self.completion_window) + 3600.0
 
     # -- clients -----------------------------------------------------------------------------
-    def get_client(self) -> BatchClient:
-        """A BatchClient for the provider (starting the embedded engine first when needed)."""
+    def get_client(self, store: Any = None, namespace: str | None = None) -> BatchClient:
+        """A BatchClient for the provider (starting the embedded engine first when needed).
+
+        `store` is the deployment's artifact store (a ``Storage``): provider=anthropic keeps
+        its create intents there, under `namespace` (default: this deployment's, as
+        ``namespace_for(store)`` gives it, the one the lifecycle's policy uses). Without a
+        store they go to a local folder at `state_dir`, fine for a script, not for runs that
+        may each start in a fresh container.
+        """
         if self.provider == "local" and self.start_local_engine:
             self.ensure_local_engine()
+        if store is not None:
+            namespace = namespace or self.namespace_for(store)
         return open_client(self.provider, self.resolved_base_url, self.resolved_api_key,
+                           store=store, namespace=namespace or self.namespace,
                            state_dir=self.state_dir, timeout=self.request_timeout_seconds,
                            max_retries=self.max_retries)
 
