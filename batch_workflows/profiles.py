@@ -5,8 +5,10 @@ embedding model the local engine serves by default."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.wire import parse_duration
@@ -267,3 +269,21 @@ def resolve_base_url(
     if not profile_url:
         raise ConfigurationError(f"provider {name!r} has no base URL: set BATCH_BASE_URL")
     return profile_url.rstrip("/")
+
+
+# Claude models from 4.7 on (Opus 4.7 and 4.8, Sonnet and Haiku 5 and later) answer 400 to
+# temperature, top_p or top_k at any value but the default, on API version 2023-06-01 (which
+# the Anthropic client sends); version 2026-10-21 refuses them on every model, which is why the 2.x SDKs
+# have none. Sources: the sampling-parameter notes of the thinking docs as quoted by
+# memberjunction's Anthropic driver; yoagent v0.27.3 and Cratis/AI v7.105.1 release notes.
+_NO_SAMPLING_FROM = (4, 7)
+_CLAUDE_GENERATION = re.compile(r"^claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-\d{8})?$")
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+
+
+def rejects_sampling(model: Any) -> bool:
+    """Whether `model` refuses sampling parameters (see ``_NO_SAMPLING_FROM``)."""
+    found = _CLAUDE_GENERATION.match(str(model or ""))
+    if not found:
+        return False
+    return (int(found[1]), int(found[2] or 0)) >= _NO_SAMPLING_FROM

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from batch_workflows.profiles import SAMPLING_PARAMETERS, rejects_sampling
+
 # Messages API: https://docs.anthropic.com/en/api/messages (stop_reason, usage, system).
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -53,6 +55,21 @@ class TranslationError(ValueError):
         self.param = param
 
 
+def _check_sampling(params: dict[str, Any]) -> None:
+    """Refuse, by name, a sampling parameter the model would answer 400 to (every request of
+    the batch an invalid_request_error); its default value is the same as not sending it."""
+    if not rejects_sampling(params.get("model")):
+        return
+    if params.get("temperature") == 1:
+        del params["temperature"]
+    for name in SAMPLING_PARAMETERS:
+        if name in params:
+            raise TranslationError(name, f"{params['model']} takes no sampling parameters "
+                                         "(Claude models from 4.7 on answer 400 to temperature, "
+                                         "top_p and top_k); remove it (the distillation flow: "
+                                         f"DISTILLATION_{name.upper()}=none)")
+
+
 # -- the adapter's side: OpenAI chat body → Messages params, Message → chat completion ------------
 def chat_to_messages(body: Mapping[str, Any]) -> dict[str, Any]:
     """Messages params for one chat completions body; TranslationError names what cannot go."""
@@ -91,6 +108,7 @@ def chat_to_messages(body: Mapping[str, Any]) -> dict[str, Any]:
     for required in ("model", "messages"):
         if required not in params:
             raise TranslationError(required, "is required")
+    _check_sampling(params)
     if "temperature" in params and "top_p" in params:
         # Claude Opus 4.1 and later, Sonnet 4.5 and Haiku 4.5 answer 400 to both (an
         # invalid_request_error for every request of the batch): refused here instead.

@@ -17,6 +17,7 @@ from batch_workflows.anthropic_batches.wire import (
 )
 from batch_workflows.lifecycle.failures import resubmits_request
 from batch_workflows.pricing import PriceTable
+from batch_workflows.profiles import rejects_sampling
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
 
@@ -99,6 +100,36 @@ def test_what_has_no_counterpart_is_refused_by_name(body: dict, param: str) -> N
     with pytest.raises(TranslationError) as caught:
         chat_to_messages(request)
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize("model, refuses", [
+    ("claude-opus-4-7", True), ("claude-opus-4-8-20261001", True), ("claude-sonnet-5", True),
+    ("claude-haiku-5-5", True), ("claude-sonnet-4-6", False), ("claude-haiku-4-5", False),
+    ("claude-3-7-sonnet", False), ("echo-teacher", False),
+])
+def test_sampling_parameters_are_refused_for_models_that_answer_400(model: str,
+                                                                    refuses: bool) -> None:
+    assert rejects_sampling(model) is refuses
+    body = {"model": model, "max_tokens": 8, "temperature": 0.7,
+            "messages": [{"role": "user", "content": "x"}]}
+    if not refuses:
+        assert chat_to_messages(body)["temperature"] == 0.7
+        return
+    with pytest.raises(TranslationError) as caught:
+        chat_to_messages(body)
+    assert caught.value.param == "temperature" and model in str(caught.value)
+    # the default is what not sending it means: nothing to refuse
+    assert "temperature" not in chat_to_messages({**body, "temperature": 1})
+    with pytest.raises(TranslationError) as caught:
+        chat_to_messages({**body, "temperature": 1, "top_p": 0.9})
+    assert caught.value.param == "top_p"
+
+
+def test_current_claude_models_are_priced() -> None:
+    for model in ("claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"):
+        assert PriceTable.default().get(model) is not None, model
+    price = PriceTable.default().get("claude-opus-4-7")
+    assert (str(price.batch_input), str(price.batch_output)) == ("2.50", "12.50")
 
 
 def test_a_tool_turn_is_refused_naming_the_message() -> None:

@@ -89,8 +89,13 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("DISTILLATION_SYSTEM_PROMPT", "")
     s = DistillationSettings.from_env()
     assert (s.model, s.samples, s.seed, s.system_prompt) == ("gpt-4o-mini", 3, None, "")
+    monkeypatch.setenv("DISTILLATION_TEMPERATURE", "none")  # not sent at all
+    monkeypatch.setenv("DISTILLATION_TOP_P", "0.9")
+    s = DistillationSettings.from_env()
+    assert (s.temperature, s.top_p) == (None, 0.9)
+    assert s.sampling == {"top_p": 0.9, "max_tokens": s.max_tokens}
     monkeypatch.setenv("DISTILLATION_TEMPERATURE", "hot")
-    with pytest.raises(ConfigurationError, match="DISTILLATION_TEMPERATURE"):
+    with pytest.raises(ConfigurationError, match='DISTILLATION_TEMPERATURE must be a number or "none"'):
         DistillationSettings.from_env()
     with pytest.raises(ConfigurationError, match="FORMAT"):
         DistillationSettings(format="alpaca")

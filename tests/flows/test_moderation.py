@@ -283,3 +283,13 @@ def test_embedding_verdicts_score_every_category_against_calibrated_thresholds(t
     assert dict(rows["x"]["scores"])["harassment"] == pytest.approx(1.0)
     assert len(rows["x"]["scores"]) == dim and rows["y"]["flagged"] is False
     assert report.evaluation.flagged.figures()["f1"] == 1.0 and report.orphan_results == 0
+
+
+def test_llm_requests_decode_greedily_where_the_model_takes_a_temperature():
+    policy = load_policy()
+    system = llm.policy_prompt(policy)
+    assert llm.chat_request("c", "text", policy, "gpt-4o-mini",
+                            system=system)["body"]["temperature"] == 0
+    # Claude from 4.7 answers 400 to any sampling parameter: the body leaves it out
+    body = llm.chat_request("c", "text", policy, "claude-opus-4-7", system=system)["body"]
+    assert "temperature" not in body and body["max_tokens"] == llm.DEFAULT_MAX_TOKENS

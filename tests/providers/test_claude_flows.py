@@ -44,7 +44,7 @@ def env(tmp_path_factory):
     # Anthropic has no seed, and its current models take temperature or top_p, not both: the
     # flow's own settings turn them off (validation names body.seed / body.top_p otherwise).
     for name, value in {"WATCH_URI": str(inbox), "MODEL": "echo-teacher", "SAMPLES": "2",
-                        "SEED": "none", "TOP_P": "1", "VALIDATION_FRACTION": "0.3"}.items():
+                        "SEED": "none", "TOP_P": "none", "VALIDATION_FRACTION": "0.3"}.items():
         mp.setenv(f"DISTILLATION_{name}", value)
     # assets/defs/distillation/defs.yaml, with the variables above as its templates resolve them.
     flow = load_flow("distillation")

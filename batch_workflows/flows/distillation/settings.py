@@ -25,14 +25,19 @@ DEFAULT_SYSTEM_PROMPT = (
 FORMATS = ("messages", "prompt_completion")
 
 
+def optional_float(raw: object) -> float | None:
+    """A number, or None for "none" (a sampling setting that is not sent)."""
+    return None if raw is None or raw == "none" else float(raw)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class DistillationSettings:
     """The flow's knobs (each one's variable is ``DISTILLATION_<NAME>`` in upper case)."""
 
     model: str = DEFAULT_TEACHER
     system_prompt: str = DEFAULT_SYSTEM_PROMPT  # "" = no system message; "{task}" is filled in
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float | None = 0.7  # None ("none"): not sent (Claude from 4.7 takes none)
+    top_p: float | None = 0.95  # None ("none"): not sent
     max_tokens: int = 256
     seed: int | None = 1234  # sample k of a prompt uses seed + k; None = no seed
     samples: int = 1  # answers asked per prompt
@@ -72,16 +77,17 @@ class DistillationSettings:
             try:
                 return kind(raw)
             except ValueError:
+                what = 'a number or "none"' if kind is optional_float else kind.__name__
                 raise ConfigurationError(
-                    f"DISTILLATION_{name} must be {kind.__name__}, got {raw!r}") from None
+                    f"DISTILLATION_{name} must be {what}, got {raw!r}") from None
 
         seed = env.get("DISTILLATION_SEED")
         return cls(
             model=str(read("MODEL", str, d.model)),
             # An empty value is a setting here: no system message.
             system_prompt=env.get("DISTILLATION_SYSTEM_PROMPT", d.system_prompt),
-            temperature=float(read("TEMPERATURE", float, d.temperature)),
-            top_p=float(read("TOP_P", float, d.top_p)),
+            temperature=read("TEMPERATURE", optional_float, d.temperature),
+            top_p=read("TOP_P", optional_float, d.top_p),
             max_tokens=int(read("MAX_TOKENS", int, d.max_tokens)),
             seed=None if seed == "none" else int(read("SEED", int, d.seed)),
             samples=int(read("SAMPLES", int, d.samples)),
@@ -101,5 +107,6 @@ class DistillationSettings:
     @property
     def sampling(self) -> dict[str, object]:
         """What the request bodies carry besides model and messages."""
-        return {"temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens}
+        sampling = {"temperature": self.temperature, "top_p": self.top_p,
+                    "max_tokens": self.max_tokens}
+        return {name: value for name, value in sampling.items() if value is not None}

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from batch_workflows.flows.moderation.taxonomy import Policy
-from batch_workflows.profiles import CHAT
+from batch_workflows.profiles import CHAT, rejects_sampling
 
 SCHEMA_NAME = "moderation_verdict"
 FIELDS = ("flagged", "categories", "rationale")
@@ -84,20 +84,21 @@ def user_message(text: str, policy: Policy) -> str:
 
 def chat_request(custom_id: str, text: str, policy: Policy, model: str, *, system: str,
                  max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
-    """One /v1/chat/completions batch line (`system`: ``policy_prompt(policy)``, built once)."""
-    return {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": CHAT,
-        "body": {
-            "model": model,
-            "messages": [{"role": "system", "content": system},
-                         {"role": "user", "content": user_message(text, policy)}],
-            "response_format": response_format(policy),
-            "temperature": 0,
-            "max_tokens": max_tokens,
-        },
+    """One /v1/chat/completions batch line (`system`: ``policy_prompt(policy)``, built once).
+
+    Greedy decoding (temperature 0) for a repeatable verdict, where the model takes a
+    temperature: Claude models from 4.7 on refuse any (``rejects_sampling``)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "system", "content": system},
+                     {"role": "user", "content": user_message(text, policy)}],
+        "response_format": response_format(policy),
+        "temperature": 0,
+        "max_tokens": max_tokens,
     }
+    if rejects_sampling(model):
+        del body["temperature"]
+    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ class DistillationComponent(FlowComponent):
     system_prompt: str | None = Field(
         default=None, description='None: the shipped one; "": no system message; "{task}" is '
                                   "filled in.")
-    temperature: float = Field(default=_D.temperature)
-    top_p: float = Field(default=_D.top_p)
+    temperature: float | None = Field(default=_D.temperature, description="None/'none': not "
+                                      "sent (Claude models from 4.7 on take no sampling "
+                                      "parameters).")
+    top_p: float | None = Field(default=_D.top_p, description="None/'none': not sent.")
     max_tokens: int = Field(default=_D.max_tokens)
     seed: int | None = Field(default=_D.seed, description="Sample k uses seed + k; None/'none': "
                                                           "no seed.")
@@ -67,9 +69,9 @@ class DistillationComponent(FlowComponent):
 
     EMPTY_IS_A_VALUE = frozenset({"system_prompt"})
 
-    @field_validator("seed", mode="before")
+    @field_validator("seed", "temperature", "top_p", mode="before")
     @classmethod
-    def _no_seed(cls, value: object) -> object:
+    def _none(cls, value: object) -> object:
         return None if value == "none" else value
 
     @classmethod
