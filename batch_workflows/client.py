@@ -58,9 +58,10 @@ logger = logging.getLogger("batch_workflows.client")
 IDEMPOTENCY_METADATA_KEY = "idempotency_key"
 # The one re-attach rule (used by create_batch and by the lifecycle's find_submission): a batch
 # carrying the same idempotency key is the submission, whatever became of it, unless it was
-# cancelled. A failed or expired batch already ran (and its unfinished requests are handled by
-# the lifecycle's next attempt); creating another for the same key would pay twice. Only a
-# deliberate cancel frees the key for a new batch.
+# cancelled before completing anything. A failed, expired or part-run cancelled batch already
+# ran (its unfinished requests are handled by the lifecycle's next attempt); creating another
+# for the same key would pay twice for what it did. A cancel that stopped it before any request
+# completed frees the key for a new batch (nothing was paid).
 NOT_REATTACHABLE_STATUSES = frozenset({"cancelling", "cancelled"})
 _EXCERPT = 300
 
@@ -114,7 +115,10 @@ class _Retryable(Exception):
 
 def is_reattachable(batch: Mapping[str, Any]) -> bool:
     """Whether an existing batch with the same idempotency key stands for the submission."""
-    return batch.get("status") not in NOT_REATTACHABLE_STATUSES
+    if batch.get("status") not in NOT_REATTACHABLE_STATUSES:
+        return True
+    # only completed requests are billed (and some providers count unrun ones as failed)
+    return int((batch.get("request_counts") or {}).get("completed") or 0) > 0
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -327,9 +331,9 @@ class BatchClient:
         """Create a batch and return it.
 
         With `idempotency_key`, an existing batch whose metadata carries the key (and that was
-        not cancelled, see `is_reattachable`) is returned instead of creating a new one, and
-        after an ambiguous failure (connection reset, timeout, 5xx) the key is looked up again
-        before retrying. A caller that has just looked for the key itself passes
+        not cancelled before completing anything, see `is_reattachable`) is returned instead of
+        creating a new one, and after an ambiguous failure (connection reset, timeout, 5xx) the
+        key is looked up again before retrying. A caller that has just looked for the key itself passes
         ``look_first=False``: the list is then scanned only after an ambiguous failure. Without
         a key, a random one is still recorded so that a retry after an ambiguous failure can
         tell whether the first attempt went through. `extra_body` is

@@ -111,8 +111,9 @@ def find_submission(
 ) -> dict[int, dict]:
     """The batches of one attempt of a submission, by shard index (one scan of the list).
 
-    Every batch counts but a cancelled one (the client's `is_reattachable`, the one re-attach
-    rule). `created_after` stops the scan early when the caller knows a lower bound.
+    Every batch counts but one cancelled before it completed anything (the client's
+    `is_reattachable`, the one re-attach rule). `created_after` stops the scan early when the
+    caller knows a lower bound.
     """
     found: dict[int, dict] = {}
     for batch in iter_lifecycle_batches(client, key=key, created_after=created_after,

@@ -360,6 +360,10 @@ def test_a_batch_cancelled_mid_run_through_the_sdk_resubmits_exactly_its_cancele
             assert ended.request_counts.succeeded > 0 and len(canceled) == (
                 ended.request_counts.canceled) > 0
             assert client.retrieve_batch(first)["status"] == "cancelled"
+            # Re-running the partition (as after an interrupted run) re-attaches to the part-run
+            # batch: what it did is paid for, nothing is created again
+            again = submit_partition(client, store, pointer, policy)
+            assert again.manifest.reattached and again.manifest.batch_ids == [first]
             collected = collect_partition(client, store, pointer, policy, blocking=True)
         assert collected is not None
         summary = collected.summary

@@ -110,7 +110,8 @@ def test_submit_scans_the_list_once_and_reattaches_without_reading_shards(
 
 
 def test_one_reattach_rule_for_client_and_lifecycle(server, tmp_path, asset_name):
-    """A failed batch stands for its submission (in both places); a cancelled one does not."""
+    """A failed batch stands for its submission (in both places); one cancelled before it
+    completed anything does not."""
     from batch_workflows.client import is_reattachable
 
     # A line for another endpoint: the server rejects the input file, the batch is `failed`.
@@ -127,8 +128,13 @@ def test_one_reattach_rule_for_client_and_lifecycle(server, tmp_path, asset_name
         again = client.create_batch(sub.file_ids[0], EMBEDDINGS,
                                     idempotency_key=lc.shard_idempotency_key(key, 1, 0))
         assert again["id"] == done["id"]
+        # Cancelled before anything ran: nothing was paid, a new batch may take the key.
         assert not is_reattachable({"status": "cancelled"})
-        assert not is_reattachable({"status": "cancelling"})
+        assert not is_reattachable({"status": "cancelling",
+                                    "request_counts": {"total": 4, "completed": 0, "failed": 4}})
+        # Cancelled part way: what ran is paid for and kept; the rest is the next attempt's.
+        assert is_reattachable({"status": "cancelled",
+                                "request_counts": {"total": 4, "completed": 3, "failed": 0}})
 
 
 def test_resolve_base_url_is_one_rule(monkeypatch):
