@@ -35,6 +35,11 @@ ROOT = "_anthropic"
 UNSCOPED = "_unscoped"
 
 
+# Bound intents already read, by (store prefix, batch id): the oldest go first past the cap.
+_BOUND: dict[tuple[str, str], dict[str, Any]] = {}
+_BOUND_MAX = 100_000
+
+
 class IntentStore:
     """Intents and the translated inputs waiting to be created, under one prefix of `storage`."""
 
@@ -42,6 +47,7 @@ class IntentStore:
         self.storage = storage
         self.namespace = namespace or UNSCOPED
         self.prefix = f"{ROOT}/{self.namespace}/"
+        self.scope = self.storage.uri(f"{ROOT}/{self.namespace}")  # which store and namespace
 
     def describe(self) -> str:
         """Where the intents live (for messages)."""
@@ -81,6 +87,7 @@ class IntentStore:
             raise KeyError(f"no intent {intent_id} in {self.describe()}")
         intent.update(batch_id=batch_id, abandoned=False)
         self._write("batches", batch_id, intent)  # the index first: a crash leaves a marker
+        _BOUND.pop((self.scope, batch_id), None)
         self._write("intents", intent_id, intent)
         self.storage.delete(self._key("pending", intent_id))
 
@@ -108,10 +115,20 @@ class IntentStore:
         return self._read("intents", intent_id)
 
     def for_batch(self, batch_id: str) -> dict[str, Any] | None:
-        return self._read("batches", batch_id)
+        """The intent bound to `batch_id` (remembered by the process once found: a tracking
+        sensor lists the same batches every tick, and a bound intent does not change)."""
+        key = (self.scope, batch_id)
+        if key not in _BOUND:
+            intent = self._read("batches", batch_id)
+            if intent is None:
+                return None
+            if len(_BOUND) >= _BOUND_MAX:
+                _BOUND.pop(next(iter(_BOUND)))
+            _BOUND[key] = intent
+        return _BOUND[key]
 
     def is_bound(self, batch_id: str) -> bool:
-        return self.storage.exists(self._key("batches", batch_id))
+        return self.for_batch(batch_id) is not None
 
     def metadata(self, batch_id: str) -> dict[str, str] | None:
         intent = self.for_batch(batch_id)
