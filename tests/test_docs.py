@@ -1,5 +1,6 @@
 """The docs stay true to the code: the README shows each flow's defs.yaml as it is, and
-docs/integration.md names every attribute of every component the integration ships."""
+docs/integration.md names every attribute of every component and every field of every resource
+the integration ships."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 INTEGRATION = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
 COMPONENTS = [name for name in integration.__all__ if name.endswith("Component")]
+RESOURCES = ["BatchResource", "ArtifactStore", "QdrantResource"]
 
 
 def _section(text: str, heading: str) -> str:
@@ -34,7 +36,7 @@ def test_the_flows_are_the_three_shipped_ones():
     assert sorted(FLOWS) == ["distillation", "embeddings", "moderation"]
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
+@pytest.mark.parametrize("name", COMPONENTS + RESOURCES)
 def test_integration_md_lists_every_attribute_of_every_component(name):
     component = getattr(integration, name)
     assert f"`{name}`" in INTEGRATION
