@@ -333,10 +333,10 @@ class BatchClient:
         With `idempotency_key`, an existing batch whose metadata carries the key (and that was
         not cancelled before completing anything, see `is_reattachable`) is returned instead of
         creating a new one, and after an ambiguous failure (connection reset, timeout, 5xx) the
-        key is looked up again before retrying. A caller that has just looked for the key itself passes
-        ``look_first=False``: the list is then scanned only after an ambiguous failure. Without
-        a key, a random one is still recorded so that a retry after an ambiguous failure can
-        tell whether the first attempt went through. `extra_body` is
+        key is looked up again before retrying. A caller that has just looked for the key
+        itself passes ``look_first=False``: the list is then scanned only after an ambiguous
+        failure. Without a key, a random one is still recorded so that a retry after an
+        ambiguous failure can tell whether the first attempt went through. `extra_body` is
         merged into the request body for provider extras (e.g. Nebius ``override_settings``).
         `created_after` (unix seconds) bounds the lookups to recent batches on providers with a
         long history; the default scans the whole list, so that nothing is paid twice.
