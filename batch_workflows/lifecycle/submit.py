@@ -133,7 +133,8 @@ def submit(
     Existing batches are found through the provider's list by their metadata (submission key,
     attempt, shard index; only `owner`'s when given) in one scan (bounded by `created_after`
     when given), so a re-run after a crash or a re-materialization re-attaches instead of
-    paying twice. Cancelled batches are not re-attached to: their shards are submitted again.
+    paying twice. A batch cancelled before completing anything is not re-attached to (its
+    shard is submitted again); one cancelled part way is (``client.is_reattachable``).
     A caller that looked already passes `existing` (``find_submission``'s answer); the paths of
     those shards are then never read. With `token_limit` (and `model`), each shard is created
     only once its estimated input tokens fit under the limit beside what is enqueued, so a
