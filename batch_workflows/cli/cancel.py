@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from batch_workflows import lifecycle as lc
     from batch_workflows.lifecycle.storage import open_storage
-    from batch_workflows.profiles import resolve_base_url
+    from batch_workflows.profiles import get_profile, resolve_base_url
     from batch_workflows.provider_client import open_client
     from batch_workflows.wire import is_live
 
@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     with open_client(provider, base_url, os.environ.get("BATCH_API_KEY"),
                      store=open_storage(uri) if uri else None, namespace=namespace,
                      state_dir=os.environ.get("BATCH_STATE_DIR")) as client:
-        live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition)
+        # a live batch is younger than the longest window the provider takes (and an hour)
+        since = lc.live_since(get_profile(provider or "local").completion_windows[1])
+        live = [b for b in lc.iter_lifecycle_batches(client, asset=args.asset, partition=partition,
+                                                     created_after=since)
                 if is_live(b) and (owner.owns(b) or (args.with_unnamespaced and unscoped.owns(b)))]
         where = "all partitions" if partition is None else f"partition {partition!r}"
         where += f", {owner.describe()}"

@@ -106,6 +106,7 @@ from batch_workflows.lifecycle.provider import (
     find_submission,
     forget_file,
     iter_lifecycle_batches,
+    live_since,
     wait_for_capacity,
 )
 from batch_workflows.lifecycle.quota import enqueued_tokens, shard_token_cap, wait_for_tokens
@@ -138,7 +139,7 @@ __all__ = [
     "namespace_for", "resolve_namespace", "shard_token_cap", "store_base_uri",
     "wait_for_tokens", "cancel_partition", "collect", "collect_partition",
     "count_in_flight", "download_outputs", "find_submission", "finished_at",
-    "iter_lifecycle_batches", "iter_unfinished_ids", "iter_unfinished_requests",
+    "iter_lifecycle_batches", "iter_unfinished_ids", "live_since", "iter_unfinished_requests",
     "load_attempts", "merge_attempts", "partition_dir", "partition_from_tag", "partition_tag",
     "progress", "read_pointer", "read_summary", "remember_partition", "run_to_completion",
     "shard_idempotency_key", "snapshot", "submission_key", "submit", "submit_partition",

@@ -8,8 +8,8 @@ Under the store (``<p>`` = the quoted partition key, ``_all`` unpartitioned)::
     <name>/<p>/summary.json               the figures behind the metadata and checks
     <name>/<p>/<file>                     a flow's own files (side tables, outputs)
     <name>/<p>/<key16>/requests/…         shards
-    <name>/<p>/<key16>/attempt-<n>/…      submission.json, join.json, failures.json, raw/…,
-                                          results.parquet
+    <name>/<p>/<key16>/attempt-<n>/…      creating.json, submission.json, join.json,
+                                          failures.json, raw/…, results.parquet
     <name>/_partition_keys/<hex>          the full key behind a hashed partition tag
 """
 
@@ -107,6 +107,12 @@ class AttemptLayout:
     @property
     def join(self) -> str:
         return f"{self.folder}/join.json"
+
+    @property
+    def creating(self) -> str:
+        """When the attempt's first create was sent (written before it: a crash before the
+        manifest leaves this, and the list scan for its batches stops there)."""
+        return f"{self.folder}/creating.json"
 
     @property
     def failures(self) -> str:

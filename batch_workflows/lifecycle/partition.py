@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,8 @@ from typing import Any, Protocol
 import orjson
 import pyarrow.parquet as pq
 
-from batch_workflows.errors import BudgetExceededError, ConfigurationError
+from batch_workflows.client import is_reattachable
+from batch_workflows.errors import BudgetExceededError, ConfigurationError, NotFoundError
 from batch_workflows.lifecycle import capacity
 from batch_workflows.lifecycle.collect import (
     collect,
@@ -48,6 +50,7 @@ from batch_workflows.lifecycle.provider import (
     BatchAPI,
     find_submission,
     forget_file,
+    live_since,
     logger,
 )
 from batch_workflows.lifecycle.quota import shard_token_cap
@@ -207,42 +210,75 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
                      *, log: Log = logger) -> Submitted:
     """Submit a partition's shards as attempt 1, re-attaching to what the provider has.
 
-    One scan of the provider's list finds the batches of this submission key; only the shards
-    still to create are fetched from the store and priced. Above the budget it raises
-    BudgetExceededError having submitted and cancelled nothing. Then the partition's batches
-    of other (superseded) keys are cancelled, and it waits for room under the in-flight cap.
+    The batches this submission key already has are found without reading the account's
+    history (``_existing``); only the shards still to create are fetched from the store and
+    priced. Above the budget it raises BudgetExceededError having submitted and cancelled
+    nothing. Then the partition's batches of other (superseded) keys are cancelled, and it
+    waits for room under the in-flight cap.
     """
     layout = PartitionLayout(pointer.asset, pointer.partition)
     remember_partition(store, pointer.asset, pointer.partition)
     if not pointer.shards:  # an empty partition: no batch, but older ones are superseded
         return _submit_nothing(client, store, layout, pointer, policy, log)
     owner = Owner(policy.namespace, store)
-    existing = find_submission(client, pointer.key, 1, owner=owner)
+    alayout = layout.attempt(pointer.key, 1)
+    existing = _existing(client, store, alayout, pointer, policy, owner)
     with tempfile.TemporaryDirectory(prefix="bw-sub-") as tmp:
         paths = [s.artifact if i in existing
                  else str(store.get_file(s.artifact, Path(tmp) / f"shard-{i:05d}.jsonl"))
                  for i, s in enumerate(pointer.shards)]
         estimate = policy.check_budget([p for i, p in enumerate(paths) if i not in existing])
         superseded = cancel_partition(client, pointer.asset, pointer.partition,
-                                      keep_key=pointer.key, owner=owner)
+                                      keep_key=pointer.key, owner=owner,
+                                      completion_window=policy.completion_window)
         for b in superseded:
             log.info(f"cancelled superseded batch {b.get('id')}")
+        if len(existing) < len(pointer.shards) and not store.exists(alayout.creating):
+            store.write_bytes(alayout.creating, orjson.dumps({"at": time.time()}))
         manifest = _submit_attempt(client, pointer, policy, paths, 1,
                                    [s.lines for s in pointer.shards], existing=existing,
                                    owner=owner)
     for sb, shard in zip(manifest.batches, pointer.shards, strict=True):
         sb.input_path = shard.artifact
-    store.write_bytes(layout.attempt(pointer.key, 1).submission, manifest.to_json())
+    store.write_bytes(alayout.submission, manifest.to_json())
     uri = store.write_bytes(layout.submission, manifest.to_json())
     if manifest.reattached:
         log.info(f"re-attached to {len(manifest.batches)} existing batch(es); nothing submitted")
     return Submitted(manifest, superseded, estimate, uri)
 
 
+def _existing(client: BatchAPI, store: Storage, alayout: AttemptLayout,
+              pointer: RequestPointer, policy: Policy, owner: Owner) -> dict[int, dict]:
+    """The batches attempt 1 of the submission already has at the provider, by shard.
+
+    The stored manifest names them: each is read by id. Without one, a scan of the provider's
+    list, back to when the first create was sent (``AttemptLayout.creating``: a crash before
+    the manifest was written) or, with no such record either, to the oldest a live batch can
+    be; never through the account's whole history. A provider that no longer knows a batch of
+    the manifest gets the scan too.
+    """
+    if store.exists(alayout.submission):
+        sub = SubmissionManifest.from_json(store.read_bytes(alayout.submission))
+        if sub.key == pointer.key and sub.batches:
+            try:
+                batches = snapshot(client, sub.batch_ids)
+            except NotFoundError:
+                batches = None
+            if batches is not None:
+                return {sb.shard: batches[sb.batch_id] for sb in sub.batches
+                        if is_reattachable(batches[sb.batch_id])}
+    if store.exists(alayout.creating):
+        since = float(orjson.loads(store.read_bytes(alayout.creating))["at"]) - CLOCK_SLACK
+    else:
+        since = live_since(policy.completion_window)
+    return find_submission(client, pointer.key, 1, created_after=since, owner=owner)
+
+
 def _submit_nothing(client: BatchAPI, store: Storage, layout: PartitionLayout,
                     pointer: RequestPointer, policy: Policy, log: Log) -> Submitted:
     superseded = cancel_partition(client, pointer.asset, pointer.partition, keep_key=pointer.key,
-                                  owner=Owner(policy.namespace, store))
+                                  owner=Owner(policy.namespace, store),
+                                  completion_window=policy.completion_window)
     for b in superseded:
         log.info(f"cancelled superseded batch {b.get('id')}")
     manifest = SubmissionManifest(pointer.key, pointer.asset, pointer.partition, pointer.endpoint,

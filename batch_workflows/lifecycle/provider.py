@@ -73,6 +73,13 @@ def older_than(batch: Mapping[str, Any], moment: float | None) -> bool:
     return moment is not None and isinstance(created, int | float) and created < moment
 
 
+def live_since(completion_window: str = "24h", now: float | None = None) -> float:
+    """The oldest creation time a live batch can have: one older than its completion window
+    (and an hour's grace for finalizing) is terminal by definition, so list scans for live
+    batches stop there instead of reading the account's whole history."""
+    return (time.time() if now is None else now) - parse_duration(completion_window) - 3600
+
+
 def iter_lifecycle_batches(
     client: BatchAPI,
     *,
@@ -134,7 +141,7 @@ def count_in_flight(client: BatchAPI, completion_window: str = "24h") -> int:
 
     A batch older than its completion window is terminal by definition, so the scan stops there.
     """
-    horizon = time.time() - parse_duration(completion_window) - 3600
+    horizon = live_since(completion_window)
     count = 0
     for batch in client.list_batches(limit=100):
         if older_than(batch, horizon):

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from batch_workflows.errors import BatchTimeoutError, ConfigurationError
 from batch_workflows.lifecycle.keys import META_MODEL, META_TOKENS, metadata_value
-from batch_workflows.lifecycle.provider import BatchAPI, logger, older_than
-from batch_workflows.wire import is_terminal, parse_duration
+from batch_workflows.lifecycle.provider import BatchAPI, live_since, logger, older_than
+from batch_workflows.wire import is_terminal
 
 # Shards per quota: a shard holds at most a quarter of the limit, so four run at once and the
 # next enters as soon as one finishes (one shard the size of the quota would run alone).
@@ -37,7 +37,7 @@ def enqueued_tokens(client: BatchAPI, model: str, completion_window: str = "24h"
     """Estimated input tokens of the lifecycle's unfinished batches of `model`, all deployments.
 
     The scan stops at batches older than the completion window (terminal by definition)."""
-    horizon = time.time() - parse_duration(completion_window) - 3600
+    horizon = live_since(completion_window)
     tag = metadata_value(model)
     total = 0
     for batch in client.list_batches(limit=100):

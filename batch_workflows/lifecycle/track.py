@@ -17,7 +17,12 @@ from typing import Any
 from batch_workflows.errors import BatchTimeoutError
 from batch_workflows.lifecycle.keys import META_ATTEMPT, META_KEY, META_PARTITION, META_SHARDS
 from batch_workflows.lifecycle.namespace import Owner
-from batch_workflows.lifecycle.provider import BatchAPI, iter_lifecycle_batches, logger
+from batch_workflows.lifecycle.provider import (
+    BatchAPI,
+    iter_lifecycle_batches,
+    live_since,
+    logger,
+)
 from batch_workflows.wire import is_live, is_terminal
 
 
@@ -120,13 +125,15 @@ def cancel(client: BatchAPI, batch_ids: Iterable[str]) -> list[dict]:
 
 def cancel_partition(
     client: BatchAPI, asset: str, partition: str | None, *, keep_key: str | None = None,
-    owner: Owner | None = None,
+    owner: Owner | None = None, completion_window: str = "24h",
 ) -> list[dict]:
-    """Cancel the live batches of an asset partition (all keys but `keep_key`), via the list;
-    only `owner`'s (this deployment's) when given."""
+    """Cancel the live batches of an asset partition (all keys but `keep_key`), via the list
+    back to the oldest a live batch can be (``live_since``); only `owner`'s (this deployment's)
+    when given."""
     victims = [
         b
-        for b in iter_lifecycle_batches(client, asset=asset, partition=partition, owner=owner)
+        for b in iter_lifecycle_batches(client, asset=asset, partition=partition, owner=owner,
+                                        created_after=live_since(completion_window))
         if is_live(b) and (keep_key is None or (b.get("metadata") or {}).get(META_KEY) != keep_key)
     ]
     return [client.cancel_batch(b["id"]) for b in victims]
@@ -195,7 +202,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     requested: dict[str, str] = state.get("requested", {})
     fetched: dict[str, list] = state.get("fetched", {})  # part → [marker, ended, at]
     now = time.time() if now is None else now
-    floor = now - horizon_seconds - 3600  # older batches are terminal by definition
+    floor = now - horizon_seconds - 3600  # older batches are terminal (``live_since``)
     created_after = max(since, floor) if since is not None else floor
 
     groups, newest, scanned = _group_by_submission(client, name, created_after, owner)
