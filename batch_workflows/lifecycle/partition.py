@@ -203,18 +203,22 @@ class Submitted:
     manifest: SubmissionManifest
     superseded: list[dict]  # live batches of the partition's older submissions, now cancelled
     estimate_usd: Decimal | None  # the budget's estimate of what was created (None: no budget)
-    uri: str  # where the manifest is stored
+    uri: str  # where the manifest is stored (or, while shards are deferred, will be)
+    deferred: int = 0  # shards waiting for room under the quota (``defer``); 0: all created
 
 
 def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, policy: Policy,
-                     *, log: Log = logger) -> Submitted:
+                     *, defer: bool = False, log: Log = logger) -> Submitted:
     """Submit a partition's shards as attempt 1, re-attaching to what the provider has.
 
     The batches this submission key already has are found without reading the account's
     history (``_existing``); only the shards still to create are fetched from the store and
     priced. Above the budget it raises BudgetExceededError having submitted and cancelled
     nothing. Then the partition's batches of other (superseded) keys are cancelled, and it
-    waits for room under the in-flight cap.
+    waits for room under the in-flight cap and the enqueued-token quota. With `defer` (a
+    non-blocking run) it waits only while none of the submission's batches is live: shards
+    with no room now are left for a later call (``Submitted.deferred``; the manifest is
+    written once every shard has its batch), which the tracking sensor asks for as batches end.
     """
     layout = PartitionLayout(pointer.asset, pointer.partition)
     remember_partition(store, pointer.asset, pointer.partition)
@@ -237,9 +241,16 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
             store.write_bytes(alayout.creating, orjson.dumps({"at": time.time()}))
         manifest = _submit_attempt(client, pointer, policy, paths, 1,
                                    [s.lines for s in pointer.shards], existing=existing,
-                                   owner=owner)
-    for sb, shard in zip(manifest.batches, pointer.shards, strict=True):
-        sb.input_path = shard.artifact
+                                   owner=owner, defer=defer)
+    for sb in manifest.batches:
+        sb.input_path = pointer.shards[sb.shard].artifact
+    deferred = len(pointer.shards) - len(manifest.batches)
+    if deferred:
+        log.info(f"{len(manifest.batches)} of {len(pointer.shards)} shard(s) have their batch; "
+                 f"{deferred} wait for room under the provider's quota: the tracking sensor "
+                 "asks for this step again as batches end")
+        return Submitted(manifest, superseded, estimate, store.uri(alayout.submission),
+                         deferred)
     store.write_bytes(alayout.submission, manifest.to_json())
     uri = store.write_bytes(layout.submission, manifest.to_json())
     if manifest.reattached:

@@ -20,6 +20,7 @@ from batch_workflows.lifecycle.namespace import Owner
 from batch_workflows.lifecycle.provider import (
     CLOCK_SLACK,
     BatchAPI,
+    count_in_flight,
     find_submission,
     forget_file,
     logger,
@@ -27,6 +28,7 @@ from batch_workflows.lifecycle.provider import (
 )
 from batch_workflows.lifecycle.quota import wait_for_tokens
 from batch_workflows.pricing import estimate_input_tokens
+from batch_workflows.wire import is_live
 
 # Longest pause between two creates refused with 429 (the client has already retried each).
 MAX_CAPACITY_BACKOFF = 600.0
@@ -60,19 +62,25 @@ class Creator:
     started: int = field(default_factory=lambda: int(time.time()) - CLOCK_SLACK)
 
     def create(self, shard: int, path: str | os.PathLike[str],
-               retry: int = 0) -> tuple[dict, bool]:
+               retry: int = 0, *, wait: bool = True) -> tuple[dict, bool] | None:
         """Upload shard `shard` and create its batch (`retry` > 0: again, after the provider
         refused an earlier one for capacity; a new idempotency key, the same attempt).
 
         Returns the batch and whether it already existed (the client re-attached to it after
-        an ambiguous failure)."""
+        an ambiguous failure); None when `wait` is off and its tokens do not fit under the
+        quota now (nothing uploaded or created)."""
         tokens = None
         if self.token_limit and self.model:
             tokens = estimate_input_tokens(path)
-            wait_for_tokens(self.client, self.model, tokens, self.token_limit,
-                            completion_window=self.completion_window,
-                            poll_interval=self.poll_interval, timeout=self.timeout,
-                            sleep=self.sleep)
+            try:
+                wait_for_tokens(self.client, self.model, tokens, self.token_limit,
+                                completion_window=self.completion_window,
+                                poll_interval=self.poll_interval,
+                                timeout=self.timeout if wait else 0.0, sleep=self.sleep)
+            except BatchTimeoutError:
+                if wait:
+                    raise
+                return None
         uploaded = self.client.upload_file(path)
         idem = shard_idempotency_key(self.key, self.attempt, shard)
         meta = batch_metadata(self.key, self.asset, self.partition, self.attempt, shard,
@@ -127,6 +135,7 @@ def submit(
     namespace: str | None = None,
     owner: Owner | None = None,
     token_limit: int | None = None,
+    defer: bool = False,
 ) -> SubmissionManifest:
     """Upload each shard and create one batch per shard, unless it already exists.
 
@@ -139,6 +148,12 @@ def submit(
     those shards are then never read. With `token_limit` (and `model`), each shard is created
     only once its estimated input tokens fit under the limit beside what is enqueued, so a
     partition larger than the quota is created in waves as earlier batches finish.
+
+    `defer` (non-blocking runs): while a batch of this submission is live, a shard with no
+    room now (quota or in-flight cap) is not waited for; it and the shards after it are left
+    out of the returned manifest, to be created by a later call once batches end (the
+    tracking sensor asks for one). With none live, the first shard still waits for room, so
+    every submission has a batch whose end brings the next call.
     """
     if not shard_paths:
         raise ConfigurationError("nothing to submit: no shards")
@@ -152,11 +167,17 @@ def submit(
         existing = find_submission(client, key, attempt, created_after=created_after,
                                    owner=owner)
     missing = [i for i in range(shards) if i not in existing]
+    live = any(is_live(b) for b in existing.values())
+    room = len(missing)  # creates allowed under the in-flight cap
     if missing and max_in_flight:
-        wait_for_capacity(client, len(missing), max_in_flight,
-                          completion_window=completion_window, poll_interval=poll_interval,
-                          timeout=capacity_timeout, sleep=sleep)
+        if not (defer and live):  # with deferring, room for one is enough to go on
+            wait_for_capacity(client, 1 if defer else len(missing), max_in_flight,
+                              completion_window=completion_window, poll_interval=poll_interval,
+                              timeout=capacity_timeout, sleep=sleep)
+        if defer:
+            room = max(0, max_in_flight - count_in_flight(client, completion_window))
     batches = []
+    deferring = False
     for i, path in enumerate(shard_paths):
         count = request_counts[i] if request_counts is not None else _count_lines(path)
         if i in existing:
@@ -164,7 +185,14 @@ def submit(
             batches.append(SubmittedBatch(i, batch["id"], batch.get("input_file_id", ""), count,
                                           reattached=True, input_path=str(path)))
             continue
-        batch, reattached = creator.create(i, path)
+        made = None if deferring or room <= 0 else creator.create(i, path,
+                                                                   wait=not (defer and live))
+        if made is None:  # no room now: this shard and the later ones wait for a later call
+            deferring = True
+            continue
+        batch, reattached = made
+        room -= 1
+        live = True
         batches.append(SubmittedBatch(i, batch["id"], batch.get("input_file_id", ""), count,
                                       reattached=reattached, input_path=str(path)))
         logger.info("created batch %s for shard %d/%d of %s (attempt %d)",

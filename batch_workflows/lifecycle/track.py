@@ -2,8 +2,10 @@
 
 ``track_batches`` is the body of a tracking sensor as plain data: one scan of the provider's
 list from a watermark in the cursor, the progress to report per partition, the partitions
-whose batches are all terminal (ready to collect), and those where some batches have ended
-while others run (their files are stored at once by a results run: ``fetch``).
+whose batches are all terminal (ready to collect), those where some batches have ended
+while others run (their files are stored at once by a results run: ``fetch``), and those with
+shards still waiting for room under the quota when batches end (``admit``: a batch run
+creates what now fits).
 """
 
 from __future__ import annotations
@@ -180,6 +182,9 @@ class Tick:
     scanned: int
     # (partition tag, "key16:attempt:ended-<n>"): some batches ended, others still run
     fetch: list[tuple[str | None, str]] = field(default_factory=list)
+    # (partition tag, "key16:attempt:admit-<n>"): shards still without a batch (deferred for
+    # the quota) and more of the submission's batches ended: room to create more
+    admit: list[tuple[str | None, str]] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.in_flight} batch(es) in flight; nothing new (scanned {self.scanned})"
@@ -201,6 +206,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     seen: dict[str, str] = state.get("seen", {})
     requested: dict[str, str] = state.get("requested", {})
     fetched: dict[str, list] = state.get("fetched", {})  # part → [marker, ended, at]
+    admitted: dict[str, list] = state.get("admitted", {})  # part → [marker, ended, at]
     now = time.time() if now is None else now
     floor = now - horizon_seconds - 3600  # older batches are terminal (``live_since``)
     created_after = max(since, floor) if since is not None else floor
@@ -209,6 +215,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     observations: list[Observation] = []
     ready: list[tuple[str | None, str]] = []
     fetch: list[tuple[str | None, str]] = []
+    admit: list[tuple[str | None, str]] = []
     pending_since: list[float] = []
     in_flight = 0
     for part, keys in groups.items():
@@ -226,13 +233,18 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         if seen.get(part) != digest:
             seen[part] = digest
             observations.append(Observation(part or None, key, attempt, len(batches), p))
-        done = p.terminal and len(batches) >= expected
+        created = len(batches) >= expected  # every shard has its batch (none deferred)
+        done = p.terminal and created
         if done and requested.get(part) != marker:
             requested[part] = marker
             ready.append((part or None, marker))
         ended = sum(1 for b in batches if is_terminal(b))
-        if not done and ended and _fetch_due(fetched.get(part), marker, ended, now,
-                                             fetch_interval):
+        if not created:
+            if ended and _fetch_due(admitted.get(part), marker, ended, now, 0.0):
+                admitted[part] = [marker, ended, now]
+                admit.append((part or None, f"{marker}:admit-{ended}"))
+        elif not done and ended and _fetch_due(fetched.get(part), marker, ended, now,
+                                               fetch_interval):
             fetched[part] = [marker, ended, now]
             fetch.append((part or None, f"{marker}:ended-{ended}"))
         if not done:  # keep every batch of this submission in the next scans
@@ -245,13 +257,14 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         "seen": {p: d for p, d in seen.items() if p in groups},
         "requested": {p: m for p, m in requested.items() if p in groups},
         "fetched": {p: f for p, f in fetched.items() if p in groups},
+        "admitted": {p: a for p, a in admitted.items() if p in groups},
     }
     return Tick(json.dumps(state, separators=(",", ":")), observations, ready, in_flight, scanned,
-                fetch)
+                fetch, admit)
 
 
 def _fetch_due(last: list | None, marker: str, ended: int, now: float, interval: float) -> bool:
-    """Whether batches ended since the last fetching run of this attempt, and it is time."""
+    """Whether batches ended since the last run asked for this attempt, and it is time."""
     if not last or last[0] != marker:
         return True
     return ended > last[1] and now - last[2] >= interval

@@ -131,14 +131,17 @@ def batch_lifecycle(
       before anything is stored, then shards and their pointer go to the artifact store;
     * ``<name>_batch`` — submits one batch per shard, re-attaching to the batches of the same
       submission key (nothing paid twice); changed content cancels the partition's older
-      batches; refuses above the resource's budget; waits for room under the in-flight cap;
+      batches; refuses above the resource's budget; waits for room under the in-flight cap
+      and the enqueued-token quota (in sensor mode it creates the shards that fit and returns;
+      the sensor runs it again as batches end);
     * ``<name>_results`` — joins output and error files on custom_id, resubmits failed,
       expired and missing requests up to ``max_attempts``, publishes the results Parquet and
       summary. In blocking mode it waits inside the run (terminating the run cancels the
       batches); otherwise it materializes nothing until the sensor requests it;
     * ``<name>_batch_sensor`` — one paginated list call per tick, progress as observations of
       ``<name>_batch``, the results run of a partition once its batches are terminal (and,
-      while they end one by one, one that stores the ended batches' files);
+      while they end one by one, one that stores the ended batches' files), and the batch run
+      again while shards wait for room under the quota;
     * checks ``all_requests_accounted`` and ``error_rate`` (≤ `max_error_rate`).
 
     `params` (settings not visible in the lines) enter the submission key. ``<name>_batch`` and

@@ -47,6 +47,7 @@ def batch_metadata(submitted: Submitted, provider: str) -> dict[str, Any]:
         "request_counts": MetadataValue.json(manifest.request_counts),
         "requests": manifest.total_requests,
         "batches_created": manifest.created,
+        "shards_deferred": submitted.deferred,  # waiting for room under the quota
         "reattached": manifest.reattached,
         "superseded_cancelled": MetadataValue.json([b.get("id") for b in submitted.superseded]),
         "provider": provider,

@@ -4,6 +4,9 @@ While a partition's batches end one by one, it also requests the results run of 
 (tagged ``batch_workflows/fetch``): that run finds batches still running, stores the files of
 those that ended and materializes nothing, so no output waits for the slowest batch or the
 provider's retention (``lc.track_batches`` says when, at most every ``lc.FETCH_INTERVAL``).
+When shards wait for room under the provider's quota (a non-blocking batch run creates what
+fits and leaves the rest), it requests the partition's batch run again each time more of its
+batches have ended.
 """
 
 from typing import Any
@@ -59,6 +62,11 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
                    tags={**spec.tags, SUBMISSION_TAG: marker.rsplit(":", 1)[0],
                          FETCH_TAG: marker.rsplit(":", 1)[1]})
         for tag, marker in tick.fetch if partitions.known(tag)
+    ] + [
+        RunRequest(run_key=f"{spec.batch_name}:{partitions.key(tag)}:{marker}",
+                   partition_key=partitions.key(tag), asset_selection=[batch_asset.key],
+                   tags={**spec.tags, SUBMISSION_TAG: marker.rsplit(":", 1)[0]})
+        for tag, marker in tick.admit if partitions.known(tag)
     ]
     if not runs and not events:
         return SensorResult(skip_reason=SkipReason(tick.describe()), cursor=tick.cursor)
@@ -107,11 +115,12 @@ def batch_sensor(spec: LifecycleSpec, batch_asset: AssetsDefinition,
     @sensor(
         name=f"{spec.definition_name}_batch_sensor",
         minimum_interval_seconds=spec.sensor_interval_seconds,
-        asset_selection=[results.key, *spec.collect_with],
+        asset_selection=[batch_asset.key, results.key, *spec.collect_with],
         required_resource_keys={spec.batch_resource_key, spec.artifacts_resource_key},
         default_status=spec.sensor_default_status,
         description=f"Tracks the in-flight batches of {spec.name}; requests "
-                    f"{spec.results_name} when they are done.",
+                    f"{spec.results_name} when they are done ({spec.batch_name} again when "
+                    "shards wait for room under the provider's quota).",
     )
     def tracking_sensor(context: SensorEvaluationContext, **_direct: Any):
         # direct invocation (build_sensor_context) also passes the resources as keywords

@@ -46,7 +46,8 @@ def materialize_batch(spec: LifecycleSpec, context: AssetExecutionContext) -> Ma
         for pkey in spec.partition_keys(context):
             pointer = lc.read_pointer(store, spec.name, pkey)
             submitted = lc.submit_partition(client, store, pointer,
-                                            policy_for(spec, context, batch, store), log=context.log)
+                                            policy_for(spec, context, batch, store),
+                                            defer=not batch.is_blocking, log=context.log)
             per_key.append((pkey, batch_metadata(submitted, batch.provider)))
     return MaterializeResult(metadata=combined_metadata(per_key))
 
