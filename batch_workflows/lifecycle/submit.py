@@ -174,8 +174,11 @@ def submit(
             wait_for_capacity(client, 1 if defer else len(missing), max_in_flight,
                               completion_window=completion_window, poll_interval=poll_interval,
                               timeout=capacity_timeout, sleep=sleep)
-        if defer:
-            room = max(0, max_in_flight - count_in_flight(client, completion_window))
+        if defer:  # with none of ours live, the one just waited for is ours (a race may
+            # fill it: then the provider's 429 is the backstop, never a partition left with
+            # no batch to bring the next run)
+            room = max(0 if live else 1,
+                       max_in_flight - count_in_flight(client, completion_window))
     batches = []
     deferring = False
     for i, path in enumerate(shard_paths):
