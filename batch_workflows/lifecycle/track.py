@@ -240,10 +240,10 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
             ready.append((part or None, marker))
         ended = sum(1 for b in batches if is_terminal(b))
         if not created:
-            if ended and _fetch_due(admitted.get(part), marker, ended, now, 0.0):
+            if ended and _due(admitted.get(part), marker, ended, now, 0.0):
                 admitted[part] = [marker, ended, now]
                 admit.append((part or None, f"{marker}:admit-{ended}"))
-        elif not done and ended and _fetch_due(fetched.get(part), marker, ended, now,
+        elif not done and ended and _due(fetched.get(part), marker, ended, now,
                                                fetch_interval):
             fetched[part] = [marker, ended, now]
             fetch.append((part or None, f"{marker}:ended-{ended}"))
@@ -263,7 +263,7 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
                 fetch, admit)
 
 
-def _fetch_due(last: list | None, marker: str, ended: int, now: float, interval: float) -> bool:
+def _due(last: list | None, marker: str, ended: int, now: float, interval: float) -> bool:
     """Whether batches ended since the last run asked for this attempt, and it is time."""
     if not last or last[0] != marker:
         return True
