@@ -204,7 +204,7 @@ class Submitted:
     superseded: list[dict]  # live batches of the partition's older submissions, now cancelled
     estimate_usd: Decimal | None  # the budget's estimate of what was created (None: no budget)
     uri: str  # where the manifest is stored (or, while shards are deferred, will be)
-    deferred: int = 0  # shards waiting for room under the quota (``defer``); 0: all created
+    deferred: int = 0  # shards waiting for room (quota, in-flight cap; ``defer``); 0: none
 
 
 def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, policy: Policy,
@@ -247,8 +247,8 @@ def submit_partition(client: BatchAPI, store: Storage, pointer: RequestPointer, 
     deferred = len(pointer.shards) - len(manifest.batches)
     if deferred:
         log.info(f"{len(manifest.batches)} of {len(pointer.shards)} shard(s) have their batch; "
-                 f"{deferred} wait for room under the provider's quota: the tracking sensor "
-                 "asks for this step again as batches end")
+                 f"{deferred} wait for room (the enqueued-token quota or the in-flight cap): "
+                 "the tracking sensor asks for this step again as batches end")
         return Submitted(manifest, superseded, estimate, store.uri(alayout.submission),
                          deferred)
     store.write_bytes(alayout.submission, manifest.to_json())
