@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
+from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY
 from batch_workflows.errors import ConfigurationError
 
 T = TypeVar("T")
@@ -115,6 +116,16 @@ class FlowComponent(dg.Component, dg.Resolvable, dg.Model):
                 "op_tags": self.op_tags, "max_error_rate": self.max_error_rate,
                 "sensor_interval_seconds": self.sensor_interval_seconds,
                 "namespace": self.namespace}
+
+    def output_asset_options(self, lifecycle: Any, step: str) -> dict[str, Any]:
+        """The ``@asset`` arguments a flow's output asset (``step``: ``index``, ``verdicts``,
+        ``dataset``) shares with its lifecycle: key beside the others, partitions, after the
+        results, the same group, owners, tags and group description."""
+        results = lifecycle.results
+        return {"key": lifecycle.spec.key(step), "partitions_def": lifecycle.spec.partitions_def,
+                "deps": [results], "group_name": results.group_names_by_key[results.key],
+                "owners": self.owners, "tags": self.tags, "op_tags": self.op_tags,
+                "metadata": {GROUP_DESCRIPTION_KEY: self.group_description}}
 
     @property
     def definition_name(self) -> str:

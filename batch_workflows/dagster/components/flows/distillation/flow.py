@@ -31,7 +31,7 @@ from dagster import (
 
 from batch_workflows.dagster.components.flows.distillation import checks as dataset_checks
 from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
-from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
+from batch_workflows.dagster.lifecycle.factory import batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
 from batch_workflows.flows.distillation.card import card_data, readme
 from batch_workflows.flows.distillation.dataset import FILES, build_dataset
@@ -130,12 +130,7 @@ class DistillationFlow(FilePartitions):
         flow, c = self, self.c
 
         @asset(
-            key=self.lifecycle.spec.key("dataset"),
-            partitions_def=self.partitions_def,
-            deps=[self.lifecycle.results],
-            group_name=self.lifecycle.results.group_names_by_key[self.lifecycle.results.key],
-            owners=c.owners, tags=c.tags, op_tags=c.op_tags,
-            metadata={GROUP_DESCRIPTION_KEY: c.group_description},
+            **c.output_asset_options(self.lifecycle, "dataset"),
             kinds={"jsonl"},
             required_resource_keys={c.artifacts_resource_key},
             automation_condition=AutomationCondition.eager(),

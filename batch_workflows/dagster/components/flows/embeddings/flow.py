@@ -30,7 +30,7 @@ from dagster import (
 
 from batch_workflows.dagster.components.flows.embeddings.requests import embedding_requests
 from batch_workflows.dagster.components.flows.file_partitions import FilePartitions
-from batch_workflows.dagster.lifecycle.factory import GROUP_DESCRIPTION_KEY, batch_lifecycle
+from batch_workflows.dagster.lifecycle.factory import batch_lifecycle
 from batch_workflows.dagster.lifecycle.results import fetch_results
 from batch_workflows.errors import ConfigurationError
 from batch_workflows.flows.corpus import pydoc_shard_keys
@@ -103,12 +103,7 @@ class EmbeddingsFlow(FilePartitions):
         flow, c = self, self.c
 
         @asset(
-            key=self.lifecycle.spec.key("index"),
-            partitions_def=self.partitions_def,
-            deps=[self.lifecycle.results],
-            group_name=self.lifecycle.results.group_names_by_key[self.lifecycle.results.key],
-            owners=c.owners, tags=c.tags, op_tags=c.op_tags,
-            metadata={GROUP_DESCRIPTION_KEY: c.group_description},
+            **c.output_asset_options(self.lifecycle, "index"),
             kinds={"qdrant"},
             required_resource_keys={c.artifacts_resource_key, c.qdrant_resource_key},
             automation_condition=AutomationCondition.eager(),

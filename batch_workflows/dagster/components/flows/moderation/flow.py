@@ -39,7 +39,6 @@ from dagster import (
 from batch_workflows import lifecycle as lc
 from batch_workflows.dagster.inbox import inbox_sensor
 from batch_workflows.dagster.lifecycle.factory import (
-    GROUP_DESCRIPTION_KEY,
     accept_backfill_policy,
     batch_lifecycle,
 )
@@ -153,12 +152,7 @@ class ModerationFlow:
         flow, c = self, self.c
 
         @asset(
-            key=self.lifecycle.spec.key("verdicts"),
-            partitions_def=self.partitions_def,
-            deps=[self.lifecycle.results],
-            group_name=self.lifecycle.results.group_names_by_key[self.lifecycle.results.key],
-            owners=c.owners, tags=c.tags, op_tags=c.op_tags,
-            metadata={GROUP_DESCRIPTION_KEY: c.group_description},
+            **c.output_asset_options(self.lifecycle, "verdicts"),
             kinds={"parquet"},
             required_resource_keys={c.artifacts_resource_key},
             backfill_policy=BackfillPolicy.single_run(),
