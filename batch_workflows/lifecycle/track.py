@@ -180,11 +180,11 @@ class Tick:
     ready: list[tuple[str | None, str]]  # (partition tag, "key16:attempt") all terminal
     in_flight: int
     scanned: int
-    # (partition tag, "key16:attempt:ended-<n>"): some batches ended, others still run
-    fetch: list[tuple[str | None, str]] = field(default_factory=list)
-    # (partition tag, "key16:attempt:admit-<n>"): shards still without a batch (deferred for
-    # the quota) and more of the submission's batches ended: room to create more
-    admit: list[tuple[str | None, str]] = field(default_factory=list)
+    # (partition tag, "key16:attempt", "ended-<n>"): some batches ended, others still run
+    fetch: list[tuple[str | None, str, str]] = field(default_factory=list)
+    # (partition tag, "key16:attempt", "admit-<n>"): shards still without a batch (deferred
+    # for the quota) and more of the submission's batches ended: room to create more
+    admit: list[tuple[str | None, str, str]] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.in_flight} batch(es) in flight; nothing new (scanned {self.scanned})"
@@ -214,8 +214,8 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
     groups, newest, scanned = _group_by_submission(client, name, created_after, owner)
     observations: list[Observation] = []
     ready: list[tuple[str | None, str]] = []
-    fetch: list[tuple[str | None, str]] = []
-    admit: list[tuple[str | None, str]] = []
+    fetch: list[tuple[str | None, str, str]] = []
+    admit: list[tuple[str | None, str, str]] = []
     pending_since: list[float] = []
     in_flight = 0
     for part, keys in groups.items():
@@ -242,11 +242,11 @@ def track_batches(client: BatchAPI, name: str, cursor: str | None, *,
         if not created:
             if ended and _due(admitted.get(part), marker, ended, now, 0.0):
                 admitted[part] = [marker, ended, now]
-                admit.append((part or None, f"{marker}:admit-{ended}"))
+                admit.append((part or None, marker, f"admit-{ended}"))
         elif not done and ended and _due(fetched.get(part), marker, ended, now,
                                                fetch_interval):
             fetched[part] = [marker, ended, now]
-            fetch.append((part or None, f"{marker}:ended-{ended}"))
+            fetch.append((part or None, marker, f"ended-{ended}"))
         if not done:  # keep every batch of this submission in the next scans
             pending_since.extend(_created(b) for a in keys[key].values() for b in a)
 

@@ -57,16 +57,15 @@ def evaluate(spec: LifecycleSpec, batch_asset: AssetsDefinition, results: Assets
                    tags={**spec.tags, SUBMISSION_TAG: marker})
         for tag, marker in tick.ready if partitions.known(tag)
     ] + [
-        RunRequest(run_key=f"{spec.results_name}:{partitions.key(tag)}:{marker}",
+        RunRequest(run_key=f"{spec.results_name}:{partitions.key(tag)}:{marker}:{ended}",
                    partition_key=partitions.key(tag), asset_selection=[results.key],
-                   tags={**spec.tags, SUBMISSION_TAG: marker.rsplit(":", 1)[0],
-                         FETCH_TAG: marker.rsplit(":", 1)[1]})
-        for tag, marker in tick.fetch if partitions.known(tag)
+                   tags={**spec.tags, SUBMISSION_TAG: marker, FETCH_TAG: ended})
+        for tag, marker, ended in tick.fetch if partitions.known(tag)
     ] + [
-        RunRequest(run_key=f"{spec.batch_name}:{partitions.key(tag)}:{marker}",
+        RunRequest(run_key=f"{spec.batch_name}:{partitions.key(tag)}:{marker}:{ended}",
                    partition_key=partitions.key(tag), asset_selection=[batch_asset.key],
-                   tags={**spec.tags, SUBMISSION_TAG: marker.rsplit(":", 1)[0]})
-        for tag, marker in tick.admit if partitions.known(tag)
+                   tags={**spec.tags, SUBMISSION_TAG: marker})
+        for tag, marker, ended in tick.admit if partitions.known(tag)
     ]
     if not runs and not events:
         return SensorResult(skip_reason=SkipReason(tick.describe()), cursor=tick.cursor)
